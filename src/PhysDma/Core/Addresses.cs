@@ -1,0 +1,78 @@
+using System.Globalization;
+
+namespace PhysDma.Core;
+
+/// <summary>A CPU physical address (the kernel's <c>phys_addr_t</c>).</summary>
+public readonly record struct PhysAddr(ulong Value) : IComparable<PhysAddr>
+{
+    /// <summary>The kernel's <c>INVALID_PHYS_ADDR</c> / <c>(phys_addr_t)-1</c>.</summary>
+    public static readonly PhysAddr Invalid = new(ulong.MaxValue);
+
+    public bool IsInvalid => Value == ulong.MaxValue;
+    public Pfn Pfn(int pageShift) => new(Value >> pageShift);
+    public ulong OffsetInPage(ulong pageSize) => Value & (pageSize - 1);
+
+    public static PhysAddr operator +(PhysAddr a, ulong b) => new(a.Value + b);
+    public static PhysAddr operator -(PhysAddr a, ulong b) => new(a.Value - b);
+    public static ulong operator -(PhysAddr a, PhysAddr b) => a.Value - b.Value;
+    public static bool operator <(PhysAddr a, PhysAddr b) => a.Value < b.Value;
+    public static bool operator >(PhysAddr a, PhysAddr b) => a.Value > b.Value;
+    public static bool operator <=(PhysAddr a, PhysAddr b) => a.Value <= b.Value;
+    public static bool operator >=(PhysAddr a, PhysAddr b) => a.Value >= b.Value;
+    public int CompareTo(PhysAddr other) => Value.CompareTo(other.Value);
+    public override string ToString() => Hex.Format(Value);
+}
+
+/// <summary>An address as a device puts it on the bus (the kernel's <c>dma_addr_t</c>).</summary>
+public readonly record struct DmaAddr(ulong Value) : IComparable<DmaAddr>
+{
+    /// <summary>The kernel's <c>DMA_MAPPING_ERROR</c>: all ones.</summary>
+    public static readonly DmaAddr MappingError = new(ulong.MaxValue);
+
+    public bool IsError => Value == ulong.MaxValue;
+
+    public static DmaAddr operator +(DmaAddr a, ulong b) => new(a.Value + b);
+    public static DmaAddr operator -(DmaAddr a, ulong b) => new(a.Value - b);
+    public static ulong operator -(DmaAddr a, DmaAddr b) => a.Value - b.Value;
+    public static bool operator <(DmaAddr a, DmaAddr b) => a.Value < b.Value;
+    public static bool operator >(DmaAddr a, DmaAddr b) => a.Value > b.Value;
+    public static bool operator <=(DmaAddr a, DmaAddr b) => a.Value <= b.Value;
+    public static bool operator >=(DmaAddr a, DmaAddr b) => a.Value >= b.Value;
+    public int CompareTo(DmaAddr other) => Value.CompareTo(other.Value);
+    public override string ToString() => Hex.Format(Value);
+}
+
+/// <summary>A page frame number.</summary>
+public readonly record struct Pfn(ulong Value) : IComparable<Pfn>
+{
+    public PhysAddr ToPhys(int pageShift) => new(Value << pageShift);
+    public int CompareTo(Pfn other) => Value.CompareTo(other.Value);
+    public override string ToString() => Hex.Format(Value);
+}
+
+/// <summary>An I/O virtual address inside an IOMMU domain.</summary>
+public readonly record struct Iova(ulong Value) : IComparable<Iova>
+{
+    public int CompareTo(Iova other) => Value.CompareTo(other.Value);
+    public override string ToString() => Hex.Format(Value);
+}
+
+/// <summary>A kernel virtual address (linear map, kmap slot, vmalloc or stack area).</summary>
+public readonly record struct KernelVirt(ulong Value)
+{
+    public static KernelVirt operator +(KernelVirt a, ulong b) => new(a.Value + b);
+    public override string ToString() => Hex.Format(Value);
+}
+
+/// <summary>Hex formatting shared by results, messages and traces.</summary>
+public static class Hex
+{
+    /// <summary>Lowercase hex with <c>0x</c> and no padding, as results require.</summary>
+    public static string Format(ulong value) => "0x" + value.ToString("x", CultureInfo.InvariantCulture);
+
+    /// <summary>Hex without prefix, as the kernel's <c>%llx</c> prints it.</summary>
+    public static string Llx(ulong value) => value.ToString("x", CultureInfo.InvariantCulture);
+
+    /// <summary><c>0x%016llx</c>.</summary>
+    public static string Padded16(ulong value) => "0x" + value.ToString("x16", CultureInfo.InvariantCulture);
+}

@@ -1,0 +1,98 @@
+namespace PhysDma.Core;
+
+/// <summary><c>enum dma_data_direction</c>, with the kernel's values.</summary>
+public enum DmaDirection
+{
+    Bidirectional = 0,
+    ToDevice = 1,
+    FromDevice = 2,
+    None = 3,
+}
+
+/// <summary>DMA attributes with the kernel's bit values (6.18).</summary>
+[Flags]
+public enum DmaAttrs : ulong
+{
+    None = 0,
+    WeakOrdering = 1UL << 1,
+    WriteCombine = 1UL << 2,
+    NoKernelMapping = 1UL << 4,
+    SkipCpuSync = 1UL << 5,
+    ForceContiguous = 1UL << 6,
+    AllocSinglePages = 1UL << 7,
+    NoWarn = 1UL << 8,
+    Privileged = 1UL << 9,
+    Mmio = 1UL << 10,
+}
+
+/// <summary>The errno values the DMA API returns, with Linux's numbers.</summary>
+public enum Errno
+{
+    None = 0,
+    EPERM = 1,
+    EIO = 5,
+    ENOMEM = 12,
+    EINVAL = 22,
+    EOPNOTSUPP = 95,
+    EREMOTEIO = 121,
+}
+
+/// <summary>The CPU architecture, which decides the cache hooks and some defaults.</summary>
+public enum Arch
+{
+    X86_64,
+    Arm64,
+}
+
+public static class DmaNames
+{
+    /// <summary>The name a scenario and a result use for a direction.</summary>
+    public static string ScenarioName(this DmaDirection dir) => dir switch
+    {
+        DmaDirection.Bidirectional => "bidirectional",
+        DmaDirection.ToDevice => "to_device",
+        DmaDirection.FromDevice => "from_device",
+        DmaDirection.None => "none",
+        _ => "0x" + ((int)dir).ToString("x", System.Globalization.CultureInfo.InvariantCulture),
+    };
+
+    /// <summary>The kernel's name, as dma-debug prints it.</summary>
+    public static string KernelName(this DmaDirection dir) => dir switch
+    {
+        DmaDirection.Bidirectional => "DMA_BIDIRECTIONAL",
+        DmaDirection.ToDevice => "DMA_TO_DEVICE",
+        DmaDirection.FromDevice => "DMA_FROM_DEVICE",
+        DmaDirection.None => "DMA_NONE",
+        _ => "DMA_NONE",
+    };
+
+    public static bool IsValidForMapping(this DmaDirection dir) =>
+        dir is DmaDirection.Bidirectional or DmaDirection.ToDevice or DmaDirection.FromDevice;
+
+    /// <summary>Attribute names in the order of the kernel's table (used by scenarios and traces).</summary>
+    public static readonly (DmaAttrs Flag, string Scenario, string Kernel)[] AttrTable =
+    [
+        (DmaAttrs.WeakOrdering, "weak_ordering", "WEAK_ORDERING"),
+        (DmaAttrs.WriteCombine, "write_combine", "WRITE_COMBINE"),
+        (DmaAttrs.NoKernelMapping, "no_kernel_mapping", "NO_KERNEL_MAPPING"),
+        (DmaAttrs.SkipCpuSync, "skip_cpu_sync", "SKIP_CPU_SYNC"),
+        (DmaAttrs.ForceContiguous, "force_contiguous", "FORCE_CONTIGUOUS"),
+        (DmaAttrs.AllocSinglePages, "alloc_single_pages", "ALLOC_SINGLE_PAGES"),
+        (DmaAttrs.NoWarn, "no_warn", "NO_WARN"),
+        (DmaAttrs.Privileged, "privileged", "PRIVILEGED"),
+        (DmaAttrs.Mmio, "mmio", "MMIO"),
+    ];
+
+    public static List<string> ScenarioNames(this DmaAttrs attrs)
+    {
+        var list = new List<string>();
+        foreach (var (flag, name, _) in AttrTable)
+        {
+            if ((attrs & flag) != 0)
+            {
+                list.Add(name);
+            }
+        }
+        return list;
+    }
+}

@@ -1,0 +1,112 @@
+using PhysDma.Core;
+using PhysDma.Platform;
+
+namespace PhysDma.Dma;
+
+/// <summary>
+/// A per-device <c>struct dma_map_ops</c> of the kind architectures without dma-direct or dma-iommu still
+/// carry: a fixed bus-offset mapper with CPU cache maintenance for non-coherent devices. Which callbacks
+/// exist is the point: 6.18 ops have <c>map_page</c> and maybe <c>map_resource</c>; 6.19 ops have <c>map_phys</c>.
+/// </summary>
+public sealed class DmaOps
+{
+    private readonly DmaApi _api;
+    private readonly Machine _m;
+
+    internal DmaOps(DmaApi api, DeviceOpsKind kind)
+    {
+        _api = api;
+        _m = api.Machine;
+        Kind = kind;
+    }
+
+    public DeviceOpsKind Kind { get; }
+    public bool HasMapPage => Kind is DeviceOpsKind.Legacy or DeviceOpsKind.LegacyNoResource;
+    public bool HasMapResource => Kind == DeviceOpsKind.Legacy;
+    public bool HasMapPhys => Kind == DeviceOpsKind.Phys;
+
+    /// <summary>All kinds have the single sync callbacks.</summary>
+    public bool HasSync => true;
+
+    private void Recorded()
+    {
+        if (_api.Recorder is { } rec)
+        {
+            rec.Path = DmaPath.Ops;
+        }
+    }
+
+    /// <summary><c>ops->map_page</c>: the page's physical address plus the bus offset.</summary>
+    public DmaAddr MapPage(Device dev, Page page, ulong offset, ulong size, DmaDirection dir, DmaAttrs attrs)
+    {
+        var phys = page.ToPhys(_m.PageShift) + offset;
+        return MapRam(dev, phys, size, dir, attrs);
+    }
+
+    /// <summary><c>ops->map_resource</c>: MMIO gets its physical address, no cache work.</summary>
+    public DmaAddr MapResource(Device dev, PhysAddr phys, ulong size, DmaDirection dir, DmaAttrs attrs)
+    {
+        var a = new DmaAddr(phys.Value);
+        if (!_api.Direct.DmaCapable(dev, a, size, isRam: false))
+        {
+            return DmaAddr.MappingError;
+        }
+        Recorded();
+        return a;
+    }
+
+    /// <summary><c>ops->map_phys</c> (6.19): one callback, MMIO decided by the attribute.</summary>
+    public DmaAddr MapPhys(Device dev, PhysAddr phys, ulong size, DmaDirection dir, DmaAttrs attrs) =>
+        (attrs & DmaAttrs.Mmio) != 0 ? MapResource(dev, phys, size, dir, attrs) : MapRam(dev, phys, size, dir, attrs);
+
+    private DmaAddr MapRam(Device dev, PhysAddr phys, ulong size, DmaDirection dir, DmaAttrs attrs)
+    {
+        var a = _api.Direct.PhysToDma(dev, phys);
+        if (!_api.Direct.DmaCapable(dev, a, size, isRam: true))
+        {
+            return DmaAddr.MappingError;
+        }
+        if (!dev.Coherent && (attrs & DmaAttrs.SkipCpuSync) == 0)
+        {
+            _m.ArchCache.SyncForDevice(phys, size, dir);
+        }
+        Recorded();
+        return a;
+    }
+
+    public void UnmapPage(Device dev, DmaAddr addr, ulong size, DmaDirection dir, DmaAttrs attrs)
+    {
+        if ((attrs & DmaAttrs.SkipCpuSync) == 0)
+        {
+            SyncSingleForCpu(dev, addr, size, dir);
+        }
+    }
+
+    public void UnmapResource(Device dev, DmaAddr addr, ulong size, DmaDirection dir, DmaAttrs attrs)
+    {
+    }
+
+    public void UnmapPhys(Device dev, DmaAddr addr, ulong size, DmaDirection dir, DmaAttrs attrs)
+    {
+        if ((attrs & DmaAttrs.Mmio) == 0)
+        {
+            UnmapPage(dev, addr, size, dir, attrs);
+        }
+    }
+
+    public void SyncSingleForCpu(Device dev, DmaAddr addr, ulong size, DmaDirection dir)
+    {
+        if (!dev.Coherent)
+        {
+            _m.ArchCache.SyncForCpu(_api.Direct.DmaToPhys(dev, addr), size, dir);
+        }
+    }
+
+    public void SyncSingleForDevice(Device dev, DmaAddr addr, ulong size, DmaDirection dir)
+    {
+        if (!dev.Coherent)
+        {
+            _m.ArchCache.SyncForDevice(_api.Direct.DmaToPhys(dev, addr), size, dir);
+        }
+    }
+}

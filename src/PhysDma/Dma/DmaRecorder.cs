@@ -1,0 +1,45 @@
+using PhysDma.Core;
+
+namespace PhysDma.Dma;
+
+/// <summary>How a mapping was made, as results report it.</summary>
+public enum DmaPath
+{
+    None,
+    Direct,
+    Swiotlb,
+    Iommu,
+    IommuSwiotlb,
+    BusAddr,
+    Ops,
+}
+
+/// <summary>
+/// What the layers did in one API call, for results: the path taken, the bounce slot and the IOMMU prot.
+/// The kernel does not report these; layers fill them only when a recorder is attached, so the cost is
+/// paid only when someone is looking.
+/// </summary>
+public sealed class DmaRecorder
+{
+    public DmaPath Path { get; set; }
+    public PhysAddr? Bounce { get; set; }
+    public int? IommuProt { get; set; }
+
+    public void Reset()
+    {
+        Path = DmaPath.None;
+        Bounce = null;
+        IommuProt = null;
+    }
+
+    public static string PathName(DmaPath p) => p switch
+    {
+        DmaPath.Direct => "direct",
+        DmaPath.Swiotlb => "swiotlb",
+        DmaPath.Iommu => "iommu",
+        DmaPath.IommuSwiotlb => "iommu+swiotlb",
+        DmaPath.BusAddr => "bus_addr",
+        DmaPath.Ops => "ops",
+        _ => "none",
+    };
+}
