@@ -1,1 +1,3 @@
-﻿Console.WriteLine("Hello, World!");
+using PhysDma.Cli;
+
+return PhysDmaCli.Invoke(args, Console.Out, Console.Error);

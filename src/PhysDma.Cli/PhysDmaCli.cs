@@ -1,0 +1,137 @@
+using System.CommandLine;
+using PhysDma.Scenarios;
+using Spectre.Console;
+
+namespace PhysDma.Cli;
+
+/// <summary>The <c>physdma</c> command: run scenarios, list and show built-in machines.</summary>
+public static class PhysDmaCli
+{
+    public const int ExitOk = 0;
+    public const int ExitExpectFailed = 1;
+    public const int ExitBadInput = 2;
+
+    public static int Invoke(string[] args, TextWriter stdout, TextWriter stderr)
+    {
+        var root = Build(stdout, stderr);
+        var parse = root.Parse(args);
+        if (parse.Errors.Count > 0)
+        {
+            foreach (var e in parse.Errors)
+            {
+                stderr.WriteLine($"physdma: {e.Message}");
+            }
+            stderr.WriteLine("physdma: try 'physdma --help'");
+            return ExitBadInput;
+        }
+        return parse.Invoke(new InvocationConfiguration { Output = stdout, Error = stderr });
+    }
+
+    private static RootCommand Build(TextWriter stdout, TextWriter stderr)
+    {
+        var root = new RootCommand("PhysDma: an executable model of the Linux DMA mapping layer (dma_map_phys, DMA_ATTR_MMIO).");
+
+        var file = new Argument<string>("FILE") { Description = "scenario file (YAML or JSON)" };
+        var machine = new Option<string?>("--machine") { Description = "run on this machine instead of the scenario's (a built-in name or a machine file)" };
+        var json = new Option<bool>("--json") { Description = "print the JSON result instead of the table" };
+        var outFile = new Option<string?>("--out") { Description = "also write the JSON result to this file" };
+        var trace = new Option<string?>("--trace") { Description = "write the dma trace events, in ftrace text format, to this file" };
+        var run = new Command("run", "run a scenario and report what every step did") { file, machine, json, outFile, trace };
+        run.SetAction(p => Run(p.GetRequiredValue(file), p.GetValue(machine), p.GetValue(json), p.GetValue(outFile), p.GetValue(trace), stdout, stderr));
+        root.Add(run);
+
+        var machines = new Command("machines", "list the built-in machine profiles");
+        machines.SetAction(_ => ListMachines(stdout));
+        var name = new Argument<string>("NAME") { Description = "profile name" };
+        var show = new Command("show", "print a built-in machine as a machine file (YAML)") { name };
+        show.SetAction(p => ShowMachine(p.GetRequiredValue(name), stdout, stderr));
+        machines.Add(show);
+        root.Add(machines);
+        return root;
+    }
+
+    private static IAnsiConsole Console(TextWriter w)
+    {
+        var terminal = ReferenceEquals(w, System.Console.Out) && !System.Console.IsOutputRedirected;
+        var console = AnsiConsole.Create(new AnsiConsoleSettings
+        {
+            Out = new AnsiConsoleOutput(w),
+            ColorSystem = terminal ? ColorSystemSupport.Detect : ColorSystemSupport.NoColors,
+            Interactive = InteractionSupport.No,
+        });
+        if (!terminal)
+        {
+            // Files and pipes get a fixed, wide layout so reports are readable and stable.
+            console.Profile.Width = 160;
+        }
+        return console;
+    }
+
+    public static int Run(string path, string? machine, bool json, string? outFile, string? tracePath, TextWriter stdout, TextWriter stderr)
+    {
+        RunResult result;
+        ScenarioRunner runner;
+        try
+        {
+            var scenario = ScenarioParser.ParseFile(path, machine);
+            runner = new ScenarioRunner(scenario);
+            runner.Api.Trace.Enabled = tracePath is not null;
+            result = runner.Run();
+        }
+        catch (ScenarioError e)
+        {
+            stderr.WriteLine($"physdma: {e.Formatted}");
+            return ExitBadInput;
+        }
+        var text = result.ToJson();
+        try
+        {
+            if (outFile is not null)
+            {
+                File.WriteAllText(outFile, text);
+            }
+            if (tracePath is not null)
+            {
+                File.WriteAllText(tracePath, runner.Api.Trace.ToText());
+            }
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            stderr.WriteLine($"physdma: cannot write output: {e.Message}");
+            return ExitBadInput;
+        }
+        if (json)
+        {
+            stdout.Write(text);
+        }
+        else
+        {
+            ResultView.Render(Console(stdout), result);
+        }
+        return result.Ok ? ExitOk : ExitExpectFailed;
+    }
+
+    private static int ListMachines(TextWriter stdout)
+    {
+        var console = Console(stdout);
+        var table = new Table().Border(TableBorder.Rounded).AddColumn("machine").AddColumn("what it is");
+        foreach (var n in Profiles.Names)
+        {
+            table.AddRow(Markup.Escape(n), Markup.Escape(Profiles.Description(n)));
+        }
+        console.Write(table);
+        return ExitOk;
+    }
+
+    private static int ShowMachine(string name, TextWriter stdout, TextWriter stderr)
+    {
+        var yaml = Profiles.YamlOf(name);
+        if (yaml is null)
+        {
+            stderr.WriteLine($"physdma: unknown machine '{name}' (built-in: {string.Join(", ", Profiles.Names)})");
+            return ExitBadInput;
+        }
+        stdout.Write(yaml);
+        return ExitOk;
+    }
+}

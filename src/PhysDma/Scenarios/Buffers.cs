@@ -1,0 +1,319 @@
+using PhysDma.Core;
+using PhysDma.Dma;
+using PhysDma.Platform;
+
+namespace PhysDma.Scenarios;
+
+/// <summary>A named region of physical address space a scenario allocated, with the CPU's view of it.</summary>
+public sealed class Buffer
+{
+    public required string Name { get; init; }
+    public required BufferKind Kind { get; init; }
+    public required ulong Size { get; init; }
+
+    /// <summary>Kernel virtual address of byte 0.</summary>
+    public required KernelVirt Va { get; init; }
+
+    /// <summary>Physical address of each page the buffer touches, in virtual order (offsets are page-relative to the first).</summary>
+    public required PhysAddr[] Pages { get; init; }
+
+    /// <summary>Offset of byte 0 inside the first page.</summary>
+    public required ulong FirstOffset { get; init; }
+
+    public required bool HasStructPage { get; init; }
+
+    /// <summary>What to give back on free: (base, size) ranges of RAM.</summary>
+    public IReadOnlyList<(PhysAddr Base, ulong Size)> Owned { get; init; } = [];
+
+    public bool Freed { get; set; }
+
+    public ulong PageSize { get; init; }
+
+    public PhysAddr Phys => PhysAt(0);
+
+    public PhysAddr PhysAt(ulong offset)
+    {
+        var o = FirstOffset + offset;
+        var idx = (int)Math.Min((ulong)(Pages.Length - 1), o / PageSize);
+        return Pages[idx] + (o - ((ulong)idx * PageSize));
+    }
+
+    public string KindName => Kind switch
+    {
+        BufferKind.Ram => "ram",
+        BufferKind.Kmalloc => "kmalloc",
+        BufferKind.Stack => "stack",
+        BufferKind.Vmalloc => "vmalloc",
+        BufferKind.P2PMem => "p2pmem",
+        BufferKind.Bar => "bar",
+        _ => "resource",
+    };
+}
+
+/// <summary>
+/// Places scenario buffers the way the kernel's allocators would, deterministically: pages at the lowest
+/// free address (in the requested zone first), kmalloc objects packed into slabs by size class (so small
+/// objects share cache lines), vmapped stacks and vmalloc areas whose pages are not physically contiguous,
+/// and page-less device memory mapped with ioremap.
+/// </summary>
+public sealed class BufferAllocator(Machine machine, DmaApi api)
+{
+    private const ulong ThreadSize = 16 * 1024;
+    private readonly Dictionary<ulong, (PhysAddr Base, ulong Used, ulong SlabSize)> _slabs = [];
+    private (PhysAddr[] Pages, KernelVirt Va, ulong Used)? _stack;
+
+    private ulong PageSize => machine.PageSize;
+
+    public Buffer Allocate(AllocStep s, Func<string, string, ScenarioError> error)
+    {
+        return s.Kind switch
+        {
+            BufferKind.Ram => Ram(s, error),
+            BufferKind.Kmalloc => Kmalloc(s, error),
+            BufferKind.Stack => Stack(s, error),
+            BufferKind.Vmalloc => Vmalloc(s, error),
+            BufferKind.Bar => Bar(s, error),
+            BufferKind.Resource => Resource(s, error),
+            _ => throw error("kind", "kind p2pmem needs PCI P2PDMA, which this build does not model yet"),
+        };
+    }
+
+    public void Free(Buffer b)
+    {
+        foreach (var (p, size) in b.Owned)
+        {
+            machine.Allocator.Free(p, size);
+        }
+    }
+
+    private (ulong Lo, ulong Hi)[] ZoneOrder(Zone? zone) => zone switch
+    {
+        null => [(0, ulong.MaxValue)],
+        Zone.Dma => [machine.ZoneBounds(Zone.Dma)],
+        Zone.Dma32 => [machine.ZoneBounds(Zone.Dma32), machine.ZoneBounds(Zone.Dma)],
+        Zone.Normal => [machine.ZoneBounds(Zone.Normal), machine.ZoneBounds(Zone.Dma32), machine.ZoneBounds(Zone.Dma)],
+        _ => [machine.ZoneBounds(Zone.HighMem), machine.ZoneBounds(Zone.Normal), machine.ZoneBounds(Zone.Dma32), machine.ZoneBounds(Zone.Dma)],
+    };
+
+    private PhysAddr Place(AllocStep s, ulong size, ulong align, Func<string, string, ScenarioError> error)
+    {
+        if (s.Phys is { } exact)
+        {
+            var first = Sizes.AlignDown(exact, PageSize);
+            var span = Sizes.AlignUp(exact + size, PageSize) - first;
+            if (!machine.Allocator.Reserve(new PhysAddr(first), span))
+            {
+                throw error("phys", $"{Hex.Format(exact)}+{Hex.Format(size)} is not free RAM on this machine");
+            }
+            return new PhysAddr(first);
+        }
+        foreach (var (lo, hi) in ZoneOrder(s.Zone))
+        {
+            if (machine.Allocator.Alloc(size, align, lo, hi) is { } p)
+            {
+                return p;
+            }
+        }
+        throw error("size", $"no free RAM for {size} bytes{(s.Zone is null ? "" : $" in zone {s.Zone.ToString()!.ToLowerInvariant()}")}");
+    }
+
+    private KernelVirt MapRam(PhysAddr[] pages)
+    {
+        // Lowmem RAM is in the linear map; highmem needs a kernel mapping of its own.
+        if (pages.All(p => machine.Config.HighmemAbove is not { } h || p.Value < h) && IsContiguous(pages))
+        {
+            return machine.Kmap.PhysToVirt(pages[0]);
+        }
+        return machine.Kmap.Vmap(pages, cached: true);
+    }
+
+    private bool IsContiguous(PhysAddr[] pages)
+    {
+        for (var i = 1; i < pages.Length; i++)
+        {
+            if (pages[i].Value != pages[0].Value + ((ulong)i * PageSize))
+            {
+                return false;
+            }
+        }
+        return true;
+    }
+
+    private PhysAddr[] PagesFrom(PhysAddr first, ulong offset, ulong size)
+    {
+        var n = (int)(Sizes.AlignUp(offset + size, PageSize) / PageSize);
+        return [.. Enumerable.Range(0, n).Select(i => first + ((ulong)i * PageSize))];
+    }
+
+    private Buffer Ram(AllocStep s, Func<string, string, ScenarioError> error)
+    {
+        var align = Math.Max(PageSize, s.Align ?? PageSize);
+        var offset = s.Phys is { } exact ? exact & (PageSize - 1) : 0;
+        var span = Sizes.AlignUp(offset + s.Size, PageSize);
+        var first = Place(s, s.Size, align, error);
+        var pages = PagesFrom(first, offset, s.Size);
+        var va = MapRam(pages);
+        return new Buffer
+        {
+            Name = s.Name,
+            Kind = s.Kind,
+            Size = s.Size,
+            Va = va + offset,
+            Pages = pages,
+            FirstOffset = offset,
+            HasStructPage = true,
+            Owned = [(first, span)],
+            PageSize = PageSize,
+        };
+    }
+
+    private Buffer Kmalloc(AllocStep s, Func<string, string, ScenarioError> error)
+    {
+        if (s.Phys is not null || s.Size > Slab.LargestCache)
+        {
+            // kmalloc_large, or an object placed by hand: whole pages underneath.
+            var b = Ram(s, error);
+            return new Buffer
+            {
+                Name = b.Name,
+                Kind = BufferKind.Kmalloc,
+                Size = b.Size,
+                Va = b.Va,
+                Pages = b.Pages,
+                FirstOffset = b.FirstOffset,
+                HasStructPage = true,
+                Owned = b.Owned,
+                PageSize = PageSize,
+            };
+        }
+        var cls = Slab.KmallocSizeRoundup(s.Size, api.KmallocMinAlign, PageSize);
+        var slabSize = Math.Max(PageSize, cls);
+        if (!_slabs.TryGetValue(cls, out var slab) || slab.Used + cls > slab.SlabSize || s.Zone is not null)
+        {
+            var p = Place(s with { Phys = null }, slabSize, slabSize, error);
+            slab = (p, 0, slabSize);
+        }
+        var objPhys = slab.Base + slab.Used;
+        _slabs[cls] = (slab.Base, slab.Used + cls, slab.SlabSize);
+        var offset = objPhys.Value & (PageSize - 1);
+        var pages = PagesFrom(new PhysAddr(Sizes.AlignDown(objPhys.Value, PageSize)), offset, s.Size);
+        return new Buffer
+        {
+            Name = s.Name,
+            Kind = s.Kind,
+            Size = s.Size,
+            Va = machine.Kmap.PhysToVirt(objPhys),
+            Pages = pages,
+            FirstOffset = offset,
+            HasStructPage = true,
+            Owned = [],
+            PageSize = PageSize,
+        };
+    }
+
+    private Buffer Stack(AllocStep s, Func<string, string, ScenarioError> error)
+    {
+        if (_stack is null)
+        {
+            var n = (int)(ThreadSize / PageSize);
+            var pages = new PhysAddr[n];
+            for (var i = 0; i < n; i++)
+            {
+                pages[i] = machine.Allocator.Alloc(PageSize, PageSize) ?? throw error("size", "no free RAM for a task stack");
+            }
+            _stack = (pages, machine.Kmap.Vmap(pages, cached: true), 0);
+        }
+        var (stackPages, stackVa, used) = _stack.Value;
+        var aligned = Sizes.AlignUp(s.Size, 16);
+        if (used + aligned > ThreadSize - 256)
+        {
+            throw error("size", $"stack buffers may use at most {ThreadSize - 256} bytes of the {ThreadSize}-byte task stack");
+        }
+        // The stack grows down: each new buffer sits below the previous one.
+        var top = ThreadSize - 256 - used - aligned;
+        _stack = (stackPages, stackVa, used + aligned);
+        var firstPage = (int)(top / PageSize);
+        var lastPage = (int)((top + s.Size - 1) / PageSize);
+        return new Buffer
+        {
+            Name = s.Name,
+            Kind = s.Kind,
+            Size = s.Size,
+            Va = stackVa + top,
+            Pages = stackPages[firstPage..(lastPage + 1)],
+            FirstOffset = top % PageSize,
+            HasStructPage = true,
+            Owned = [],
+            PageSize = PageSize,
+        };
+    }
+
+    private Buffer Vmalloc(AllocStep s, Func<string, string, ScenarioError> error)
+    {
+        var n = (int)(Sizes.AlignUp(s.Size, PageSize) / PageSize);
+        var block = Place(s with { Phys = null }, (ulong)n * PageSize, PageSize, error);
+        // vmalloc pages come one by one from the page allocator: model that by mapping the block backwards,
+        // so virtually consecutive pages are never physically consecutive.
+        var pages = Enumerable.Range(0, n).Select(i => block + ((ulong)(n - 1 - i) * PageSize)).ToArray();
+        return new Buffer
+        {
+            Name = s.Name,
+            Kind = s.Kind,
+            Size = s.Size,
+            Va = machine.Kmap.Vmap(pages, cached: true),
+            Pages = pages,
+            FirstOffset = 0,
+            HasStructPage = true,
+            Owned = [(block, (ulong)n * PageSize)],
+            PageSize = PageSize,
+        };
+    }
+
+    private Buffer DeviceMemory(AllocStep s, PhysAddr phys)
+    {
+        var offset = phys.Value & (PageSize - 1);
+        var pages = PagesFrom(new PhysAddr(Sizes.AlignDown(phys.Value, PageSize)), offset, s.Size);
+        return new Buffer
+        {
+            Name = s.Name,
+            Kind = s.Kind,
+            Size = s.Size,
+            Va = machine.Kmap.Ioremap(phys, s.Size),
+            Pages = pages,
+            FirstOffset = offset,
+            HasStructPage = false,
+            Owned = [],
+            PageSize = PageSize,
+        };
+    }
+
+    private Buffer Bar(AllocStep s, Func<string, string, ScenarioError> error)
+    {
+        var dev = machine.Device(s.From!);
+        var bar = dev.Config.Bars.FirstOrDefault(b => b.Bar == s.Bar)
+            ?? throw error("bar", $"device '{dev.Name}' has no BAR {s.Bar}");
+        if (s.Offset + s.Size > bar.Size)
+        {
+            throw error("size", $"offset {Hex.Format(s.Offset)} + size {Hex.Format(s.Size)} runs past BAR {s.Bar} ({Hex.Format(bar.Size)} bytes)");
+        }
+        return DeviceMemory(s, new PhysAddr(bar.Base + s.Offset));
+    }
+
+    private Buffer Resource(AllocStep s, Func<string, string, ScenarioError> error)
+    {
+        var phys = new PhysAddr(s.Phys!.Value);
+        for (var a = phys.Value; a < phys.Value + s.Size; a += PageSize)
+        {
+            if (machine.Map.IsRam(new PhysAddr(a)))
+            {
+                throw error("phys", $"{Hex.Format(s.Phys.Value)}+{Hex.Format(s.Size)} overlaps RAM; a resource is device memory (MMIO)");
+            }
+        }
+        if (machine.Map.Find(phys) is null)
+        {
+            // A register block the memory map did not list yet: it is MMIO from now on.
+            machine.Map.Add(new MemRegion(phys, Sizes.AlignUp(s.Size, PageSize), MemKind.Mmio, $"resource {s.Name}"));
+        }
+        return DeviceMemory(s, phys);
+    }
+}

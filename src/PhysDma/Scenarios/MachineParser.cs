@@ -1,0 +1,316 @@
+using PhysDma.Core;
+using PhysDma.Platform;
+
+namespace PhysDma.Scenarios;
+
+/// <summary>
+/// Reads SCENARIOS.md's <c>machine:</c> block into a <see cref="MachineConfig"/>: a profile name, a path to a
+/// machine file, or a mapping (optionally <c>base: NAME</c> plus overrides; devices and PCI nodes that name an
+/// existing one override its fields, new names are added).
+/// </summary>
+public static class MachineParser
+{
+    private static readonly string[] MachineFields =
+    [
+        "base", "description", "arch", "page_size", "cache_line", "dma_minalign", "bounce_unaligned_kmalloc", "cpus",
+        "debug", "kernel_quirks", "ram", "highmem_above", "kernel_text", "swiotlb", "iommu", "mem_encrypt_bit", "pci",
+        "devices",
+    ];
+
+    private static readonly string[] DeviceFields =
+    [
+        "name", "parent", "bdf", "bars", "p2pmem", "dma_mask", "coherent_dma_mask", "coherent", "iommu", "untrusted",
+        "bus_dma_limit", "dma_ranges", "min_align_mask", "max_seg_size", "seg_boundary_mask", "force_bounce",
+        "restricted_pool", "ops",
+    ];
+
+    /// <summary>Known 6.18 defects a machine may reproduce (spec §9.6).</summary>
+    public static readonly string[] KnownQuirks =
+    [
+        "sg_bus_addr_no_len", "sg_host_bridge_break", "iova_unlink_ignores_mmio", "iommu_sg_bus_addr_head_len",
+        "kmsan_page_offset",
+    ];
+
+    /// <summary>Resolves a <c>machine:</c> value; <paramref name="baseDir"/> anchors relative machine-file paths.</summary>
+    public static MachineConfig Resolve(YNode node, string baseDir)
+    {
+        if (node.IsScalar)
+        {
+            var name = node.Scalar;
+            if (Profiles.TryGet(name, out var profile))
+            {
+                return profile;
+            }
+            var path = Path.IsPathRooted(name) ? name : Path.Combine(baseDir, name);
+            if (name.EndsWith(".yaml", StringComparison.Ordinal) || name.EndsWith(".yml", StringComparison.Ordinal) || name.EndsWith(".json", StringComparison.Ordinal))
+            {
+                if (!File.Exists(path))
+                {
+                    throw node.Error($"machine file '{name}' does not exist");
+                }
+                return LoadFile(path);
+            }
+            throw node.Error($"unknown machine '{name}' (built-in: {string.Join(", ", Profiles.Names)}; or a path to a .yaml machine file)");
+        }
+        return Parse(node, baseDir);
+    }
+
+    /// <summary>A machine file: either the machine mapping itself or a document with a <c>machine:</c> key.</summary>
+    public static MachineConfig LoadFile(string path)
+    {
+        string text;
+        try
+        {
+            text = File.ReadAllText(path);
+        }
+        catch (IOException e)
+        {
+            throw new ScenarioError(path, 1, "", $"cannot read machine file: {e.Message}");
+        }
+        var root = YNode.Load(text, path);
+        if (root.IsMapping && root.Fields().Get("machine") is { } inner)
+        {
+            root.Fields("machine");
+            return Resolve(inner, Path.GetDirectoryName(Path.GetFullPath(path)) ?? ".");
+        }
+        var cfg = Parse(root, Path.GetDirectoryName(Path.GetFullPath(path)) ?? ".");
+        return cfg with { Name = cfg.Name == "custom" ? Path.GetFileNameWithoutExtension(path) : cfg.Name };
+    }
+
+    public static MachineConfig Parse(YNode node, string baseDir)
+    {
+        var f = node.Fields(MachineFields);
+        var cfg = new MachineConfig();
+        if (f.Get("base") is { } b)
+        {
+            if (!Profiles.TryGet(b.Scalar, out var baseCfg))
+            {
+                throw b.Error($"unknown base profile '{b.Scalar}' (built-in: {string.Join(", ", Profiles.Names)})");
+            }
+            cfg = baseCfg with { Name = baseCfg.Name + "+" };
+        }
+        return Apply(cfg, f);
+    }
+
+    private static MachineConfig Apply(MachineConfig cfg, Fields f)
+    {
+        foreach (var (key, v) in f.All)
+        {
+            cfg = key switch
+            {
+                "base" or "description" => cfg,
+                "arch" => cfg with { Arch = v.AsEnum(("x86_64", Arch.X86_64), ("arm64", Arch.Arm64)) },
+                "page_size" => cfg with { PageSize = v.AsSize() },
+                "cache_line" => cfg with { CacheLine = v.AsSize() },
+                "dma_minalign" => cfg with { DmaMinAlign = v.AsSize() },
+                "bounce_unaligned_kmalloc" => cfg with { BounceUnalignedKmalloc = v.AsBool() },
+                "cpus" => cfg with { Cpus = v.AsInt(1, 1024) },
+                "debug" => cfg with { Debug = v.AsBool() },
+                "kernel_quirks" => cfg with { KernelQuirks = [.. v.Items().Select(Quirk)] },
+                "ram" => cfg with { Ram = [.. v.Items().Select(Range)] },
+                "highmem_above" => cfg with { HighmemAbove = v.IsNull ? null : v.AsAddress() },
+                "kernel_text" => cfg with { KernelText = v.IsNull ? null : Range(v) },
+                "swiotlb" => cfg with { Swiotlb = Swiotlb(v, cfg) },
+                "iommu" => cfg with { Iommu = Iommu(v, cfg) },
+                "mem_encrypt_bit" => cfg with { MemEncryptBit = v.IsNull ? 0 : v.AsAddress() },
+                "pci" => cfg with { Pci = MergeByName(cfg.Pci, v, p => p.Name, PciNode) },
+                "devices" => cfg with { Devices = MergeByName(cfg.Devices, v, d => d.Name, Device) },
+                _ => throw v.Error($"unknown field '{key}'"),
+            };
+        }
+        return cfg;
+    }
+
+    private static string Quirk(YNode n)
+    {
+        var q = n.Scalar;
+        if (!KnownQuirks.Contains(q))
+        {
+            throw n.Error($"unknown kernel quirk '{q}' (known: {string.Join(", ", KnownQuirks)})");
+        }
+        return q;
+    }
+
+    private static AddrRange Range(YNode n)
+    {
+        var f = n.Fields("base", "size");
+        var size = f.Required("size").AsSize();
+        if (size == 0)
+        {
+            throw f.Required("size").Error("size must not be 0");
+        }
+        return new AddrRange(f.Required("base").AsAddress(), size);
+    }
+
+    private static SwiotlbConfig? Swiotlb(YNode v, MachineConfig cfg)
+    {
+        if (v.IsNull || (v.IsScalar && !v.AsBool()))
+        {
+            return null;
+        }
+        var start = cfg.Swiotlb ?? new SwiotlbConfig(64 * Sizes.MiB, 0, false, false, null);
+        if (v.IsScalar)
+        {
+            return start;
+        }
+        var f = v.Fields("size", "areas", "force", "dynamic", "base");
+        return start with
+        {
+            Size = f.Get("size")?.AsSize() ?? start.Size,
+            Areas = f.Get("areas")?.AsInt(0, 1 << 16) ?? start.Areas,
+            Force = f.Get("force")?.AsBool() ?? start.Force,
+            Dynamic = f.Get("dynamic")?.AsBool() ?? start.Dynamic,
+            Base = f.Get("base") is { } b ? (b.IsNull ? null : b.AsAddress()) : start.Base,
+        };
+    }
+
+    private static IommuConfig? Iommu(YNode v, MachineConfig cfg)
+    {
+        if (v.IsNull || (v.IsScalar && !v.AsBool()))
+        {
+            return null;
+        }
+        var msi = cfg.Arch == Arch.X86_64 ? new[] { new AddrRange(0xfee00000, Sizes.MiB) } : [];
+        var start = cfg.Iommu ?? new IommuConfig(IommuMode.Lazy, [4 * Sizes.KiB, 2 * Sizes.MiB, Sizes.GiB], 48, false,
+            new FlushQueueConfig(256, 10), msi);
+        if (v.IsScalar)
+        {
+            return start;
+        }
+        var f = v.Fields("mode", "page_sizes", "aperture_bits", "forcedac", "flush_queue", "reserved");
+        var fq = start.FlushQueue;
+        if (f.Get("flush_queue") is { } fqn)
+        {
+            var ff = fqn.Fields("entries", "timeout_ms");
+            fq = new FlushQueueConfig(ff.Get("entries")?.AsInt(2, 1 << 20) ?? fq.Entries, ff.Get("timeout_ms")?.AsInt(1, 1_000_000) ?? fq.TimeoutMs);
+        }
+        IReadOnlyList<ulong> pageSizes = start.PageSizes;
+        if (f.Get("page_sizes") is { } ps)
+        {
+            pageSizes = [.. ps.Items().Select(p =>
+            {
+                var s = p.AsSize();
+                if (!Sizes.IsPowerOfTwo(s) || s < 4096)
+                {
+                    throw p.Error($"IOMMU page size {s} is not a power of two of at least 4 KiB");
+                }
+                return s;
+            })];
+            if (pageSizes.Count == 0)
+            {
+                throw ps.Error("at least one IOMMU page size is needed");
+            }
+        }
+        return start with
+        {
+            Mode = f.Get("mode")?.AsEnum(("strict", IommuMode.Strict), ("lazy", IommuMode.Lazy), ("passthrough", IommuMode.Passthrough)) ?? start.Mode,
+            PageSizes = pageSizes,
+            ApertureBits = f.Get("aperture_bits")?.AsInt(32, 64) ?? start.ApertureBits,
+            ForceDac = f.Get("forcedac")?.AsBool() ?? start.ForceDac,
+            FlushQueue = fq,
+            Reserved = f.Get("reserved") is { } r ? [.. r.Items().Select(Range)] : start.Reserved,
+        };
+    }
+
+    private static IReadOnlyList<T> MergeByName<T>(IReadOnlyList<T> existing, YNode list, Func<T, string> nameOf, Func<YNode, T?, T> parse)
+    {
+        var result = new List<T>(existing);
+        foreach (var item in list.Items())
+        {
+            var name = item.Fields().Get("name")?.AsName() ?? throw item.Error("missing field 'name'");
+            var idx = result.FindIndex(e => nameOf(e) == name);
+            if (idx >= 0)
+            {
+                result[idx] = parse(item, result[idx]);
+            }
+            else
+            {
+                result.Add(parse(item, default));
+            }
+        }
+        return result;
+    }
+
+    private static PciNodeConfig PciNode(YNode n, PciNodeConfig? start)
+    {
+        var f = n.Fields("name", "type", "parent", "vendor", "device", "p2p_allowed", "windows", "acs_redirect");
+        var type = f.Get("type")?.AsEnum(("host_bridge", PciNodeType.HostBridge), ("root_port", PciNodeType.RootPort), ("switch", PciNodeType.Switch))
+            ?? start?.Type ?? throw n.Error("missing field 'type'");
+        return new PciNodeConfig(
+            f.Required("name").AsName(),
+            type,
+            f.Get("parent") is { } p ? (p.IsNull ? null : p.AsName()) : start?.Parent,
+            f.Get("vendor") is { } ve ? (uint)ve.AsInt(0, 0xffff) : start?.Vendor ?? 0,
+            f.Get("device") is { } de ? (uint)de.AsInt(0, 0xffff) : start?.DeviceId ?? 0,
+            f.Get("p2p_allowed")?.AsBool() ?? start?.P2PAllowed ?? false,
+            f.Get("windows") is { } w ? [.. w.Items().Select(Range)] : start?.Windows ?? [],
+            f.Get("acs_redirect")?.AsBool() ?? start?.AcsRedirect ?? false);
+    }
+
+    private static DeviceConfig Device(YNode n, DeviceConfig? start)
+    {
+        var f = n.Fields(DeviceFields);
+        var d = start ?? new DeviceConfig { Name = f.Required("name").AsName() };
+        foreach (var (key, v) in f.All)
+        {
+            d = key switch
+            {
+                "name" => d,
+                "parent" => d with { Parent = v.IsNull ? null : v.AsName() },
+                "bdf" => d with { Bdf = v.IsNull ? null : Bdf(v) },
+                "bars" => d with { Bars = [.. v.Items().Select(Bar)] },
+                "p2pmem" => d with { P2PMem = v.IsNull ? null : P2PMem(v) },
+                "dma_mask" => d with { DmaMaskBits = v.IsNull ? null : v.AsInt(1, 64) },
+                "coherent_dma_mask" => d with { CoherentDmaMaskBits = v.AsInt(1, 64) },
+                "coherent" => d with { Coherent = v.IsNull ? null : v.AsBool() },
+                "iommu" => d with { Iommu = v.IsNull ? null : v.AsBool() },
+                "untrusted" => d with { Untrusted = v.AsBool() },
+                "bus_dma_limit" => d with { BusDmaLimit = v.AsAddress() },
+                "dma_ranges" => d with { DmaRanges = [.. v.Items().Select(DmaRange)] },
+                "min_align_mask" => d with { MinAlignMask = v.AsAddress() },
+                "max_seg_size" => d with { MaxSegSize = v.AsSize() },
+                "seg_boundary_mask" => d with { SegBoundaryMask = v.AsAddress() },
+                "force_bounce" => d with { ForceBounce = v.AsBool() },
+                "restricted_pool" => d with { RestrictedPool = v.IsNull ? null : Range(v) },
+                "ops" => d with
+                {
+                    Ops = v.AsEnum(("none", DeviceOpsKind.None), ("legacy", DeviceOpsKind.Legacy),
+                        ("legacy_no_resource", DeviceOpsKind.LegacyNoResource), ("phys", DeviceOpsKind.Phys)),
+                },
+                _ => throw v.Error($"unknown field '{key}'"),
+            };
+        }
+        return d;
+    }
+
+    private static string Bdf(YNode v)
+    {
+        var s = v.Scalar;
+        var ok = s.Length == 12 && s[4] == ':' && s[7] == ':' && s[10] == '.'
+            && s.Where((c, i) => i is not (4 or 7 or 10)).All(Uri.IsHexDigit);
+        if (!ok)
+        {
+            throw v.Error($"'{s}' is not a PCI address (write \"0000:03:00.0\")");
+        }
+        return s.ToLowerInvariant();
+    }
+
+    private static BarConfig Bar(YNode n)
+    {
+        var f = n.Fields("bar", "base", "size", "bus_base");
+        var @base = f.Required("base").AsAddress();
+        return new BarConfig(f.Required("bar").AsInt(0, 5), @base, f.Required("size").AsSize(), f.Get("bus_base")?.AsAddress() ?? @base);
+    }
+
+    private static P2PMemConfig P2PMem(YNode n)
+    {
+        var f = n.Fields("bar", "offset", "size");
+        return new P2PMemConfig(f.Required("bar").AsInt(0, 5), f.Get("offset")?.AsSize() ?? 0, f.Required("size").AsSize());
+    }
+
+    private static DmaRangeConfig DmaRange(YNode n)
+    {
+        var f = n.Fields("cpu", "dma", "size");
+        return new DmaRangeConfig(f.Required("cpu").AsAddress(), f.Required("dma").AsAddress(), f.Required("size").AsSize());
+    }
+}

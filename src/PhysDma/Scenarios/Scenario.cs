@@ -1,0 +1,62 @@
+using PhysDma.Core;
+using PhysDma.Platform;
+
+namespace PhysDma.Scenarios;
+
+/// <summary>A parsed scenario: its machine and its steps, all checked before anything runs.</summary>
+public sealed record Scenario(string Name, string File, MachineConfig Machine, IReadOnlyList<Step> Steps, IReadOnlyList<Expectation> FinalExpect);
+
+/// <summary>One <c>expect:</c> entry: a result field and the value it must have, with where it was written.</summary>
+public sealed record Expectation(string Field, YNode Value);
+
+public enum BufferKind
+{
+    Ram,
+    Kmalloc,
+    Stack,
+    Vmalloc,
+    P2PMem,
+    Bar,
+    Resource,
+}
+
+public enum MapApi
+{
+    Phys,
+    Page,
+    Single,
+    Resource,
+}
+
+/// <summary>A step: the op's own fields plus the common ones (<c>id</c>, <c>cpu</c>, <c>expect</c>).</summary>
+public abstract record Step
+{
+    public required int Index { get; init; }
+    public required string Op { get; init; }
+    public string? Id { get; init; }
+    public int Cpu { get; init; }
+    public required int Line { get; init; }
+    public IReadOnlyList<Expectation> Expect { get; init; } = [];
+}
+
+public sealed record AllocStep(string Name, ulong Size, BufferKind Kind, ulong? Align, Zone? Zone, string? From, int? Bar, ulong Offset, ulong? Phys) : Step;
+
+public sealed record FreeStep(string Name) : Step;
+
+public sealed record CpuWriteStep(string Buf, ulong Offset, DataSpec Data, ulong? Len) : Step;
+
+public sealed record CpuReadStep(string Buf, ulong Offset, ulong Len) : Step;
+
+public sealed record MapStep(string Dev, string Buf, ulong Offset, ulong? Size, DmaDirection Dir, DmaAttrs Attrs, MapApi Api, string As) : Step;
+
+public sealed record UnmapStep(string Handle, ulong? Size, DmaDirection? Dir, DmaAttrs? Attrs, MapApi? Api) : Step;
+
+public sealed record MappingErrorStep(string Handle) : Step;
+
+public sealed record SyncStep(string Handle, bool ForCpu, ulong Offset, ulong? Size, DmaDirection? Dir) : Step;
+
+public sealed record DevReadStep(string Dev, string? Handle, ulong? Addr, ulong Offset, ulong Len) : Step;
+
+public sealed record DevWriteStep(string Dev, string? Handle, ulong? Addr, ulong Offset, DataSpec Data, ulong? Len) : Step;
+
+public sealed record TickStep(ulong Ms) : Step;

@@ -1,0 +1,312 @@
+using PhysDma.Core;
+using PhysDma.Platform;
+
+namespace PhysDma.Scenarios;
+
+/// <summary>
+/// Reads a scenario file (YAML, or JSON, which YAML includes) and checks everything that can be checked
+/// before running: field names and types, and that every device, buffer and handle a step names exists.
+/// </summary>
+public static class ScenarioParser
+{
+    private static readonly string[] CommonFields = ["op", "id", "cpu", "expect"];
+
+    /// <summary>Ops of the format that need layers this build does not have yet.</summary>
+    private static readonly Dictionary<string, string> NotYetModelled = new(StringComparer.Ordinal)
+    {
+        ["map_sg"] = "scatter-gather mapping",
+        ["unmap_sg"] = "scatter-gather mapping",
+        ["sync_sg"] = "scatter-gather mapping",
+        ["alloc_coherent"] = "coherent allocations",
+        ["free_coherent"] = "coherent allocations",
+        ["iova_alloc"] = "the two-step IOVA API",
+        ["iova_link"] = "the two-step IOVA API",
+        ["iova_sync"] = "the two-step IOVA API",
+        ["iova_unlink"] = "the two-step IOVA API",
+        ["iova_free"] = "the two-step IOVA API",
+        ["iova_destroy"] = "the two-step IOVA API",
+        ["p2p_map"] = "PCI P2PDMA",
+        ["remove_device"] = "dma-debug",
+        ["iommu_flush"] = "the IOMMU",
+    };
+
+    private static readonly string[] StepResultCommon = ["index", "op", "id", "ok", "error"];
+
+    /// <summary>Result fields each op reports, which are also the fields its <c>expect:</c> may name.</summary>
+    public static readonly Dictionary<string, string[]> ResultFields = new(StringComparer.Ordinal)
+    {
+        ["alloc"] = ["buf", "kind", "phys", "size"],
+        ["free"] = ["buf"],
+        ["cpu_write"] = ["buf", "offset", "len"],
+        ["cpu_read"] = ["buf", "offset", "len", "data"],
+        ["map"] = ["handle", "dev", "phys", "size", "dir", "attrs", "dma_addr", "path", "p2p", "bounce", "iommu_prot", "cache_ops", "page_touches", "kernel_mappings"],
+        ["unmap"] = ["handle", "dev", "dma_addr", "size", "dir", "attrs", "cache_ops", "page_touches", "kernel_mappings"],
+        ["mapping_error"] = ["handle", "dev", "dma_addr", "ret"],
+        ["sync"] = ["handle", "dev", "dma_addr", "size", "dir", "for", "cache_ops", "page_touches", "kernel_mappings"],
+        ["dev_read"] = ["dev", "dma_addr", "len", "data"],
+        ["dev_write"] = ["dev", "dma_addr", "len"],
+        ["tick"] = ["ms", "now_ms"],
+    };
+
+    public static readonly string[] FinalFields = ["live_mappings", "iova_pages_in_use", "swiotlb_slots_used", "iotlb_entries", "debug", "faults", "ok"];
+
+    public static Scenario ParseFile(string path, string? machineOverride = null)
+    {
+        string text;
+        try
+        {
+            text = File.ReadAllText(path);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new ScenarioError(path, 0, "", $"cannot read scenario: {e.Message}");
+        }
+        return Parse(text, path, machineOverride);
+    }
+
+    public static Scenario Parse(string text, string file, string? machineOverride = null)
+    {
+        var root = YNode.Load(text, file);
+        var f = root.Fields("name", "description", "machine", "steps", "expect");
+        var baseDir = Path.GetDirectoryName(Path.GetFullPath(file)) ?? ".";
+        MachineConfig machine;
+        if (machineOverride is not null)
+        {
+            machine = MachineParser.Resolve(new YNode(new YamlDotNet.RepresentationModel.YamlScalarNode(machineOverride), "--machine", ""), Directory.GetCurrentDirectory());
+        }
+        else
+        {
+            machine = MachineParser.Resolve(f.Required("machine"), baseDir);
+        }
+        var name = f.Get("name")?.AsString() ?? Path.GetFileNameWithoutExtension(file);
+        var stepsNode = f.Required("steps");
+        var ctx = new Context(machine);
+        var steps = new List<Step>();
+        foreach (var s in stepsNode.Items())
+        {
+            steps.Add(ParseStep(s, steps.Count, ctx));
+        }
+        var final = new List<Expectation>();
+        if (f.Get("expect") is { } fe)
+        {
+            foreach (var (k, v) in fe.Fields(FinalFields).All)
+            {
+                final.Add(new Expectation(k, v));
+            }
+        }
+        return new Scenario(name, file, machine, steps, final);
+    }
+
+    private sealed class Context(MachineConfig machine)
+    {
+        public MachineConfig Machine { get; } = machine;
+        public HashSet<string> Buffers { get; } = new(StringComparer.Ordinal);
+        public Dictionary<string, string> Handles { get; } = new(StringComparer.Ordinal);
+
+        public string Device(YNode n)
+        {
+            var name = n.AsName();
+            if (!Machine.Devices.Any(d => d.Name == name))
+            {
+                throw n.Error($"unknown device '{name}' (this machine has: {string.Join(", ", Machine.Devices.Select(d => d.Name))})");
+            }
+            return name;
+        }
+
+        public string Buffer(YNode n)
+        {
+            var name = n.AsName();
+            if (!Buffers.Contains(name))
+            {
+                throw n.Error($"unknown buffer '{name}' (no earlier alloc step names it)");
+            }
+            return name;
+        }
+
+        public string Handle(YNode n)
+        {
+            var name = n.AsName();
+            if (!Handles.ContainsKey(name))
+            {
+                throw n.Error($"unknown handle '{name}' (no earlier map step made it with 'as:')");
+            }
+            return name;
+        }
+    }
+
+    private static Step ParseStep(YNode node, int index, Context ctx)
+    {
+        if (!node.IsMapping)
+        {
+            throw node.Error("a step is a mapping with 'op:' and that op's fields");
+        }
+        var opNode = node.Fields().Get("op") ?? throw node.Error("step has no 'op' field");
+        var op = opNode.Scalar;
+        if (NotYetModelled.TryGetValue(op, out var layer))
+        {
+            throw opNode.Error($"op '{op}' needs {layer}, which this build does not model yet");
+        }
+        if (!ResultFields.ContainsKey(op))
+        {
+            throw opNode.Error($"unknown op '{op}' (ops: {string.Join(", ", ResultFields.Keys)})");
+        }
+        string[] own = op switch
+        {
+            "alloc" => ["name", "size", "kind", "align", "zone", "from", "bar", "offset", "phys"],
+            "free" => ["name"],
+            "cpu_write" => ["buf", "offset", "data", "len"],
+            "cpu_read" => ["buf", "offset", "len"],
+            "map" => ["dev", "buf", "offset", "size", "dir", "attrs", "api", "as"],
+            "unmap" => ["handle", "size", "dir", "attrs", "api"],
+            "mapping_error" => ["handle"],
+            "sync" => ["handle", "for", "offset", "size", "dir"],
+            "dev_read" => ["dev", "handle", "addr", "offset", "len"],
+            "dev_write" => ["dev", "handle", "addr", "offset", "data", "len"],
+            "tick" => ["ms"],
+            _ => [],
+        };
+        var f = node.Fields([.. CommonFields, .. own]);
+        var id = f.Get("id")?.AsName();
+        var cpu = f.Get("cpu")?.AsInt(0, ctx.Machine.Cpus - 1) ?? 0;
+        var expect = new List<Expectation>();
+        if (f.Get("expect") is { } e)
+        {
+            foreach (var (k, v) in e.Fields([.. StepResultCommon, .. ResultFields[op]]).All)
+            {
+                expect.Add(new Expectation(k, v));
+            }
+        }
+        Step step = op switch
+        {
+            "alloc" => Alloc(f, ctx),
+            "free" => new FreeStep(ctx.Buffer(f.Required("name"))) { Index = 0, Op = op, Line = 0 },
+            "cpu_write" => new CpuWriteStep(ctx.Buffer(f.Required("buf")), f.Get("offset")?.AsSize() ?? 0, DataSpec.Parse(f.Required("data")), f.Get("len")?.AsSize())
+            { Index = 0, Op = op, Line = 0 },
+            "cpu_read" => new CpuReadStep(ctx.Buffer(f.Required("buf")), f.Get("offset")?.AsSize() ?? 0, f.Required("len").AsSize()) { Index = 0, Op = op, Line = 0 },
+            "map" => Map(f, ctx),
+            "unmap" => new UnmapStep(ctx.Handle(f.Required("handle")), f.Get("size")?.AsSize(), f.Get("dir") is { } d ? Dir(d) : null,
+                f.Get("attrs") is { } a ? Attrs(a) : null, f.Get("api") is { } api ? Api(api) : null)
+            { Index = 0, Op = op, Line = 0 },
+            "mapping_error" => new MappingErrorStep(ctx.Handle(f.Required("handle"))) { Index = 0, Op = op, Line = 0 },
+            "sync" => new SyncStep(ctx.Handle(f.Required("handle")), f.Required("for").AsEnum(("cpu", true), ("device", false)),
+                f.Get("offset")?.AsSize() ?? 0, f.Get("size")?.AsSize(), f.Get("dir") is { } sd ? Dir(sd) : null)
+            { Index = 0, Op = op, Line = 0 },
+            "dev_read" => DevRead(f, ctx),
+            "dev_write" => DevWrite(f, ctx),
+            "tick" => new TickStep((ulong)f.Required("ms").AsInt(0, int.MaxValue)) { Index = 0, Op = op, Line = 0 },
+            _ => throw opNode.Error($"unknown op '{op}'"),
+        };
+        return step with { Index = index, Op = op, Id = id, Cpu = cpu, Line = node.Line, Expect = expect };
+    }
+
+    private static AllocStep Alloc(Fields f, Context ctx)
+    {
+        var nameNode = f.Required("name");
+        var name = nameNode.AsName();
+        if (!ctx.Buffers.Add(name))
+        {
+            throw nameNode.Error($"buffer '{name}' is already allocated by an earlier step");
+        }
+        var kind = f.Required("kind").AsEnum(("ram", BufferKind.Ram), ("kmalloc", BufferKind.Kmalloc), ("stack", BufferKind.Stack),
+            ("vmalloc", BufferKind.Vmalloc), ("p2pmem", BufferKind.P2PMem), ("bar", BufferKind.Bar), ("resource", BufferKind.Resource));
+        var sizeNode = f.Required("size");
+        var size = sizeNode.AsSize();
+        if (size == 0)
+        {
+            throw sizeNode.Error("size must not be 0");
+        }
+        var align = f.Get("align")?.AsSize();
+        if (align is { } al && !Sizes.IsPowerOfTwo(al))
+        {
+            throw f.Required("align").Error($"align {al} is not a power of two");
+        }
+        Zone? zone = f.Get("zone")?.AsEnum(("dma", Zone.Dma), ("dma32", Zone.Dma32), ("normal", Zone.Normal), ("high", Zone.HighMem));
+        string? from = null;
+        if (f.Get("from") is { } fromNode)
+        {
+            from = ctx.Device(fromNode);
+        }
+        if (kind is BufferKind.P2PMem or BufferKind.Bar && from is null)
+        {
+            throw f.Owner.Error($"kind {f.Required("kind").Scalar} needs 'from:' (the device that owns the memory)");
+        }
+        if (kind == BufferKind.Resource && !f.Has("phys"))
+        {
+            throw f.Owner.Error("kind resource needs 'phys:' (the MMIO address)");
+        }
+        if (kind == BufferKind.Bar && !f.Has("bar"))
+        {
+            throw f.Owner.Error("kind bar needs 'bar:' (which BAR of the 'from' device)");
+        }
+        return new AllocStep(name, size, kind, align, zone, from, f.Get("bar")?.AsInt(0, 5), f.Get("offset")?.AsSize() ?? 0, f.Get("phys")?.AsAddress())
+        { Index = 0, Op = "alloc", Line = 0 };
+    }
+
+    private static MapStep Map(Fields f, Context ctx)
+    {
+        var dev = ctx.Device(f.Required("dev"));
+        var buf = ctx.Buffer(f.Required("buf"));
+        var asNode = f.Required("as");
+        var handle = asNode.AsName();
+        if (ctx.Handles.ContainsKey(handle))
+        {
+            throw asNode.Error($"handle '{handle}' is already used by an earlier map step");
+        }
+        ctx.Handles[handle] = dev;
+        return new MapStep(dev, buf, f.Get("offset")?.AsSize() ?? 0, f.Get("size")?.AsSize(), Dir(f.Required("dir")),
+            f.Get("attrs") is { } a ? Attrs(a) : DmaAttrs.None, f.Get("api") is { } api ? Api(api) : MapApi.Phys, handle)
+        { Index = 0, Op = "map", Line = 0 };
+    }
+
+    private static (string Dev, string? Handle, ulong? Addr) Target(Fields f, Context ctx)
+    {
+        string? handle = f.Get("handle") is { } h ? ctx.Handle(h) : null;
+        ulong? addr = f.Get("addr")?.AsAddress();
+        if (handle is null == addr is null)
+        {
+            throw f.Owner.Error("give exactly one of 'handle' or 'addr'");
+        }
+        var dev = f.Get("dev") is { } d ? ctx.Device(d) : handle is not null ? ctx.Handles[handle] : throw f.Owner.Error("missing field 'dev'");
+        return (dev, handle, addr);
+    }
+
+    private static DevReadStep DevRead(Fields f, Context ctx)
+    {
+        var (dev, handle, addr) = Target(f, ctx);
+        return new DevReadStep(dev, handle, addr, f.Get("offset")?.AsSize() ?? 0, f.Required("len").AsSize()) { Index = 0, Op = "dev_read", Line = 0 };
+    }
+
+    private static DevWriteStep DevWrite(Fields f, Context ctx)
+    {
+        var (dev, handle, addr) = Target(f, ctx);
+        var data = DataSpec.Parse(f.Required("data"));
+        var len = f.Get("len")?.AsSize();
+        if (handle is null && len is null && data.NaturalLength is null)
+        {
+            throw f.Owner.Error("writing a fill or seq pattern to a raw 'addr' needs 'len'");
+        }
+        return new DevWriteStep(dev, handle, addr, f.Get("offset")?.AsSize() ?? 0, data, len) { Index = 0, Op = "dev_write", Line = 0 };
+    }
+
+    public static DmaDirection Dir(YNode n) => n.AsEnum(
+        ("bidirectional", DmaDirection.Bidirectional), ("to_device", DmaDirection.ToDevice),
+        ("from_device", DmaDirection.FromDevice), ("none", DmaDirection.None));
+
+    public static MapApi Api(YNode n) => n.AsEnum(("phys", MapApi.Phys), ("page", MapApi.Page), ("single", MapApi.Single), ("resource", MapApi.Resource));
+
+    public static DmaAttrs Attrs(YNode n)
+    {
+        var attrs = DmaAttrs.None;
+        foreach (var item in n.Items())
+        {
+            var name = item.Scalar;
+            var match = DmaNames.AttrTable.FirstOrDefault(a => a.Scenario == name);
+            if (match.Scenario is null)
+            {
+                throw item.Error($"unknown attr '{name}' (attrs: {string.Join(", ", DmaNames.AttrTable.Select(a => a.Scenario))})");
+            }
+            attrs |= match.Flag;
+        }
+        return attrs;
+    }
+}

@@ -1,0 +1,492 @@
+using System.Text.Json.Nodes;
+using PhysDma.Core;
+using PhysDma.Dma;
+using PhysDma.Platform;
+
+namespace PhysDma.Scenarios;
+
+/// <summary>
+/// Runs a parsed scenario on a fresh machine: each step is one driver, CPU or device action; the API calls
+/// are measured (path, bounce, cache ops, struct page reads, kernel mappings) and every expectation is
+/// checked. A run is deterministic: the same scenario gives byte-identical JSON.
+/// </summary>
+public sealed class ScenarioRunner
+{
+    private readonly Scenario _scenario;
+    private readonly Machine _m;
+    private readonly DmaApi _api;
+    private readonly BufferAllocator _alloc;
+    private readonly Dictionary<string, Buffer> _buffers = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, Handle> _handles = new(StringComparer.Ordinal);
+    private readonly List<ExpectFailure> _failures = [];
+    private readonly JsonArray _faults = [];
+    private readonly JsonArray _log = [];
+    private readonly DmaRecorder _recorder = new();
+    private readonly List<CacheOp> _cacheOps = [];
+
+    private sealed class Handle
+    {
+        public required string Name { get; init; }
+        public required Device Dev { get; init; }
+        public required Buffer Buf { get; init; }
+        public required PhysAddr Phys { get; init; }
+        public required ulong Size { get; init; }
+        public required DmaDirection Dir { get; init; }
+        public required DmaAttrs Attrs { get; init; }
+        public required MapApi Api { get; init; }
+        public required DmaAddr Addr { get; init; }
+        public bool Unmapped { get; set; }
+    }
+
+    public ScenarioRunner(Scenario scenario)
+    {
+        _scenario = scenario;
+        try
+        {
+            _m = new Machine(scenario.Machine);
+            _api = new DmaApi(_m);
+        }
+        catch (MachineConfigException e)
+        {
+            throw new ScenarioError(scenario.File, 1, "machine." + e.Field, e.Message);
+        }
+        _alloc = new BufferAllocator(_m, _api);
+    }
+
+    public Machine Machine => _m;
+    public DmaApi Api => _api;
+
+    public static RunResult Run(Scenario scenario) => new ScenarioRunner(scenario).Run();
+
+    public RunResult Run()
+    {
+        var steps = new JsonArray();
+        string? bug = null;
+        string? violation = null;
+        _api.Recorder = _recorder;
+        _m.ArchCache.Log = _cacheOps;
+        foreach (var step in _scenario.Steps)
+        {
+            var r = new JsonObject { ["index"] = step.Index, ["op"] = step.Op, ["id"] = step.Id };
+            var faultsBefore = _m.FaultCount;
+            var logBefore = _api.Log.Count;
+            try
+            {
+                using (_m.OnCpu(step.Cpu))
+                {
+                    Execute(step, r);
+                }
+            }
+            catch (KernelBug e)
+            {
+                r["error"] = "BUG";
+                bug = e.Message;
+            }
+            catch (ModelViolation e)
+            {
+                r["error"] = "model_violation";
+                violation = e.Message;
+            }
+            CollectFaults(step, faultsBefore, r);
+            CollectLog(step, logBefore);
+            r["error"] ??= null;
+            var ok = CheckStep(step, r);
+            r["ok"] = ok;
+            steps.Add(r);
+            if (bug is not null || violation is not null)
+            {
+                break;
+            }
+        }
+        _api.Recorder = null;
+        _m.ArchCache.Log = null;
+
+        var final = new JsonObject
+        {
+            ["live_mappings"] = (long)_handles.Values.Count(h => !h.Unmapped && !h.Addr.IsError),
+            ["iova_pages_in_use"] = null,
+            ["swiotlb_slots_used"] = _api.Swiotlb.SlotsUsed,
+            ["iotlb_entries"] = null,
+        };
+        var json = new JsonObject
+        {
+            ["format"] = "physdma-result/1",
+            ["scenario"] = _scenario.Name,
+            ["machine"] = _scenario.Machine.Name,
+            ["ok"] = false,
+            ["steps"] = steps,
+            ["debug"] = null,
+            ["faults"] = _faults,
+            ["log"] = _log,
+            ["final"] = final,
+        };
+        if (bug is not null)
+        {
+            json["bug"] = bug;
+        }
+        if (violation is not null)
+        {
+            json["violation"] = violation;
+        }
+        foreach (var e in _scenario.FinalExpect)
+        {
+            JsonNode? actual = e.Field switch
+            {
+                "debug" => json["debug"],
+                "faults" => json["faults"],
+                "ok" => JsonValue.Create(_failures.Count == 0 && bug is null && violation is null),
+                _ => final[e.Field],
+            };
+            var why = Expectations.Check(e.Field, e.Value, actual);
+            if (why is not null)
+            {
+                _failures.Add(new ExpectFailure(null, e.Value.Line, e.Field, why));
+            }
+        }
+        var failures = new JsonArray();
+        foreach (var f in _failures)
+        {
+            failures.Add(new JsonObject { ["step"] = f.Step, ["line"] = f.Line, ["field"] = f.Field, ["message"] = f.Message });
+        }
+        json["failures"] = failures;
+        var result = new RunResult { Json = json, Failures = [.. _failures] };
+        json["ok"] = result.Ok;
+        return result;
+    }
+
+    private bool CheckStep(Step step, JsonObject r)
+    {
+        var ok = true;
+        foreach (var e in step.Expect)
+        {
+            var why = Expectations.Check(e.Field, e.Value, r[e.Field]);
+            if (why is not null)
+            {
+                ok = false;
+                _failures.Add(new ExpectFailure(step.Index, e.Value.Line, e.Field, why));
+            }
+        }
+        return ok;
+    }
+
+    private void CollectFaults(Step step, int before, JsonObject r)
+    {
+        var all = _m.Faults;
+        for (var i = before; i < all.Count; i++)
+        {
+            var f = all[i];
+            _faults.Add(new JsonObject
+            {
+                ["step"] = step.Index,
+                ["dev"] = f.Dev,
+                ["addr"] = Hex.Format(f.Addr.Value),
+                ["access"] = f.Access == DmaAccess.Read ? "read" : "write",
+                ["reason"] = FaultName(f.Reason),
+            });
+        }
+    }
+
+    public static string FaultName(FaultReason r) => r switch
+    {
+        FaultReason.Unmapped => "unmapped",
+        FaultReason.Permission => "permission",
+        FaultReason.P2PBlocked => "p2p_blocked",
+        _ => "out_of_range",
+    };
+
+    private void CollectLog(Step step, int before)
+    {
+        var lines = _api.Log.Lines;
+        for (var i = before; i < lines.Count; i++)
+        {
+            _log.Add(new JsonObject
+            {
+                ["step"] = step.Index,
+                ["level"] = lines[i].Level.ToString().ToLowerInvariant(),
+                ["message"] = lines[i].Message,
+            });
+        }
+    }
+
+    private ScenarioError Error(Step step, string field, string message) => new(_scenario.File, step.Line, field, message);
+
+    private void Execute(Step step, JsonObject r)
+    {
+        switch (step)
+        {
+            case AllocStep s:
+                DoAlloc(s, r);
+                break;
+            case FreeStep s:
+                var fb = _buffers[s.Name];
+                if (fb.Freed)
+                {
+                    throw Error(s, "name", $"buffer '{s.Name}' was already freed");
+                }
+                fb.Freed = true;
+                _alloc.Free(fb);
+                r["buf"] = s.Name;
+                break;
+            case CpuWriteStep s:
+                DoCpuWrite(s, r);
+                break;
+            case CpuReadStep s:
+                DoCpuRead(s, r);
+                break;
+            case MapStep s:
+                DoMap(s, r);
+                break;
+            case UnmapStep s:
+                DoUnmap(s, r);
+                break;
+            case MappingErrorStep s:
+                var mh = _handles[s.Handle];
+                r["handle"] = mh.Name;
+                r["dev"] = mh.Dev.Name;
+                r["dma_addr"] = Hex.Format(mh.Addr.Value);
+                var ret = _api.MappingError(mh.Dev, mh.Addr);
+                r["ret"] = -(long)ret;
+                r["error"] = ret == Errno.None ? null : ret.ToString();
+                break;
+            case SyncStep s:
+                DoSync(s, r);
+                break;
+            case DevReadStep s:
+                DoDevRead(s, r);
+                break;
+            case DevWriteStep s:
+                DoDevWrite(s, r);
+                break;
+            case TickStep s:
+                _m.Clock.Advance(s.Ms * 1_000_000);
+                r["ms"] = (long)s.Ms;
+                r["now_ms"] = (long)_m.Clock.NowMs;
+                break;
+            default:
+                throw Error(step, "op", $"op '{step.Op}' is not handled");
+        }
+    }
+
+    private void DoAlloc(AllocStep s, JsonObject r)
+    {
+        var b = _alloc.Allocate(s, (field, msg) => Error(s, field, msg));
+        _buffers[s.Name] = b;
+        r["buf"] = b.Name;
+        r["kind"] = b.KindName;
+        r["phys"] = Hex.Format(b.Phys.Value);
+        r["size"] = (long)b.Size;
+    }
+
+    private ulong CheckRange(Step s, Buffer b, ulong offset, ulong len, string field)
+    {
+        if (offset > b.Size || len > b.Size - offset)
+        {
+            throw Error(s, field, $"offset {offset} + length {len} runs past buffer '{b.Name}' ({b.Size} bytes)");
+        }
+        return len;
+    }
+
+    private void DoCpuWrite(CpuWriteStep s, JsonObject r)
+    {
+        var b = _buffers[s.Buf];
+        var len = s.Len ?? (ulong?)s.Data.NaturalLength ?? (b.Size - Math.Min(s.Offset, b.Size));
+        CheckRange(s, b, s.Offset, len, "data");
+        _m.Cpu.Write(b.Va + s.Offset, s.Data.Expand((int)len));
+        r["buf"] = b.Name;
+        r["offset"] = (long)s.Offset;
+        r["len"] = (long)len;
+    }
+
+    private void DoCpuRead(CpuReadStep s, JsonObject r)
+    {
+        var b = _buffers[s.Buf];
+        CheckRange(s, b, s.Offset, s.Len, "len");
+        var data = new byte[s.Len];
+        _m.Cpu.Read(b.Va + s.Offset, data);
+        r["buf"] = b.Name;
+        r["offset"] = (long)s.Offset;
+        r["len"] = (long)s.Len;
+        r["data"] = Values.HexBytes(data);
+    }
+
+    private void BeginCall()
+    {
+        _recorder.Reset();
+        _cacheOps.Clear();
+    }
+
+    private void EndCall(JsonObject r, CounterSnapshot before)
+    {
+        var d = _m.Counters.Snapshot() - before;
+        var ops = new JsonArray();
+        foreach (var op in _cacheOps)
+        {
+            ops.Add(new JsonObject { ["op"] = op.Name, ["phys"] = Hex.Format(op.Phys.Value), ["size"] = (long)op.Size });
+        }
+        r["cache_ops"] = ops;
+        r["page_touches"] = d.PageReads;
+        r["kernel_mappings"] = d.KernelMappings;
+    }
+
+    private static JsonArray AttrList(DmaAttrs attrs)
+    {
+        var a = new JsonArray();
+        foreach (var n in attrs.ScenarioNames())
+        {
+            a.Add(n);
+        }
+        return a;
+    }
+
+    private void DoMap(MapStep s, JsonObject r)
+    {
+        var dev = _m.Device(s.Dev);
+        var b = _buffers[s.Buf];
+        if (s.Offset >= b.Size)
+        {
+            throw Error(s, "offset", $"offset {s.Offset} is outside buffer '{b.Name}' ({b.Size} bytes)");
+        }
+        var size = s.Size ?? b.Size - s.Offset;
+        var phys = b.PhysAt(s.Offset);
+        r["handle"] = s.As;
+        r["dev"] = dev.Name;
+        r["phys"] = Hex.Format(phys.Value);
+        r["size"] = (long)size;
+        r["dir"] = s.Dir.ScenarioName();
+        r["attrs"] = AttrList(s.Attrs);
+        if (s.Api == MapApi.Page && !b.HasStructPage)
+        {
+            throw Error(s, "api", $"api page needs a struct page, and buffer '{b.Name}' ({b.KindName}) has none; use api phys or resource with mmio");
+        }
+        BeginCall();
+        var before = _m.Counters.Snapshot();
+        var addr = s.Api switch
+        {
+            MapApi.Page => _api.MapPage(dev, new Page(phys.Pfn(_m.PageShift)), phys.OffsetInPage(_m.PageSize), size, s.Dir, s.Attrs),
+            MapApi.Single => _api.MapSingle(dev, b.Va + s.Offset, size, s.Dir, s.Attrs),
+            MapApi.Resource => _api.MapResource(dev, phys, size, s.Dir, s.Attrs),
+            _ => _api.MapPhys(dev, phys, size, s.Dir, s.Attrs),
+        };
+        _handles[s.As] = new Handle
+        {
+            Name = s.As,
+            Dev = dev,
+            Buf = b,
+            Phys = phys,
+            Size = size,
+            Dir = s.Dir,
+            Attrs = s.Attrs,
+            Api = s.Api,
+            Addr = addr,
+        };
+        r["dma_addr"] = Hex.Format(addr.Value);
+        r["error"] = addr.IsError ? "DMA_MAPPING_ERROR" : null;
+        r["path"] = addr.IsError ? "none" : DmaRecorder.PathName(_recorder.Path);
+        r["p2p"] = "none";
+        r["bounce"] = _recorder.Bounce is { } bounce && !addr.IsError ? Hex.Format(bounce.Value) : null;
+        r["iommu_prot"] = _recorder.IommuProt is { } prot && !addr.IsError ? ProtList(prot) : null;
+        EndCall(r, before);
+    }
+
+    /// <summary>IOMMU prot bits by name, in bit order.</summary>
+    public static JsonArray ProtList(int prot)
+    {
+        string[] names = ["READ", "WRITE", "CACHE", "NOEXEC", "MMIO", "PRIV"];
+        var a = new JsonArray();
+        for (var i = 0; i < names.Length; i++)
+        {
+            if ((prot & (1 << i)) != 0)
+            {
+                a.Add(names[i]);
+            }
+        }
+        return a;
+    }
+
+    private void DoUnmap(UnmapStep s, JsonObject r)
+    {
+        var h = _handles[s.Handle];
+        var size = s.Size ?? h.Size;
+        var dir = s.Dir ?? h.Dir;
+        var attrs = s.Attrs ?? h.Attrs;
+        var api = s.Api ?? h.Api;
+        r["handle"] = h.Name;
+        r["dev"] = h.Dev.Name;
+        r["dma_addr"] = Hex.Format(h.Addr.Value);
+        r["size"] = (long)size;
+        r["dir"] = dir.ScenarioName();
+        r["attrs"] = AttrList(attrs);
+        BeginCall();
+        var before = _m.Counters.Snapshot();
+        switch (api)
+        {
+            case MapApi.Page:
+                _api.UnmapPage(h.Dev, h.Addr, size, dir, attrs);
+                break;
+            case MapApi.Single:
+                _api.UnmapSingle(h.Dev, h.Addr, size, dir, attrs);
+                break;
+            case MapApi.Resource:
+                _api.UnmapResource(h.Dev, h.Addr, size, dir, attrs);
+                break;
+            default:
+                _api.UnmapPhys(h.Dev, h.Addr, size, dir, attrs);
+                break;
+        }
+        h.Unmapped = true;
+        EndCall(r, before);
+    }
+
+    private void DoSync(SyncStep s, JsonObject r)
+    {
+        var h = _handles[s.Handle];
+        var size = s.Size ?? h.Size - Math.Min(s.Offset, h.Size);
+        var dir = s.Dir ?? h.Dir;
+        var addr = h.Addr + s.Offset;
+        r["handle"] = h.Name;
+        r["dev"] = h.Dev.Name;
+        r["dma_addr"] = Hex.Format(addr.Value);
+        r["size"] = (long)size;
+        r["dir"] = dir.ScenarioName();
+        r["for"] = s.ForCpu ? "cpu" : "device";
+        BeginCall();
+        var before = _m.Counters.Snapshot();
+        if (s.ForCpu)
+        {
+            _api.SyncSingleForCpu(h.Dev, addr, size, dir);
+        }
+        else
+        {
+            _api.SyncSingleForDevice(h.Dev, addr, size, dir);
+        }
+        EndCall(r, before);
+    }
+
+    private DmaAddr Target(Step s, string? handle, ulong? addr, ulong offset) =>
+        handle is not null ? _handles[handle].Addr + offset : new DmaAddr(addr!.Value + offset);
+
+    private void DoDevRead(DevReadStep s, JsonObject r)
+    {
+        var dev = _m.Device(s.Dev);
+        var a = Target(s, s.Handle, s.Addr, s.Offset);
+        var data = new byte[s.Len];
+        var fault = _m.DeviceRead(dev, a, data);
+        r["dev"] = dev.Name;
+        r["dma_addr"] = Hex.Format(a.Value);
+        r["len"] = (long)s.Len;
+        r["data"] = fault is null ? Values.HexBytes(data) : null;
+        r["error"] = fault is null ? null : "fault";
+    }
+
+    private void DoDevWrite(DevWriteStep s, JsonObject r)
+    {
+        var dev = _m.Device(s.Dev);
+        var a = Target(s, s.Handle, s.Addr, s.Offset);
+        var len = s.Len ?? (ulong?)s.Data.NaturalLength ?? (_handles[s.Handle!].Size - Math.Min(s.Offset, _handles[s.Handle!].Size));
+        var fault = _m.DeviceWrite(dev, a, s.Data.Expand((int)len));
+        r["dev"] = dev.Name;
+        r["dma_addr"] = Hex.Format(a.Value);
+        r["len"] = (long)len;
+        r["error"] = fault is null ? null : "fault";
+    }
+}

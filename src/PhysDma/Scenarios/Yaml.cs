@@ -1,0 +1,182 @@
+using System.Globalization;
+using PhysDma.Core;
+using YamlDotNet.Core;
+using YamlDotNet.RepresentationModel;
+
+namespace PhysDma.Scenarios;
+
+/// <summary>
+/// A YAML node with where it came from (file, line, the field path that leads to it), so every read can
+/// fail with a message naming file, line and field. Scenario and machine files are read through this
+/// only: unknown fields are errors, never ignored.
+/// </summary>
+public readonly struct YNode
+{
+    public YNode(YamlNode node, string file, string path)
+    {
+        Node = node;
+        File = file;
+        Path = path;
+    }
+
+    public YamlNode Node { get; }
+    public string File { get; }
+    public string Path { get; }
+    public int Line => (int)Node.Start.Line;
+
+    public ScenarioError Error(string message) => new(File, Line, Path, message);
+
+    public static YNode Load(string text, string file)
+    {
+        var stream = new YamlStream();
+        try
+        {
+            stream.Load(new StringReader(text));
+        }
+        catch (YamlException e)
+        {
+            throw new ScenarioError(file, (int)e.Start.Line, "", $"not valid YAML: {e.InnerException?.Message ?? e.Message}");
+        }
+        if (stream.Documents.Count == 0)
+        {
+            throw new ScenarioError(file, 1, "", "the file is empty");
+        }
+        return new YNode(stream.Documents[0].RootNode, file, "");
+    }
+
+    public bool IsNull => Node is YamlScalarNode { Style: ScalarStyle.Plain } s && (s.Value is null or "" or "~" or "null");
+    public bool IsMapping => Node is YamlMappingNode;
+    public bool IsSequence => Node is YamlSequenceNode;
+    public bool IsScalar => Node is YamlScalarNode;
+
+    public string Scalar
+    {
+        get
+        {
+            if (Node is YamlScalarNode s)
+            {
+                return s.Value ?? "";
+            }
+            throw Error($"expected a single value, found a {(IsMapping ? "mapping" : "list")}");
+        }
+    }
+
+    private string Child(string key) => Path.Length == 0 ? key : $"{Path}.{key}";
+
+    /// <summary>The entries of a mapping, checked against the allowed field names.</summary>
+    public Fields Fields(params string[] allowed)
+    {
+        if (Node is not YamlMappingNode m)
+        {
+            throw Error($"expected a mapping of fields, found {(IsSequence ? "a list" : $"'{Scalar}'")}");
+        }
+        var dict = new Dictionary<string, YNode>(StringComparer.Ordinal);
+        foreach (var (k, v) in m.Children)
+        {
+            var key = k is YamlScalarNode ks ? ks.Value ?? "" : "";
+            var keyNode = new YNode(k, File, Child(key));
+            if (allowed.Length > 0 && !allowed.Contains(key))
+            {
+                throw keyNode.Error($"unknown field '{key}' (allowed here: {string.Join(", ", allowed)})");
+            }
+            if (!dict.TryAdd(key, new YNode(v, File, Child(key))))
+            {
+                throw keyNode.Error($"field '{key}' appears twice");
+            }
+        }
+        return new Fields(this, dict);
+    }
+
+    public IReadOnlyList<YNode> Items()
+    {
+        if (Node is not YamlSequenceNode s)
+        {
+            throw Error("expected a list");
+        }
+        var path = Path;
+        var file = File;
+        return [.. s.Children.Select((c, i) => new YNode(c, file, $"{path}[{i}]"))];
+    }
+
+    public string AsString() => Scalar;
+
+    public bool AsBool()
+    {
+        var v = Scalar.ToLowerInvariant();
+        return v switch
+        {
+            "true" or "on" or "yes" => true,
+            "false" or "off" or "no" => false,
+            _ => throw Error($"expected true/false (or on/off), found '{Scalar}'"),
+        };
+    }
+
+    public int AsInt(int min = int.MinValue, int max = int.MaxValue)
+    {
+        var v = Scalar;
+        long n;
+        if (v.StartsWith("0x", StringComparison.OrdinalIgnoreCase))
+        {
+            if (!long.TryParse(v.AsSpan(2), NumberStyles.AllowHexSpecifier, CultureInfo.InvariantCulture, out n))
+            {
+                throw Error($"'{v}' is not a number");
+            }
+        }
+        else if (!long.TryParse(v, NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out n))
+        {
+            throw Error($"'{v}' is not a number");
+        }
+        if (n < min || n > max)
+        {
+            throw Error($"{n} is out of range ({min}..{max})");
+        }
+        return (int)n;
+    }
+
+    /// <summary>A size: an integer, hex, or a number with a binary unit (<c>4KiB</c>, <c>2MiB</c>, <c>16GiB</c>).</summary>
+    public ulong AsSize() => Values.ParseSize(Scalar, this);
+
+    /// <summary>An address: an integer or a hex string.</summary>
+    public ulong AsAddress() => Values.ParseAddress(Scalar, this);
+
+    /// <summary>A name: <c>[a-z0-9_.-]+</c>.</summary>
+    public string AsName()
+    {
+        var v = Scalar;
+        if (!Values.IsName(v))
+        {
+            throw Error($"'{v}' is not a valid name (use lowercase letters, digits, '_', '.', '-')");
+        }
+        return v;
+    }
+
+    public T AsEnum<T>(params (string Name, T Value)[] choices)
+    {
+        var v = Scalar;
+        foreach (var (name, value) in choices)
+        {
+            if (string.Equals(name, v, StringComparison.Ordinal))
+            {
+                return value;
+            }
+        }
+        throw Error($"'{v}' is not one of: {string.Join(", ", choices.Select(c => c.Name))}");
+    }
+}
+
+/// <summary>The fields of one mapping, read by name; each read node keeps its line for errors.</summary>
+public sealed class Fields(YNode owner, Dictionary<string, YNode> fields)
+{
+    public YNode Owner { get; } = owner;
+
+    public bool Has(string key) => fields.ContainsKey(key);
+
+    public YNode? Get(string key) => fields.TryGetValue(key, out var n) ? n : null;
+
+    public YNode Required(string key) =>
+        fields.TryGetValue(key, out var n) ? n : throw Owner.Error($"missing field '{key}'");
+
+    public IEnumerable<string> Keys => fields.Keys;
+
+    public IEnumerable<KeyValuePair<string, YNode>> All => fields;
+}
