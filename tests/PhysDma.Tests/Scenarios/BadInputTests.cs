@@ -1,0 +1,130 @@
+using static PhysDma.Tests.Scenarios.ScenarioTestKit;
+
+namespace PhysDma.Tests.Scenarios;
+
+/// <summary>Malformed scenarios: one message naming file, line and field, exit code 2, never a stack trace.</summary>
+public class BadInputTests
+{
+    private const string Head = "machine: x86-noiommu\nsteps:\n";
+
+    private static void AssertBad(string yaml, int line, string fieldAndText)
+    {
+        var (exit, stdout, stderr, file) = RunCli(yaml);
+        Assert.Equal(2, exit);
+        Assert.Equal("", stdout);
+        var msg = stderr.TrimEnd('\n');
+        Assert.DoesNotContain('\n', msg);
+        Assert.StartsWith($"physdma: {file}:{line}: ", msg);
+        Assert.Contains(fieldAndText, msg);
+        Assert.DoesNotContain("   at ", stderr);
+    }
+
+    [Fact]
+    public void UnknownStepField() =>
+        AssertBad(Head + "  - { op: alloc, name: b, size: 4KiB, kind: ram, colour: red }\n", 3, "steps[0].colour: unknown field 'colour'");
+
+    [Fact]
+    public void BadSize() =>
+        AssertBad(Head + "  - op: alloc\n    name: b\n    size: 4KB\n    kind: ram\n", 5, "steps[0].size: '4KB' is not a size");
+
+    [Fact]
+    public void NegativeSize() =>
+        AssertBad(Head + "  - { op: alloc, name: b, size: -4096, kind: ram }\n", 3, "steps[0].size: negative size '-4096'");
+
+    [Fact]
+    public void UnknownDevice() =>
+        AssertBad(Head + "  - { op: alloc, name: b, size: 4KiB, kind: ram }\n  - { op: map, dev: gpu9, buf: b, dir: to_device, as: h }\n",
+            4, "steps[1].dev: unknown device 'gpu9' (this machine has: nic0)");
+
+    [Fact]
+    public void UnknownHandle() =>
+        AssertBad(Head + "  - { op: unmap, handle: nope }\n", 3, "steps[0].handle: unknown handle 'nope'");
+
+    [Fact]
+    public void UnknownBuffer() =>
+        AssertBad(Head + "  - { op: cpu_read, buf: ghost, len: 4 }\n", 3, "steps[0].buf: unknown buffer 'ghost'");
+
+    [Fact]
+    public void MissingOp() =>
+        AssertBad(Head + "  - { name: b, size: 4KiB, kind: ram }\n", 3, "step has no 'op' field");
+
+    [Fact]
+    public void UnknownOp() =>
+        AssertBad(Head + "  - { op: map_everything }\n", 3, "steps[0].op: unknown op 'map_everything'");
+
+    [Fact]
+    public void MissingRequiredField() =>
+        AssertBad(Head + "  - { op: alloc, name: b, kind: ram }\n", 3, "steps[0]: missing field 'size'");
+
+    [Fact]
+    public void BadDirection() =>
+        AssertBad(Head + "  - { op: alloc, name: b, size: 4KiB, kind: ram }\n  - { op: map, dev: nic0, buf: b, dir: sideways, as: h }\n",
+            4, "steps[1].dir: 'sideways' is not one of: bidirectional, to_device, from_device, none");
+
+    [Fact]
+    public void UnknownAttr() =>
+        AssertBad(Head + "  - { op: alloc, name: b, size: 4KiB, kind: ram }\n  - { op: map, dev: nic0, buf: b, dir: to_device, attrs: [cached], as: h }\n",
+            4, "steps[1].attrs[0]: unknown attr 'cached'");
+
+    [Fact]
+    public void BadHexData() =>
+        AssertBad(Head + "  - { op: alloc, name: b, size: 4KiB, kind: ram }\n  - { op: cpu_write, buf: b, data: \"de ad be\u00a0zz\" }\n",
+            4, "steps[1].data:");
+
+    [Fact]
+    public void InvalidYaml() =>
+        AssertBad(Head + "  - { op: alloc, name: b\n", 4, "not valid YAML");
+
+    [Fact]
+    public void UnknownMachine() =>
+        AssertBad("machine: pdp11\nsteps: []\n", 1, "machine: unknown machine 'pdp11'");
+
+    [Fact]
+    public void UnknownMachineField() =>
+        AssertBad("machine:\n  base: x86-noiommu\n  cpu_count: 4\nsteps: []\n", 3, "machine.cpu_count: unknown field 'cpu_count'");
+
+    [Fact]
+    public void DuplicateHandle() =>
+        AssertBad(Head + "  - { op: alloc, name: b, size: 4KiB, kind: ram }\n  - { op: map, dev: nic0, buf: b, dir: to_device, as: h }\n  - { op: map, dev: nic0, buf: b, dir: to_device, as: h }\n",
+            5, "steps[2].as: handle 'h' is already used");
+
+    [Fact]
+    public void BadName() =>
+        AssertBad(Head + "  - { op: alloc, name: Big-Buffer, size: 4KiB, kind: ram }\n", 3, "steps[0].name: 'Big-Buffer' is not a valid name");
+
+    [Fact]
+    public void NonCoherentDeviceOnX86IsRefusedWithTheMachineField() =>
+        AssertBad("machine:\n  base: x86-noiommu\n  devices:\n    - { name: nic0, coherent: false }\nsteps: []\n", 1,
+            "machine.devices[0].coherent: device 'nic0': x86_64 has no non-coherent DMA");
+
+    [Fact]
+    public void MapPageOfPagelessMemoryIsAnImpossibleRequest() =>
+        AssertBad(Head + "  - { op: alloc, name: regs, size: 4KiB, kind: bar, from: nic0, bar: 0 }\n  - { op: map, dev: nic0, buf: regs, dir: to_device, api: page, as: h }\n",
+            4, "api: api page needs a struct page, and buffer 'regs' (bar) has none");
+
+    [Fact]
+    public void MissingFile()
+    {
+        var (exit, _, err) = CliArgs("run", "/nonexistent/x.yaml");
+        Assert.Equal(2, exit);
+        Assert.StartsWith("physdma: /nonexistent/x.yaml:0: cannot read scenario", err);
+    }
+
+    [Fact]
+    public void BadCommandLineExitsWith2()
+    {
+        var (exit, _, err) = CliArgs("run");
+        Assert.Equal(2, exit);
+        Assert.Contains("physdma:", err);
+        var (exit2, _, _) = CliArgs("run", "x.yaml", "--bogus");
+        Assert.Equal(2, exit2);
+    }
+
+    [Fact]
+    public void UnknownProfileForShow()
+    {
+        var (exit, _, err) = CliArgs("machines", "show", "vax");
+        Assert.Equal(2, exit);
+        Assert.Contains("unknown machine 'vax'", err);
+    }
+}
