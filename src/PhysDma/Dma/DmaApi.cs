@@ -17,7 +17,6 @@ public sealed class DmaApi
     public DmaApi(Machine machine)
     {
         Machine = machine;
-        Log = new KernelLog(machine.Clock);
         Trace = new DmaTrace(machine.Clock);
         Direct = new DmaDirect(this);
         Swiotlb = new Swiotlb(this);
@@ -45,7 +44,7 @@ public sealed class DmaApi
     }
 
     public Machine Machine { get; }
-    public KernelLog Log { get; }
+    public KernelLog Log => Machine.Log;
     public DmaTrace Trace { get; }
     public DmaDirect Direct { get; }
     public Swiotlb Swiotlb { get; }

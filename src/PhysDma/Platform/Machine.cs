@@ -82,6 +82,7 @@ public sealed class Machine
         ArchCache = new ArchCacheHooks(Arch, Kmap, Cache, Map);
         Cpu = new Cpu(Kmap, Cache, Memory, PageSize);
         Clock = new Clock();
+        Log = new KernelLog(Clock);
         Allocator = new PhysAllocator(Map.Regions.Where(r => r.Kind == MemKind.Ram));
         // x86 firmware owns the first page (real-mode IVT/BDA); memblock never hands it out.
         if (Arch == Arch.X86_64 && Map.IsRam(new PhysAddr(0)))
@@ -151,6 +152,9 @@ public sealed class Machine
     public ArchCacheHooks ArchCache { get; }
     public Cpu Cpu { get; }
     public Clock Clock { get; }
+
+    /// <summary>The kernel log (dmesg) every layer prints to.</summary>
+    public KernelLog Log { get; }
     public PhysAllocator Allocator { get; }
     public BusTranslation BusTranslation { get; }
 
