@@ -1,5 +1,6 @@
 using PhysDma.Core;
 using PhysDma.Dma.Trace;
+using PhysDma.Pci;
 using PhysDma.Platform;
 
 namespace PhysDma.Dma;
@@ -41,6 +42,18 @@ public sealed class DmaApi
                 SetCoherentMask(dev, dev.CoherentDmaMask);
             }
         }
+
+        // PCI enumeration: the hierarchy, P2PDMA providers and pools, and peer routing of every PCI
+        // device's transactions (wrapping whatever translation the device got above).
+        Pci = new PciTopology(machine.Config);
+        P2P = new P2PDma(machine, Pci);
+        foreach (var dev in machine.Devices)
+        {
+            if (Pci.IsPci(dev.Name))
+            {
+                dev.Translation = new PciRouting(P2P, dev.Translation ?? machine.BusTranslation);
+            }
+        }
     }
 
     public Machine Machine { get; }
@@ -48,6 +61,8 @@ public sealed class DmaApi
     public DmaTrace Trace { get; }
     public DmaDirect Direct { get; }
     public Swiotlb Swiotlb { get; }
+    public PciTopology Pci { get; }
+    public P2PDma P2P { get; }
 
     /// <summary>CONFIG_DMA_API_DEBUG (the machine's <c>debug</c> field).</summary>
     public bool DebugConfig => Machine.Config.Debug;

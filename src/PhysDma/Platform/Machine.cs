@@ -108,7 +108,7 @@ public sealed class Machine
                 throw new MachineConfigException($"devices[{i}].coherent",
                     $"device '{d.Name}': {ArchName} has no non-coherent DMA (every device is cache coherent there)");
             }
-            var isPci = d.Parent is not null || d.Bdf is not null;
+            var isPci = d.Parent is not null;
             var translated = d.Iommu ?? (isPci && config.Iommu is not null);
             if (translated && config.Iommu is null)
             {

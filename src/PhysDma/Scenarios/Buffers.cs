@@ -74,7 +74,7 @@ public sealed class BufferAllocator(Machine machine, DmaApi api)
             BufferKind.Vmalloc => Vmalloc(s, error),
             BufferKind.Bar => Bar(s, error),
             BufferKind.Resource => Resource(s, error),
-            _ => throw error("kind", "kind p2pmem needs PCI P2PDMA, which this build does not model yet"),
+            _ => P2PMem(s, error),
         };
     }
 
@@ -282,6 +282,29 @@ public sealed class BufferAllocator(Machine machine, DmaApi api)
             Pages = pages,
             FirstOffset = offset,
             HasStructPage = false,
+            Owned = [],
+            PageSize = PageSize,
+        };
+    }
+
+    private Buffer P2PMem(AllocStep s, Func<string, string, ScenarioError> error)
+    {
+        if (!api.P2P.HasPool(s.From!))
+        {
+            throw error("from", $"device '{s.From}' has no p2pmem pool (give it 'p2pmem: {{ bar: N, size: ... }}' in the machine)");
+        }
+        var phys = api.P2P.AllocP2PMem(s.From!, s.Size) ?? throw error("size", $"the p2pmem pool of '{s.From}' has no room for {s.Size} bytes");
+        var pages = PagesFrom(phys, 0, s.Size);
+        // p2pmem is mapped for the CPU like the BAR it lives in: uncached, write-combining at best.
+        return new Buffer
+        {
+            Name = s.Name,
+            Kind = s.Kind,
+            Size = s.Size,
+            Va = machine.Kmap.Ioremap(phys, s.Size),
+            Pages = pages,
+            FirstOffset = 0,
+            HasStructPage = true,
             Owned = [],
             PageSize = PageSize,
         };

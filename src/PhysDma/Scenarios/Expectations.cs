@@ -104,15 +104,11 @@ public static class Expectations
             {
                 return expected.AsBool() == b ? null : $"wanted {expected.Scalar}, got {(b ? "true" : "false")}";
             }
-            if (value.TryGetValue<long>(out var l))
+            if (value.GetValueKind() == System.Text.Json.JsonValueKind.Number)
             {
-                var want = (long)expected.AsAddress();
-                return want == l ? null : $"wanted {want}, got {l}";
-            }
-            if (value.TryGetValue<ulong>(out var ul))
-            {
-                var want = expected.AsAddress();
-                return want == ul ? null : $"wanted {want}, got {ul}";
+                var got = value.ToJsonString();
+                var want = expected.Scalar.StartsWith('-') ? expected.Scalar : expected.AsAddress().ToString(System.Globalization.CultureInfo.InvariantCulture);
+                return want == got ? null : $"wanted {want}, got {got}";
             }
             if (value.TryGetValue<string>(out var str))
             {

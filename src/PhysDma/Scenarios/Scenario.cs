@@ -60,3 +60,5 @@ public sealed record DevReadStep(string Dev, string? Handle, ulong? Addr, ulong 
 public sealed record DevWriteStep(string Dev, string? Handle, ulong? Addr, ulong Offset, DataSpec Data, ulong? Len) : Step;
 
 public sealed record TickStep(ulong Ms) : Step;
+
+public sealed record P2PMapStep(string Dev, string Buf, ulong Offset, ulong? Size, DmaDirection Dir, DmaAttrs Attrs, string As) : Step;

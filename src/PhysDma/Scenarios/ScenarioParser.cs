@@ -25,7 +25,6 @@ public static class ScenarioParser
         ["iova_unlink"] = "the two-step IOVA API",
         ["iova_free"] = "the two-step IOVA API",
         ["iova_destroy"] = "the two-step IOVA API",
-        ["p2p_map"] = "PCI P2PDMA",
         ["remove_device"] = "dma-debug",
         ["iommu_flush"] = "the IOMMU",
     };
@@ -46,6 +45,7 @@ public static class ScenarioParser
         ["dev_read"] = ["dev", "dma_addr", "len", "data"],
         ["dev_write"] = ["dev", "dma_addr", "len"],
         ["tick"] = ["ms", "now_ms"],
+        ["p2p_map"] = ["handle", "dev", "phys", "size", "dir", "attrs", "dma_addr", "path", "p2p", "bounce", "iommu_prot", "cache_ops", "page_touches", "kernel_mappings"],
     };
 
     public static readonly string[] FinalFields = ["live_mappings", "iova_pages_in_use", "swiotlb_slots_used", "iotlb_entries", "debug", "faults", "ok"];
@@ -163,6 +163,7 @@ public static class ScenarioParser
             "dev_read" => ["dev", "handle", "addr", "offset", "len"],
             "dev_write" => ["dev", "handle", "addr", "offset", "data", "len"],
             "tick" => ["ms"],
+            "p2p_map" => ["dev", "buf", "offset", "size", "dir", "attrs", "as"],
             _ => [],
         };
         var f = node.Fields([.. CommonFields, .. own]);
@@ -192,6 +193,7 @@ public static class ScenarioParser
                 f.Get("offset")?.AsSize() ?? 0, f.Get("size")?.AsSize(), f.Get("dir") is { } sd ? Dir(sd) : null)
             { Index = 0, Op = op, Line = 0 },
             "dev_read" => DevRead(f, ctx),
+            "p2p_map" => P2PMap(f, ctx),
             "dev_write" => DevWrite(f, ctx),
             "tick" => new TickStep((ulong)f.Required("ms").AsInt(0, int.MaxValue)) { Index = 0, Op = op, Line = 0 },
             _ => throw opNode.Error($"unknown op '{op}'"),
@@ -256,6 +258,12 @@ public static class ScenarioParser
         return new MapStep(dev, buf, f.Get("offset")?.AsSize() ?? 0, f.Get("size")?.AsSize(), Dir(f.Required("dir")),
             f.Get("attrs") is { } a ? Attrs(a) : DmaAttrs.None, f.Get("api") is { } api ? Api(api) : MapApi.Phys, handle)
         { Index = 0, Op = "map", Line = 0 };
+    }
+
+    private static P2PMapStep P2PMap(Fields f, Context ctx)
+    {
+        var m = Map(f, ctx);
+        return new P2PMapStep(m.Dev, m.Buf, m.Offset, m.Size, m.Dir, m.Attrs, m.As) { Index = 0, Op = "p2p_map", Line = 0 };
     }
 
     private static (string Dev, string? Handle, ulong? Addr) Target(Fields f, Context ctx)

@@ -1,6 +1,7 @@
 using System.Text.Json.Nodes;
 using PhysDma.Core;
 using PhysDma.Dma;
+using PhysDma.Pci;
 using PhysDma.Platform;
 
 namespace PhysDma.Scenarios;
@@ -23,6 +24,7 @@ public sealed class ScenarioRunner
     private readonly JsonArray _log = [];
     private readonly DmaRecorder _recorder = new();
     private readonly List<CacheOp> _cacheOps = [];
+    private readonly P2PImport _importer;
 
     private sealed class Handle
     {
@@ -35,7 +37,14 @@ public sealed class ScenarioRunner
         public required DmaAttrs Attrs { get; init; }
         public required MapApi Api { get; init; }
         public required DmaAddr Addr { get; init; }
+
+        /// <summary>Set for handles made by <c>p2p_map</c>: what the importer decided.</summary>
+        public P2PMapping? P2P { get; init; }
+
         public bool Unmapped { get; set; }
+
+        /// <summary>Whether this handle holds a DMA-API mapping (bus addresses and failures do not).</summary>
+        public bool IsDmaMapping => !Addr.IsError && P2P is not { Type: P2PMapType.BusAddr };
     }
 
     public ScenarioRunner(Scenario scenario)
@@ -51,6 +60,7 @@ public sealed class ScenarioRunner
             throw new ScenarioError(scenario.File, 1, "machine." + e.Field, e.Message);
         }
         _alloc = new BufferAllocator(_m, _api);
+        _importer = new P2PImport(_api);
     }
 
     public Machine Machine => _m;
@@ -103,7 +113,7 @@ public sealed class ScenarioRunner
 
         var final = new JsonObject
         {
-            ["live_mappings"] = (long)_handles.Values.Count(h => !h.Unmapped && !h.Addr.IsError),
+            ["live_mappings"] = (long)_handles.Values.Count(h => !h.Unmapped && h.IsDmaMapping),
             ["iova_pages_in_use"] = null,
             ["swiotlb_slots_used"] = _api.Swiotlb.SlotsUsed,
             ["iotlb_entries"] = null,
@@ -253,6 +263,9 @@ public sealed class ScenarioRunner
                 break;
             case DevReadStep s:
                 DoDevRead(s, r);
+                break;
+            case P2PMapStep s:
+                DoP2PMap(s, r);
                 break;
             case DevWriteStep s:
                 DoDevWrite(s, r);
@@ -418,6 +431,13 @@ public sealed class ScenarioRunner
         r["attrs"] = AttrList(attrs);
         BeginCall();
         var before = _m.Counters.Snapshot();
+        if (h.P2P is { } p2p)
+        {
+            _importer.Unmap(h.Dev, p2p, size, dir, attrs);
+            h.Unmapped = true;
+            EndCall(r, before);
+            return;
+        }
         switch (api)
         {
             case MapApi.Page:
@@ -459,6 +479,70 @@ public sealed class ScenarioRunner
         {
             _api.SyncSingleForDevice(h.Dev, addr, size, dir);
         }
+        EndCall(r, before);
+    }
+
+    public static string MapTypeName(P2PMapType t) => t switch
+    {
+        P2PMapType.BusAddr => "bus_addr",
+        P2PMapType.ThruHostBridge => "thru_host_bridge",
+        P2PMapType.NotSupported => "not_supported",
+        _ => "none",
+    };
+
+    private void DoP2PMap(P2PMapStep s, JsonObject r)
+    {
+        var dev = _m.Device(s.Dev);
+        var b = _buffers[s.Buf];
+        if (s.Offset >= b.Size)
+        {
+            throw Error(s, "offset", $"offset {s.Offset} is outside buffer '{b.Name}' ({b.Size} bytes)");
+        }
+        var size = s.Size ?? b.Size - s.Offset;
+        var phys = b.PhysAt(s.Offset);
+        r["handle"] = s.As;
+        r["dev"] = dev.Name;
+        r["phys"] = Hex.Format(phys.Value);
+        r["size"] = (long)size;
+        r["dir"] = s.Dir.ScenarioName();
+        r["attrs"] = AttrList(s.Attrs);
+        BeginCall();
+        var before = _m.Counters.Snapshot();
+        P2PMapping m;
+        if (b.HasStructPage)
+        {
+            // Block layer / HMM: the page's pgmap says whether and whose P2P memory this is.
+            var state = default(P2PMapState);
+            m = _importer.MapPage(ref state, dev, new Page(phys.Pfn(_m.PageShift)), phys, size, s.Dir, s.Attrs);
+        }
+        else if (_api.P2P.ProviderAt(phys) is { } provider)
+        {
+            // VFIO dma-buf: the exporter hands over the provider with the page-less range.
+            m = _importer.MapProvider(provider, dev, phys, size, s.Dir, s.Attrs);
+        }
+        else
+        {
+            throw Error(s, "buf", $"buffer '{b.Name}' ({b.KindName}) is neither memory with struct page nor part of a PCI BAR: no importer can map it");
+        }
+        _handles[s.As] = new Handle
+        {
+            Name = s.As,
+            Dev = dev,
+            Buf = b,
+            Phys = phys,
+            Size = size,
+            Dir = s.Dir,
+            Attrs = s.Attrs,
+            Api = MapApi.Phys,
+            Addr = m.Addr,
+            P2P = m,
+        };
+        r["dma_addr"] = Hex.Format(m.Addr.Value);
+        r["error"] = m.Error != Errno.None ? m.Error.ToString() : m.Addr.IsError ? "DMA_MAPPING_ERROR" : null;
+        r["path"] = m.Ok ? DmaRecorder.PathName(_recorder.Path) : "none";
+        r["p2p"] = MapTypeName(m.Type);
+        r["bounce"] = _recorder.Bounce is { } bounce && m.Ok ? Hex.Format(bounce.Value) : null;
+        r["iommu_prot"] = _recorder.IommuProt is { } prot && m.Ok ? ProtList(prot) : null;
         EndCall(r, before);
     }
 

@@ -1,0 +1,198 @@
+using PhysDma.Core;
+using PhysDma.Platform;
+
+namespace PhysDma.Pci;
+
+/// <summary>What a node of the PCI hierarchy is, as the kernel's <c>pci_upstream_bridge</c> walk sees it.</summary>
+public enum PciNodeKind
+{
+    Endpoint,
+    RootPort,
+    SwitchUpstreamPort,
+    SwitchDownstreamPort,
+}
+
+/// <summary>
+/// One <c>struct pci_dev</c> on an upstream path: an endpoint function, a root port, or a switch's upstream
+/// or downstream port. A switch in the machine file is an upstream port with one downstream port per
+/// slot below it (the functions of one multi-function device share a slot).
+/// </summary>
+public sealed class PciNode
+{
+    internal PciNode(string name, PciNodeKind kind, PciNode? upstream, bool acsRedirect, string hostBridge)
+    {
+        Name = name;
+        Kind = kind;
+        Upstream = upstream;
+        AcsRedirect = acsRedirect;
+        HostBridge = hostBridge;
+    }
+
+    public string Name { get; }
+    public PciNodeKind Kind { get; }
+
+    /// <summary><c>pci_upstream_bridge</c>: null for a root port (it sits on the root bus).</summary>
+    public PciNode? Upstream { get; }
+
+    /// <summary><c>pci_bridge_has_acs_redir</c>: ACS request/completion redirect or egress control enabled.</summary>
+    public bool AcsRedirect { get; }
+
+    /// <summary>The host bridge this node is below.</summary>
+    public string HostBridge { get; }
+
+    public override string ToString() => Name;
+}
+
+/// <summary>One BAR of an endpoint: where the CPU sees it and where the PCI bus sees it.</summary>
+public sealed record PciBar(string Owner, int Index, PhysAddr CpuBase, ulong BusBase, ulong Size)
+{
+    /// <summary><c>pci_bus_address − pci_resource_start</c>: add to a CPU address to get the bus address.</summary>
+    public ulong BusOffset => BusBase - CpuBase.Value;
+
+    public bool ContainsCpu(PhysAddr p) => p >= CpuBase && p.Value - CpuBase.Value < Size;
+    public bool ContainsBus(ulong a) => a >= BusBase && a - BusBase < Size;
+}
+
+/// <summary>
+/// The PCI hierarchy of a machine: host bridges (with their MEM windows and peer-to-peer permission),
+/// root ports, switches and endpoint functions, and every endpoint's BARs.
+/// </summary>
+public sealed class PciTopology
+{
+    private readonly Dictionary<string, PciNodeConfig> _configs = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, PciNode> _endpoints = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, PciNode> _ports = new(StringComparer.Ordinal);
+    private readonly List<PciBar> _bars = [];
+    private readonly Dictionary<string, string> _bdf = new(StringComparer.Ordinal);
+
+    public PciTopology(MachineConfig config)
+    {
+        for (var i = 0; i < config.Pci.Count; i++)
+        {
+            var n = config.Pci[i];
+            if (!_configs.TryAdd(n.Name, n))
+            {
+                throw new MachineConfigException($"pci[{i}].name", $"PCI node '{n.Name}' is defined twice");
+            }
+            if (n.Type == PciNodeType.HostBridge)
+            {
+                if (n.Parent is not null)
+                {
+                    throw new MachineConfigException($"pci[{i}].parent", $"host bridge '{n.Name}' cannot have a parent");
+                }
+                continue;
+            }
+            if (n.Parent is null || !_configs.TryGetValue(n.Parent, out var parent))
+            {
+                throw new MachineConfigException($"pci[{i}].parent",
+                    n.Parent is null ? $"PCI node '{n.Name}' needs a parent" : $"PCI node '{n.Name}': parent '{n.Parent}' is not defined before it");
+            }
+            var ok = n.Type switch
+            {
+                PciNodeType.RootPort => parent.Type == PciNodeType.HostBridge,
+                _ => parent.Type is PciNodeType.RootPort or PciNodeType.Switch,
+            };
+            if (!ok)
+            {
+                throw new MachineConfigException($"pci[{i}].parent",
+                    $"a {Describe(n.Type)} cannot sit below a {Describe(parent.Type)} ('{n.Parent}')");
+            }
+        }
+        for (var i = 0; i < config.Devices.Count; i++)
+        {
+            var d = config.Devices[i];
+            if (d.Parent is null)
+            {
+                continue;
+            }
+            if (_configs[d.Parent].Type == PciNodeType.HostBridge)
+            {
+                throw new MachineConfigException($"devices[{i}].parent", $"device '{d.Name}' must sit below a root port or switch, not host bridge '{d.Parent}'");
+            }
+            var bdf = d.Bdf ?? throw new MachineConfigException($"devices[{i}].bdf", $"PCI device '{d.Name}' needs a bdf");
+            if (_bdf.Values.Contains(bdf))
+            {
+                throw new MachineConfigException($"devices[{i}].bdf", $"bdf {bdf} is used twice");
+            }
+            _bdf[d.Name] = bdf;
+            var slot = bdf[..^2];
+            var upstream = PortFor(d.Parent, slot);
+            _endpoints[d.Name] = new PciNode(d.Name, PciNodeKind.Endpoint, upstream, false, upstream.HostBridge);
+            foreach (var b in d.Bars)
+            {
+                _bars.Add(new PciBar(d.Name, b.Bar, new PhysAddr(b.Base), b.BusBase, b.Size));
+            }
+        }
+    }
+
+    private static string Describe(PciNodeType t) => t switch
+    {
+        PciNodeType.HostBridge => "host bridge",
+        PciNodeType.RootPort => "root port",
+        _ => "switch",
+    };
+
+    /// <summary>The port a child in <paramref name="slot"/> of node <paramref name="parentName"/> hangs from.</summary>
+    private PciNode PortFor(string parentName, string slot)
+    {
+        var cfg = _configs[parentName];
+        if (cfg.Type == PciNodeType.RootPort)
+        {
+            return RootPort(cfg);
+        }
+        var key = $"{cfg.Name}/{slot}";
+        if (!_ports.TryGetValue(key, out var dsp))
+        {
+            var usp = SwitchUpstream(cfg);
+            dsp = new PciNode($"{cfg.Name}.dsp[{slot}]", PciNodeKind.SwitchDownstreamPort, usp, cfg.AcsRedirect, usp.HostBridge);
+            _ports[key] = dsp;
+        }
+        return dsp;
+    }
+
+    private PciNode RootPort(PciNodeConfig cfg)
+    {
+        if (!_ports.TryGetValue(cfg.Name, out var rp))
+        {
+            rp = new PciNode(cfg.Name, PciNodeKind.RootPort, null, cfg.AcsRedirect, cfg.Parent!);
+            _ports[cfg.Name] = rp;
+        }
+        return rp;
+    }
+
+    private PciNode SwitchUpstream(PciNodeConfig cfg)
+    {
+        if (!_ports.TryGetValue(cfg.Name, out var usp))
+        {
+            var above = PortFor(cfg.Parent!, cfg.Name);
+            usp = new PciNode(cfg.Name, PciNodeKind.SwitchUpstreamPort, above, false, above.HostBridge);
+            _ports[cfg.Name] = usp;
+        }
+        return usp;
+    }
+
+    public IReadOnlyList<PciBar> Bars => _bars;
+
+    public bool IsPci(string device) => _endpoints.ContainsKey(device);
+
+    public PciNode? Endpoint(string device) => _endpoints.TryGetValue(device, out var n) ? n : null;
+
+    public string? Bdf(string device) => _bdf.TryGetValue(device, out var b) ? b : null;
+
+    public PciNodeConfig HostBridge(string name) => _configs[name];
+
+    public PciBar? Bar(string device, int index) => _bars.FirstOrDefault(b => b.Owner == device && b.Index == index);
+
+    public PciBar? BarAtCpu(PhysAddr p) => _bars.FirstOrDefault(b => b.ContainsCpu(p));
+
+    public PciBar? BarAtBus(ulong a) => _bars.FirstOrDefault(b => b.ContainsBus(a));
+
+    /// <summary>The nodes from a device up to its root port (the device first).</summary>
+    public IEnumerable<PciNode> UpstreamPath(string device)
+    {
+        for (var n = Endpoint(device); n is not null; n = n.Upstream)
+        {
+            yield return n;
+        }
+    }
+}
