@@ -11,7 +11,7 @@ namespace PhysDma.Dma;
 /// single-buffer syncs and the mask and size queries on top. It picks the backend for each device
 /// (dma-direct, dma-iommu or the device's legacy ops) and runs the hooks after it.
 /// </summary>
-public sealed class DmaApi
+public sealed partial class DmaApi
 {
     private readonly Dictionary<Device, DmaOps> _ops = [];
 
@@ -86,7 +86,7 @@ public sealed class DmaApi
     public DmaOps? GetOps(Device dev) => _ops.TryGetValue(dev, out var o) ? o : null;
 
     /// <summary><c>dma_go_direct</c> with the device's streaming mask (<c>dma_map_direct</c>).</summary>
-    private static bool GoDirect(Device dev, DmaOps? ops)
+    internal static bool GoDirect(Device dev, DmaOps? ops)
     {
         if (dev.DmaIommu)
         {
@@ -95,7 +95,7 @@ public sealed class DmaApi
         return ops is null;
     }
 
-    private static void CheckDirection(DmaDirection dir)
+    internal static void CheckDirection(DmaDirection dir)
     {
         if (!dir.IsValidForMapping())
         {

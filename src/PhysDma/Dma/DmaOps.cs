@@ -109,4 +109,46 @@ public sealed class DmaOps
             _m.ArchCache.SyncForDevice(_api.Direct.DmaToPhys(dev, addr), size, dir);
         }
     }
+
+    /// <summary><c>ops->map_sg</c>: every entry mapped on its own (no merging).</summary>
+    public int MapSg(Device dev, IReadOnlyList<ScatterEntry> sgl, int nents, DmaDirection dir, DmaAttrs attrs)
+    {
+        for (var i = 0; i < nents; i++)
+        {
+            var sg = sgl[i];
+            sg.DmaAddress = (attrs & DmaAttrs.Mmio) != 0
+                ? MapResource(dev, sg.Phys, sg.Length, dir, attrs)
+                : MapRam(dev, sg.Phys, sg.Length, dir, attrs);
+            if (sg.DmaAddress.IsError)
+            {
+                UnmapSg(dev, sgl, i, dir, attrs | DmaAttrs.SkipCpuSync);
+                return -(int)Errno.EIO;
+            }
+            sg.DmaLength = sg.Length;
+        }
+        return nents;
+    }
+
+    public void UnmapSg(Device dev, IReadOnlyList<ScatterEntry> sgl, int nents, DmaDirection dir, DmaAttrs attrs)
+    {
+        for (var i = 0; i < nents; i++)
+        {
+            UnmapPhys(dev, sgl[i].DmaAddress, sgl[i].DmaLength, dir, attrs);
+        }
+    }
+
+    public void SyncSg(Device dev, IReadOnlyList<ScatterEntry> sgl, int nents, DmaDirection dir, bool forCpu)
+    {
+        for (var i = 0; i < nents; i++)
+        {
+            if (forCpu)
+            {
+                SyncSingleForCpu(dev, sgl[i].DmaAddress, sgl[i].Length, dir);
+            }
+            else
+            {
+                SyncSingleForDevice(dev, sgl[i].DmaAddress, sgl[i].Length, dir);
+            }
+        }
+    }
 }

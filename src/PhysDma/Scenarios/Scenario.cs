@@ -62,3 +62,11 @@ public sealed record DevWriteStep(string Dev, string? Handle, ulong? Addr, ulong
 public sealed record TickStep(ulong Ms) : Step;
 
 public sealed record P2PMapStep(string Dev, string Buf, ulong Offset, ulong? Size, DmaDirection Dir, DmaAttrs Attrs, string As) : Step;
+
+public sealed record SgSegmentSpec(string Buf, ulong Offset, ulong Size);
+
+public sealed record MapSgStep(string Dev, IReadOnlyList<SgSegmentSpec> Segments, DmaDirection Dir, DmaAttrs Attrs, string As) : Step;
+
+public sealed record UnmapSgStep(string Handle, DmaDirection? Dir, DmaAttrs? Attrs, int? Nents) : Step;
+
+public sealed record SyncSgStep(string Handle, bool ForCpu, DmaDirection? Dir, int? Nents) : Step;

@@ -14,9 +14,6 @@ public static class ScenarioParser
     /// <summary>Ops of the format that need layers this build does not have yet.</summary>
     private static readonly Dictionary<string, string> NotYetModelled = new(StringComparer.Ordinal)
     {
-        ["map_sg"] = "scatter-gather mapping",
-        ["unmap_sg"] = "scatter-gather mapping",
-        ["sync_sg"] = "scatter-gather mapping",
         ["alloc_coherent"] = "coherent allocations",
         ["free_coherent"] = "coherent allocations",
         ["iova_alloc"] = "the two-step IOVA API",
@@ -45,6 +42,9 @@ public static class ScenarioParser
         ["dev_read"] = ["dev", "dma_addr", "len", "data"],
         ["dev_write"] = ["dev", "dma_addr", "len"],
         ["tick"] = ["ms", "now_ms"],
+        ["map_sg"] = ["handle", "dev", "dir", "attrs", "nents", "segments", "path", "cache_ops", "page_touches", "kernel_mappings"],
+        ["unmap_sg"] = ["handle", "dev", "dir", "attrs", "nents", "cache_ops", "page_touches", "kernel_mappings"],
+        ["sync_sg"] = ["handle", "dev", "dir", "for", "nents", "cache_ops", "page_touches", "kernel_mappings"],
         ["p2p_map"] = ["handle", "dev", "phys", "size", "dir", "attrs", "dma_addr", "path", "p2p", "bounce", "iommu_prot", "cache_ops", "page_touches", "kernel_mappings"],
     };
 
@@ -123,12 +123,42 @@ public static class ScenarioParser
             return name;
         }
 
+        public HashSet<string> SgHandles { get; } = new(StringComparer.Ordinal);
+
         public string Handle(YNode n)
         {
             var name = n.AsName();
             if (!Handles.ContainsKey(name))
             {
                 throw n.Error($"unknown handle '{name}' (no earlier map step made it with 'as:')");
+            }
+            if (SgHandles.Contains(name))
+            {
+                throw n.Error($"handle '{name}' is a scatter-gather mapping: use unmap_sg / sync_sg");
+            }
+            return name;
+        }
+
+        public string AnyHandle(YNode n)
+        {
+            var name = n.AsName();
+            if (!Handles.ContainsKey(name))
+            {
+                throw n.Error($"unknown handle '{name}' (no earlier map step made it with 'as:')");
+            }
+            return name;
+        }
+
+        public string SgHandle(YNode n)
+        {
+            var name = n.AsName();
+            if (!Handles.ContainsKey(name))
+            {
+                throw n.Error($"unknown handle '{name}' (no earlier map_sg step made it with 'as:')");
+            }
+            if (!SgHandles.Contains(name))
+            {
+                throw n.Error($"handle '{name}' is not a scatter-gather mapping: use unmap / sync");
             }
             return name;
         }
@@ -164,6 +194,9 @@ public static class ScenarioParser
             "dev_write" => ["dev", "handle", "addr", "offset", "data", "len"],
             "tick" => ["ms"],
             "p2p_map" => ["dev", "buf", "offset", "size", "dir", "attrs", "as"],
+            "map_sg" => ["dev", "segments", "dir", "attrs", "as"],
+            "unmap_sg" => ["handle", "dir", "attrs", "nents"],
+            "sync_sg" => ["handle", "for", "dir", "nents"],
             _ => [],
         };
         var f = node.Fields([.. CommonFields, .. own]);
@@ -194,6 +227,13 @@ public static class ScenarioParser
             { Index = 0, Op = op, Line = 0 },
             "dev_read" => DevRead(f, ctx),
             "p2p_map" => P2PMap(f, ctx),
+            "map_sg" => MapSg(f, ctx),
+            "unmap_sg" => new UnmapSgStep(ctx.SgHandle(f.Required("handle")), f.Get("dir") is { } ud ? Dir(ud) : null,
+                f.Get("attrs") is { } ua ? Attrs(ua) : null, f.Get("nents")?.AsInt(0, 1 << 20))
+            { Index = 0, Op = op, Line = 0 },
+            "sync_sg" => new SyncSgStep(ctx.SgHandle(f.Required("handle")), f.Required("for").AsEnum(("cpu", true), ("device", false)),
+                f.Get("dir") is { } sd2 ? Dir(sd2) : null, f.Get("nents")?.AsInt(0, 1 << 20))
+            { Index = 0, Op = op, Line = 0 },
             "dev_write" => DevWrite(f, ctx),
             "tick" => new TickStep((ulong)f.Required("ms").AsInt(0, int.MaxValue)) { Index = 0, Op = op, Line = 0 },
             _ => throw opNode.Error($"unknown op '{op}'"),
@@ -260,6 +300,36 @@ public static class ScenarioParser
         { Index = 0, Op = "map", Line = 0 };
     }
 
+    private static MapSgStep MapSg(Fields f, Context ctx)
+    {
+        var dev = ctx.Device(f.Required("dev"));
+        var segs = new List<SgSegmentSpec>();
+        foreach (var seg in f.Required("segments").Items())
+        {
+            var sf = seg.Fields("buf", "offset", "size");
+            var size = sf.Required("size").AsSize();
+            if (size == 0 || size > uint.MaxValue)
+            {
+                throw sf.Required("size").Error("a segment's size must be between 1 byte and 4 GiB - 1 (sg->length is 32 bits)");
+            }
+            segs.Add(new SgSegmentSpec(ctx.Buffer(sf.Required("buf")), sf.Get("offset")?.AsSize() ?? 0, size));
+        }
+        if (segs.Count == 0)
+        {
+            throw f.Required("segments").Error("a scatter-gather list needs at least one segment");
+        }
+        var asNode = f.Required("as");
+        var handle = asNode.AsName();
+        if (ctx.Handles.ContainsKey(handle))
+        {
+            throw asNode.Error($"handle '{handle}' is already used by an earlier map step");
+        }
+        ctx.Handles[handle] = dev;
+        ctx.SgHandles.Add(handle);
+        return new MapSgStep(dev, segs, Dir(f.Required("dir")), f.Get("attrs") is { } a ? Attrs(a) : DmaAttrs.None, handle)
+        { Index = 0, Op = "map_sg", Line = 0 };
+    }
+
     private static P2PMapStep P2PMap(Fields f, Context ctx)
     {
         var m = Map(f, ctx);
@@ -268,7 +338,7 @@ public static class ScenarioParser
 
     private static (string Dev, string? Handle, ulong? Addr) Target(Fields f, Context ctx)
     {
-        string? handle = f.Get("handle") is { } h ? ctx.Handle(h) : null;
+        string? handle = f.Get("handle") is { } h ? ctx.AnyHandle(h) : null;
         ulong? addr = f.Get("addr")?.AsAddress();
         if (handle is null == addr is null)
         {

@@ -47,6 +47,19 @@ public sealed class ScenarioRunner
         public bool IsDmaMapping => !Addr.IsError && P2P is not { Type: P2PMapType.BusAddr };
     }
 
+    private sealed class SgHandle
+    {
+        public required string Name { get; init; }
+        public required Device Dev { get; init; }
+        public required SgTable Table { get; init; }
+        public required DmaDirection Dir { get; init; }
+        public required DmaAttrs Attrs { get; init; }
+        public required bool Mapped { get; init; }
+        public bool Unmapped { get; set; }
+    }
+
+    private readonly Dictionary<string, SgHandle> _sg = new(StringComparer.Ordinal);
+
     public ScenarioRunner(Scenario scenario)
     {
         _scenario = scenario;
@@ -113,7 +126,7 @@ public sealed class ScenarioRunner
 
         var final = new JsonObject
         {
-            ["live_mappings"] = (long)_handles.Values.Count(h => !h.Unmapped && h.IsDmaMapping),
+            ["live_mappings"] = (long)(_handles.Values.Count(h => !h.Unmapped && h.IsDmaMapping) + _sg.Values.Count(h => h.Mapped && !h.Unmapped)),
             ["iova_pages_in_use"] = null,
             ["swiotlb_slots_used"] = _api.Swiotlb.SlotsUsed,
             ["iotlb_entries"] = null,
@@ -266,6 +279,15 @@ public sealed class ScenarioRunner
                 break;
             case P2PMapStep s:
                 DoP2PMap(s, r);
+                break;
+            case MapSgStep s:
+                DoMapSg(s, r);
+                break;
+            case UnmapSgStep s:
+                DoUnmapSg(s, r);
+                break;
+            case SyncSgStep s:
+                DoSyncSg(s, r);
                 break;
             case DevWriteStep s:
                 DoDevWrite(s, r);
@@ -547,7 +569,96 @@ public sealed class ScenarioRunner
     }
 
     private DmaAddr Target(Step s, string? handle, ulong? addr, ulong offset) =>
-        handle is not null ? _handles[handle].Addr + offset : new DmaAddr(addr!.Value + offset);
+        handle is null ? new DmaAddr(addr!.Value + offset)
+        : _sg.TryGetValue(handle, out var sg) ? sg.Table.Sgl[0].DmaAddress + offset
+        : _handles[handle].Addr + offset;
+
+    private ulong HandleSize(string handle) =>
+        _sg.TryGetValue(handle, out var sg) ? sg.Table.Sgl.Take(Math.Max(1, sg.Table.Nents)).Aggregate(0UL, (a, e) => a + e.DmaLength) : _handles[handle].Size;
+
+    private static string ErrnoName(int ret) => Enum.IsDefined(typeof(Errno), -ret) ? ((Errno)(-ret)).ToString() : ret.ToString(System.Globalization.CultureInfo.InvariantCulture);
+
+    private JsonArray Segments(SgTable t)
+    {
+        var a = new JsonArray();
+        for (var i = 0; i < t.Nents; i++)
+        {
+            a.Add(new JsonObject { ["dma_addr"] = Hex.Format(t.Sgl[i].DmaAddress.Value), ["len"] = (long)t.Sgl[i].DmaLength });
+        }
+        return a;
+    }
+
+    private void DoMapSg(MapSgStep s, JsonObject r)
+    {
+        var dev = _m.Device(s.Dev);
+        var entries = new List<ScatterEntry>();
+        foreach (var seg in s.Segments)
+        {
+            var b = _buffers[seg.Buf];
+            CheckRange(s, b, seg.Offset, seg.Size, "segments");
+            var phys = b.PhysAt(seg.Offset);
+            if (b.PhysAt(seg.Offset + seg.Size - 1).Value != phys.Value + seg.Size - 1)
+            {
+                throw Error(s, "segments", $"segment {b.Name}+{seg.Offset} of {seg.Size} bytes is not physically contiguous (buffer '{b.Name}' is {b.KindName}); split it at page boundaries");
+            }
+            entries.Add(new ScatterEntry(phys, (uint)seg.Size));
+        }
+        var table = new SgTable(entries);
+        r["handle"] = s.As;
+        r["dev"] = dev.Name;
+        r["dir"] = s.Dir.ScenarioName();
+        r["attrs"] = AttrList(s.Attrs);
+        BeginCall();
+        var before = _m.Counters.Snapshot();
+        var ret = _api.MapSgtable(dev, table, s.Dir, s.Attrs);
+        _sg[s.As] = new SgHandle { Name = s.As, Dev = dev, Table = table, Dir = s.Dir, Attrs = s.Attrs, Mapped = ret == 0 && table.Nents > 0 };
+        r["nents"] = ret == 0 ? table.Nents : 0;
+        r["segments"] = ret == 0 ? Segments(table) : new JsonArray();
+        r["error"] = ret == 0 ? null : ErrnoName(ret);
+        r["path"] = ret == 0 && table.Nents > 0 ? DmaRecorder.PathName(_recorder.Path) : "none";
+        EndCall(r, before);
+    }
+
+    private void DoUnmapSg(UnmapSgStep s, JsonObject r)
+    {
+        var h = _sg[s.Handle];
+        var dir = s.Dir ?? h.Dir;
+        var attrs = s.Attrs ?? h.Attrs;
+        var nents = s.Nents ?? h.Table.OrigNents;
+        r["handle"] = h.Name;
+        r["dev"] = h.Dev.Name;
+        r["dir"] = dir.ScenarioName();
+        r["attrs"] = AttrList(attrs);
+        r["nents"] = nents;
+        BeginCall();
+        var before = _m.Counters.Snapshot();
+        _api.UnmapSgAttrs(h.Dev, h.Table.Sgl, nents, dir, attrs);
+        h.Unmapped = true;
+        EndCall(r, before);
+    }
+
+    private void DoSyncSg(SyncSgStep s, JsonObject r)
+    {
+        var h = _sg[s.Handle];
+        var dir = s.Dir ?? h.Dir;
+        var nents = s.Nents ?? h.Table.OrigNents;
+        r["handle"] = h.Name;
+        r["dev"] = h.Dev.Name;
+        r["dir"] = dir.ScenarioName();
+        r["for"] = s.ForCpu ? "cpu" : "device";
+        r["nents"] = nents;
+        BeginCall();
+        var before = _m.Counters.Snapshot();
+        if (s.ForCpu)
+        {
+            _api.SyncSgForCpu(h.Dev, h.Table.Sgl, nents, dir);
+        }
+        else
+        {
+            _api.SyncSgForDevice(h.Dev, h.Table.Sgl, nents, dir);
+        }
+        EndCall(r, before);
+    }
 
     private void DoDevRead(DevReadStep s, JsonObject r)
     {
@@ -566,7 +677,7 @@ public sealed class ScenarioRunner
     {
         var dev = _m.Device(s.Dev);
         var a = Target(s, s.Handle, s.Addr, s.Offset);
-        var len = s.Len ?? (ulong?)s.Data.NaturalLength ?? (_handles[s.Handle!].Size - Math.Min(s.Offset, _handles[s.Handle!].Size));
+        var len = s.Len ?? (ulong?)s.Data.NaturalLength ?? (HandleSize(s.Handle!) - Math.Min(s.Offset, HandleSize(s.Handle!)));
         var fault = _m.DeviceWrite(dev, a, s.Data.Expand((int)len));
         r["dev"] = dev.Name;
         r["dma_addr"] = Hex.Format(a.Value);

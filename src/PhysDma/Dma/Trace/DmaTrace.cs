@@ -146,4 +146,45 @@ public sealed class DmaTrace(Clock clock)
         }
         return sb.ToString();
     }
+
+    public void MapSg(Device dev, IReadOnlyList<ScatterEntry> sgl, int nents, int ents, DmaDirection dir, DmaAttrs attrs)
+    {
+        if (Enabled)
+        {
+            var dma = Array(sgl.Take(ents).Select(s => s.DmaAddress.Value));
+            var sizes = SizeArray(sgl.Take(ents).Select(s => s.DmaLength));
+            var phys = Array(sgl.Take(nents).Select(s => s.Phys.Value));
+            Emit("dma_map_sg", $"{dev.Name} dir={Dir(dir)} dma_addrs={dma} sizes={sizes} phys_addrs={phys} attrs={Attrs(attrs)}");
+        }
+    }
+
+    /// <summary><c>dma_map_sg_err</c>: the array labelled dma_addrs really holds the physical addresses.</summary>
+    public void MapSgErr(Device dev, IReadOnlyList<ScatterEntry> sgl, int nents, int err, DmaDirection dir, DmaAttrs attrs)
+    {
+        if (Enabled)
+        {
+            Emit("dma_map_sg_err", $"{dev.Name} dir={Dir(dir)} dma_addrs={Array(sgl.Take(nents).Select(s => s.Phys.Value))} err={err} attrs={Attrs(attrs)}");
+        }
+    }
+
+    public void UnmapSg(Device dev, IReadOnlyList<ScatterEntry> sgl, int nents, DmaDirection dir, DmaAttrs attrs)
+    {
+        if (Enabled)
+        {
+            Emit("dma_unmap_sg", $"{dev.Name} dir={Dir(dir)} phys_addrs={Array(sgl.Take(nents).Select(s => s.Phys.Value))} attrs={Attrs(attrs)}");
+        }
+    }
+
+    public void SyncSg(bool forCpu, Device dev, IReadOnlyList<ScatterEntry> sgl, int nents, DmaDirection dir)
+    {
+        if (Enabled)
+        {
+            Emit(forCpu ? "dma_sync_sg_for_cpu" : "dma_sync_sg_for_device",
+                $"{dev.Name} dir={Dir(dir)} dma_addrs={Array(sgl.Take(nents).Select(s => s.DmaAddress.Value))} sizes={SizeArray(sgl.Take(nents).Select(s => s.DmaLength))}");
+        }
+    }
+
+    /// <summary>A u32 array as ftrace prints it: <c>0x%x</c> items.</summary>
+    public static string SizeArray(IEnumerable<uint> items) =>
+        "{" + string.Join(",", items.Select(i => "0x" + i.ToString("x", CultureInfo.InvariantCulture))) + "}";
 }
