@@ -220,7 +220,8 @@ public sealed class DirectMapTableTests
     }
 
     [Fact]
-    public void Row7_KmallocBounce_NoSwiotlbButSwiotlbConfigured_Fails_NoCacheOps()
+    [Trait("needs", "swiotlb-pool")]
+    public void Row7_KmallocBounce_SwiotlbConfiguredButNoPool_Fails_NoCacheOps()
     {
         // swiotlb configured (so kmalloc caches are only 8-byte aligned) but the seam has no active pool.
         var r = Build(Arm64Config() with { Swiotlb = Swiotlb64M });

@@ -47,6 +47,7 @@ public sealed class KmallocBounceTests
     }
 
     [Fact]
+    [Trait("needs", "swiotlb-pool")]
     public void KmallocBounce_IsDecidedBeforeTheCacheClean()
     {
         var r = ArmWithSwiotlb();
