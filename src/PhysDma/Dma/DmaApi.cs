@@ -79,8 +79,12 @@ public sealed partial class DmaApi
     /// <summary><c>dma_get_cache_alignment</c>.</summary>
     public ulong CacheAlignment => Machine.DmaMinAlign;
 
-    /// <summary>ARCH_KMALLOC_MINALIGN: 8 when unaligned kmalloc buffers are bounced, else ARCH_DMA_MINALIGN.</summary>
-    public ulong KmallocMinAlign => Machine.Config.BounceUnalignedKmalloc ? 8 : Math.Max(8, Machine.DmaMinAlign);
+    /// <summary>
+    /// <c>__kmalloc_minalign</c>: 8 when unaligned kmalloc buffers can be bounced (the option is on and a swiotlb
+    /// is allocated), else ARCH_DMA_MINALIGN.
+    /// </summary>
+    public ulong KmallocMinAlign =>
+        Machine.Config.BounceUnalignedKmalloc && Machine.Config.Swiotlb is not null ? 8 : Math.Max(8, Machine.DmaMinAlign);
 
     /// <summary><c>get_dma_ops</c>.</summary>
     public DmaOps? GetOps(Device dev) => _ops.TryGetValue(dev, out var o) ? o : null;

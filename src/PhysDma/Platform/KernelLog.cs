@@ -78,7 +78,8 @@ public sealed class KernelLog(Clock clock)
         lock (_lock)
         {
             var now = clock.NowNs;
-            if (!_ratelimit.TryGetValue(callSite, out var state) || now - state.Begin >= RatelimitIntervalNs)
+            // Reset only once the interval has fully passed: time_is_before_jiffies(begin + interval).
+            if (!_ratelimit.TryGetValue(callSite, out var state) || now - state.Begin > RatelimitIntervalNs)
             {
                 state = (now, 0);
             }
