@@ -220,6 +220,15 @@ public class SwiotlbSlotTests
     }
 
     [Fact]
+    public void Max_mapping_size_is_what_always_fits_not_a_hard_limit()
+    {
+        // With min_align_mask set, the limit reserves room for the worst-case in-slot offset. An orig with
+        // no such offset can still map more: spec §10 invariant 16 holds strictly only for mask 0.
+        var (_, api, dev, pool) = X86Nic(minAlignMask: 0xfff);
+        Assert.Equal(pool.Start, api.Swiotlb.TblMapSingle(dev, Orig(0), 260000, 0, DmaDirection.ToDevice, 0));
+    }
+
+    [Fact]
     public void Invariant16_a_full_pool_fails_without_eviction_and_recovers_after_unmap()
     {
         var (_, api, dev, pool) = X86Nic(swiotlb: new SwiotlbConfig(Sizes.MiB, 1, false, false, null));
