@@ -22,7 +22,7 @@ public sealed partial class DmaApi
         CheckDirection(dir);
         if (!dev.HasDmaMask)
         {
-            Log.WarnOnce("__dma_map_sg_attrs:dma_mask", () => $"WARNING: {dev.Name}: __dma_map_sg_attrs: dev->dma_mask is NULL");
+            WarnDev("__dma_map_sg_attrs:dma_mask", dev, "__dma_map_sg_attrs: dev->dma_mask is NULL");
             return 0;
         }
         int ents;
@@ -45,7 +45,7 @@ public sealed partial class DmaApi
         }
         else if (ents != -(int)Errno.EINVAL && ents != -(int)Errno.ENOMEM && ents != -(int)Errno.EIO && ents != -(int)Errno.EREMOTEIO)
         {
-            Log.WarnOnce("__dma_map_sg_attrs:errno", () => $"WARNING: {dev.Name}: __dma_map_sg_attrs: unexpected error {ents}");
+            WarnDev("__dma_map_sg_attrs:errno", dev, $"__dma_map_sg_attrs: unexpected error {ents}");
             Trace.MapSgErr(dev, sgl, nents, ents, dir, attrs);
             return -(int)Errno.EIO;
         }

@@ -99,6 +99,14 @@ public sealed partial class DmaApi
         return ops is null;
     }
 
+    /// <summary>
+    /// A device's <c>WARN_ONCE</c>. Kept out of line: a lambda capturing a parameter makes C# allocate
+    /// its closure on every entry to the method that declares it, warning or not.
+    /// </summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.NoInlining)]
+    private void WarnDev(string callSite, Device dev, string text) =>
+        Log.WarnOnce(callSite, () => $"WARNING: {dev.Name}: {text}");
+
     internal static void CheckDirection(DmaDirection dir)
     {
         if (!dir.IsValidForMapping())
@@ -115,7 +123,7 @@ public sealed partial class DmaApi
         CheckDirection(dir);
         if (!dev.HasDmaMask)
         {
-            Log.WarnOnce("dma_map_phys:dma_mask", () => $"WARNING: {dev.Name}: dma_map_phys: dev->dma_mask is NULL");
+            WarnDev("dma_map_phys:dma_mask", dev, "dma_map_phys: dev->dma_mask is NULL");
             return DmaAddr.MappingError;
         }
 
@@ -193,7 +201,7 @@ public sealed partial class DmaApi
         }
         if (DebugConfig && Machine.MemMap.Read(page).IsZoneDevice)
         {
-            Log.WarnOnce("dma_map_page_attrs:zone_device", () => $"WARNING: {dev.Name}: dma_map_page_attrs: is_zone_device_page(page)");
+            WarnDev("dma_map_page_attrs:zone_device", dev, "dma_map_page_attrs: is_zone_device_page(page)");
             return DmaAddr.MappingError;
         }
         return MapPhys(dev, phys, size, dir, attrs);
@@ -214,7 +222,7 @@ public sealed partial class DmaApi
     {
         if (Machine.Kmap.IsVmallocAddr(ptr))
         {
-            Log.WarnOnce("dma_map_single_attrs:vmalloc", () => $"WARNING: {dev.Name}: rejecting DMA map of vmalloc memory");
+            WarnDev("dma_map_single_attrs:vmalloc", dev, "rejecting DMA map of vmalloc memory");
             return DmaAddr.MappingError;
         }
         var phys = Machine.Kmap.VirtToPhys(ptr);
@@ -231,7 +239,7 @@ public sealed partial class DmaApi
     {
         if (DebugConfig && Machine.MemMap.PfnValid(phys.Pfn(Machine.PageShift)))
         {
-            Log.WarnOnce("dma_map_resource:pfn_valid", () => $"WARNING: {dev.Name}: dma_map_resource: pfn_valid(PHYS_PFN(phys_addr))");
+            WarnDev("dma_map_resource:pfn_valid", dev, "dma_map_resource: pfn_valid(PHYS_PFN(phys_addr))");
             return DmaAddr.MappingError;
         }
         return MapPhys(dev, phys, size, dir, attrs | DmaAttrs.Mmio);
