@@ -21,6 +21,8 @@ public sealed class DmaApi
         Trace = new DmaTrace(machine.Clock);
         Direct = new DmaDirect(this);
         Swiotlb = new Swiotlb(this);
+        // dma-debug: built only when configured, so "off" is one null check per hook.
+        Debug = machine.Config.Debug ? new DmaDebug(this) : null;
         foreach (var dev in machine.Devices)
         {
             if (dev.DmaIommu)
@@ -49,6 +51,9 @@ public sealed class DmaApi
     public DmaTrace Trace { get; }
     public DmaDirect Direct { get; }
     public Swiotlb Swiotlb { get; }
+
+    /// <summary>dma-debug and PhysDma's own checks; null when the machine has <c>debug: off</c>.</summary>
+    public DmaDebug? Debug { get; }
 
     /// <summary>CONFIG_DMA_API_DEBUG (the machine's <c>debug</c> field).</summary>
     public bool DebugConfig => Machine.Config.Debug;
@@ -134,6 +139,8 @@ public sealed class DmaApi
 
         // kmsan_handle_dma() would run here for !MMIO; KMSAN is not part of the modelled kernel config.
         Trace.MapPhys(dev, phys, addr, size, dir, attrs);
+        // dma-debug hook: debug_dma_map_phys() (ignores an ERROR address).
+        Debug?.MapPhys(dev, phys, size, dir, addr, attrs);
         return addr;
     }
 
@@ -163,6 +170,8 @@ public sealed class DmaApi
             ops.UnmapPage(dev, addr, size, dir, attrs);
         }
         Trace.UnmapPhys(dev, addr, size, dir, attrs);
+        // dma-debug hook: debug_dma_unmap_phys().
+        Debug?.UnmapPhys(dev, addr, size, dir);
     }
 
     /// <summary><c>dma_map_page_attrs</c>: refuses MMIO, and ZONE_DEVICE pages when DMA-API debugging is built in.</summary>
@@ -199,6 +208,8 @@ public sealed class DmaApi
             Log.WarnOnce("dma_map_single_attrs:vmalloc", () => $"WARNING: {dev.Name}: rejecting DMA map of vmalloc memory");
             return DmaAddr.MappingError;
         }
+        // dma-debug hook: debug_dma_map_single().
+        Debug?.MapSingle(dev, ptr, size);
         var phys = Machine.Kmap.VirtToPhys(ptr);
         var page = new Page(phys.Pfn(Machine.PageShift));
         return MapPage(dev, page, phys.OffsetInPage(Machine.PageSize), size, dir, attrs);
@@ -224,7 +235,12 @@ public sealed class DmaApi
         UnmapPhys(dev, addr, size, dir, attrs | DmaAttrs.Mmio);
 
     /// <summary><c>dma_mapping_error</c>: -ENOMEM for the error cookie, else 0.</summary>
-    public Errno MappingError(Device dev, DmaAddr addr) => addr.IsError ? Errno.ENOMEM : Errno.None;
+    public Errno MappingError(Device dev, DmaAddr addr)
+    {
+        // dma-debug hook: debug_dma_mapping_error().
+        Debug?.MappingError(dev, addr);
+        return addr.IsError ? Errno.ENOMEM : Errno.None;
+    }
 
     /// <summary><c>dma_dev_need_sync</c>: false only when syncs were found unnecessary and debugging is not built in.</summary>
     public bool DevNeedSync(Device dev) => !dev.DmaSkipSync || DebugConfig;
@@ -251,6 +267,8 @@ public sealed class DmaApi
     {
         var ops = GetOps(dev);
         CheckDirection(dir);
+        // dma-debug (PhysDma's cache_op_on_mmio) compares the non-RAM cache-op count across the backend.
+        var opsOnNonRamBefore = Debug is null ? 0 : Machine.ArchCache.OpsOnNonRam;
         if (GoDirect(dev, ops))
         {
             if (forCpu)
@@ -274,6 +292,8 @@ public sealed class DmaApi
             }
         }
         Trace.SyncSingle(forCpu, dev, addr, size, dir);
+        // dma-debug hook: debug_dma_sync_single_for_{cpu,device}().
+        Debug?.SyncSingle(dev, addr, size, dir, forCpu, opsOnNonRamBefore);
     }
 
     /// <summary><c>dma_need_sync</c>.</summary>
