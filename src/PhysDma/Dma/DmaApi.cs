@@ -21,6 +21,8 @@ public sealed partial class DmaApi
         Trace = new DmaTrace(machine.Clock);
         Direct = new DmaDirect(this);
         Swiotlb = new Swiotlb(this);
+        // dma-debug: built only when configured, so "off" is one null check per hook.
+        Debug = machine.Config.Debug ? new DmaDebug(this) : null;
         foreach (var dev in machine.Devices)
         {
             if (dev.DmaIommu)
@@ -63,6 +65,9 @@ public sealed partial class DmaApi
     public Swiotlb Swiotlb { get; }
     public PciTopology Pci { get; }
     public P2PDma P2P { get; }
+
+    /// <summary>dma-debug and PhysDma's own checks; null when the machine has <c>debug: off</c>.</summary>
+    public DmaDebug? Debug { get; }
 
     /// <summary>CONFIG_DMA_API_DEBUG (the machine's <c>debug</c> field).</summary>
     public bool DebugConfig => Machine.Config.Debug;
@@ -160,6 +165,8 @@ public sealed partial class DmaApi
 
         // kmsan_handle_dma() would run here for !MMIO; KMSAN is not part of the modelled kernel config.
         Trace.MapPhys(dev, phys, addr, size, dir, attrs);
+        // dma-debug hook: debug_dma_map_phys() (ignores an ERROR address).
+        Debug?.MapPhys(dev, phys, size, dir, addr, attrs);
         return addr;
     }
 
@@ -189,6 +196,8 @@ public sealed partial class DmaApi
             ops.UnmapPage(dev, addr, size, dir, attrs);
         }
         Trace.UnmapPhys(dev, addr, size, dir, attrs);
+        // dma-debug hook: debug_dma_unmap_phys().
+        Debug?.UnmapPhys(dev, addr, size, dir);
     }
 
     /// <summary><c>dma_map_page_attrs</c>: refuses MMIO, and ZONE_DEVICE pages when DMA-API debugging is built in.</summary>
@@ -225,6 +234,8 @@ public sealed partial class DmaApi
             WarnDev("dma_map_single_attrs:vmalloc", dev, "rejecting DMA map of vmalloc memory");
             return DmaAddr.MappingError;
         }
+        // dma-debug hook: debug_dma_map_single().
+        Debug?.MapSingle(dev, ptr, size);
         var phys = Machine.Kmap.VirtToPhys(ptr);
         var page = new Page(phys.Pfn(Machine.PageShift));
         return MapPage(dev, page, phys.OffsetInPage(Machine.PageSize), size, dir, attrs);
@@ -250,7 +261,12 @@ public sealed partial class DmaApi
         UnmapPhys(dev, addr, size, dir, attrs | DmaAttrs.Mmio);
 
     /// <summary><c>dma_mapping_error</c>: -ENOMEM for the error cookie, else 0.</summary>
-    public Errno MappingError(Device dev, DmaAddr addr) => addr.IsError ? Errno.ENOMEM : Errno.None;
+    public Errno MappingError(Device dev, DmaAddr addr)
+    {
+        // dma-debug hook: debug_dma_mapping_error().
+        Debug?.MappingError(dev, addr);
+        return addr.IsError ? Errno.ENOMEM : Errno.None;
+    }
 
     /// <summary><c>dma_dev_need_sync</c>: false only when syncs were found unnecessary and debugging is not built in.</summary>
     public bool DevNeedSync(Device dev) => !dev.DmaSkipSync || DebugConfig;
@@ -277,6 +293,8 @@ public sealed partial class DmaApi
     {
         var ops = GetOps(dev);
         CheckDirection(dir);
+        // dma-debug (PhysDma's cache_op_on_mmio) compares the non-RAM cache-op count across the backend.
+        var opsOnNonRamBefore = Debug is null ? 0 : Machine.ArchCache.OpsOnNonRam;
         if (GoDirect(dev, ops))
         {
             if (forCpu)
@@ -300,6 +318,8 @@ public sealed partial class DmaApi
             }
         }
         Trace.SyncSingle(forCpu, dev, addr, size, dir);
+        // dma-debug hook: debug_dma_sync_single_for_{cpu,device}().
+        Debug?.SyncSingle(dev, addr, size, dir, forCpu, opsOnNonRamBefore);
     }
 
     /// <summary><c>dma_need_sync</c>.</summary>

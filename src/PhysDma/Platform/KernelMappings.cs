@@ -69,6 +69,16 @@ public sealed class KernelMappings
         return new KernelVirt(_linearBase + (p.Value - _linearPhysStart));
     }
 
+    /// <summary>
+    /// <c>__va</c> as pure arithmetic for a caller that only compares or prints the address (dma-debug):
+    /// nothing is dereferenced, so it is neither counted nor refused for non-RAM.
+    /// </summary>
+    public KernelVirt LinearAddressOf(PhysAddr p) => new(_linearBase + (p.Value - _linearPhysStart));
+
+    /// <summary><c>virt_addr_valid</c>: a linear-map address backed by lowmem RAM.</summary>
+    public bool VirtAddrValid(KernelVirt va) =>
+        va.Value >= _linearBase && va.Value < VmallocStart && InLinearMap(new PhysAddr(va.Value - _linearBase + _linearPhysStart));
+
     /// <summary><c>kmap_local_pfn</c>: a temporary mapping of a RAM frame (the linear address for lowmem).</summary>
     public KernelVirt KmapLocalPfn(Pfn pfn)
     {

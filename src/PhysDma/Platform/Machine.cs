@@ -81,6 +81,7 @@ public sealed class Machine
         Cache = new CpuCache(Memory, config.CacheLine);
         ArchCache = new ArchCacheHooks(Arch, Kmap, Cache, Map);
         Cpu = new Cpu(Kmap, Cache, Memory, PageSize);
+        Stacks = new TaskStacks(PageShift);
         Clock = new Clock();
         Log = new KernelLog(Clock);
         Allocator = new PhysAllocator(Map.Regions.Where(r => r.Kind == MemKind.Ram));
@@ -148,6 +149,9 @@ public sealed class Machine
     public PhysicalMemory Memory { get; }
     public MemMap MemMap { get; }
     public KernelMappings Kmap { get; }
+
+    /// <summary>Kernel stack pages of the running tasks (dma-debug's stack check).</summary>
+    public TaskStacks Stacks { get; }
     public CpuCache Cache { get; }
     public ArchCacheHooks ArchCache { get; }
     public Cpu Cpu { get; }

@@ -1,0 +1,479 @@
+using PhysDma.Core;
+using PhysDma.Platform;
+
+namespace PhysDma.Dma;
+
+// The kernel's checks: the debug_dma_* entry points the DMA API calls.
+public sealed partial class DmaDebug
+{
+    /// <summary>
+    /// <c>debug_dma_map_phys</c>: tracks a successful mapping as a <c>phy</c> entry whose map error is not yet
+    /// checked. RAM buffers are checked for stack and kernel-image memory; MMIO skips those. PhysDma's own
+    /// attribute checks run even for a failed mapping, since the mistake was made either way.
+    /// </summary>
+    public void MapPhys(Device dev, PhysAddr phys, ulong size, DmaDirection dir, DmaAddr addr, DmaAttrs attrs)
+    {
+        if (!_globalDisable && !addr.IsError && EntryAlloc() is { } entry)
+        {
+            entry.Dev = dev;
+            entry.Type = DebugEntryType.Phy;
+            entry.Paddr = phys;
+            entry.DevAddr = addr;
+            entry.Size = size;
+            entry.Direction = dir;
+            entry.MapErrType = MapErrType.NotChecked;
+            entry.Attrs = attrs;
+            entry.OwnPhys = phys;
+            entry.OwnLen = size;
+            if ((attrs & DmaAttrs.Mmio) == 0)
+            {
+                CheckForStack(dev, phys);
+                if (!PhysHighMem(phys))
+                {
+                    CheckForIllegalArea(dev, phys, size);
+                }
+            }
+            AddDmaEntry(entry, attrs);
+        }
+        CheckMmioAttr(dev, phys, size, attrs);
+    }
+
+    /// <summary><c>debug_dma_unmap_phys</c>.</summary>
+    public void UnmapPhys(Device dev, DmaAddr addr, ulong size, DmaDirection dir)
+    {
+        if (_globalDisable)
+        {
+            return;
+        }
+        CheckUnmap(new DebugRef(dev, addr, size, DebugEntryType.Phy, dir, 0, default));
+    }
+
+    /// <summary>
+    /// <c>debug_dma_mapping_error</c>: the driver checked this address, so the first unchecked mapping of it
+    /// in its bucket is marked checked (several mappings may share an address without an IOMMU).
+    /// </summary>
+    public void MappingError(Device dev, DmaAddr addr)
+    {
+        if (_globalDisable)
+        {
+            return;
+        }
+        var b = HashFn(addr);
+        lock (BucketLock(b))
+        {
+            for (var e = _head[b]; e is not null; e = e.Next)
+            {
+                if (e.Dev == dev && e.DevAddr == addr && e.MapErrType == MapErrType.NotChecked)
+                {
+                    e.MapErrType = MapErrType.Checked;
+                    break;
+                }
+            }
+        }
+    }
+
+    /// <summary>
+    /// <c>debug_dma_map_single</c>: the pointer must be a valid linear-map address, and not vmalloc.
+    /// (<c>dma_map_single_attrs</c> refuses vmalloc before calling this, so only direct callers see that report.)
+    /// </summary>
+    public void MapSingle(Device dev, KernelVirt ptr, ulong len)
+    {
+        if (_globalDisable)
+        {
+            return;
+        }
+        if (!_m.Kmap.VirtAddrValid(ptr))
+        {
+            ErrPrintk("map_invalid_area", dev, null,
+                $"device driver maps memory from invalid area [addr={Ptr(ptr.Value)}] [len={U(len)}]");
+        }
+        if (_m.Kmap.IsVmallocAddr(ptr))
+        {
+            ErrPrintk("map_vmalloc", dev, null,
+                $"device driver maps memory from vmalloc area [addr={Ptr(ptr.Value)}] [len={U(len)}]");
+        }
+    }
+
+    /// <summary><c>debug_dma_sync_single_for_cpu</c>.</summary>
+    public void SyncSingleForCpu(Device dev, DmaAddr addr, ulong size, DmaDirection dir) =>
+        SyncSingle(dev, addr, size, dir, toCpu: true);
+
+    /// <summary><c>debug_dma_sync_single_for_device</c>.</summary>
+    public void SyncSingleForDevice(Device dev, DmaAddr addr, ulong size, DmaDirection dir) =>
+        SyncSingle(dev, addr, size, dir, toCpu: false);
+
+    /// <summary>
+    /// The single-buffer sync hook as <see cref="DmaApi"/> calls it: the kernel's check, plus ours on cache
+    /// maintenance the sync did on memory that is not RAM (<paramref name="opsOnNonRamBefore"/> is
+    /// <see cref="ArchCacheHooks.OpsOnNonRam"/> read before the backend ran).
+    /// </summary>
+    internal void SyncSingle(Device dev, DmaAddr addr, ulong size, DmaDirection dir, bool toCpu, long opsOnNonRamBefore)
+    {
+        SyncSingle(dev, addr, size, dir, toCpu);
+        CheckCacheOpOnMmio(dev, addr, size, toCpu, opsOnNonRamBefore);
+    }
+
+    private void SyncSingle(Device dev, DmaAddr addr, ulong size, DmaDirection dir, bool toCpu)
+    {
+        if (_globalDisable)
+        {
+            return;
+        }
+        CheckSync(dev, new DebugRef(dev, addr, size, DebugEntryType.Single, dir, 0, default), toCpu);
+    }
+
+    /// <summary>
+    /// <c>debug_dma_map_sg</c>: stack and kernel-image checks on all <paramref name="nents"/> CPU segments, then
+    /// one entry per mapped DMA segment (the segment's CPU address paired with its DMA address and length,
+    /// as the kernel pairs them), each checked against the device's segment limits.
+    /// </summary>
+    public void MapSg(Device dev, ReadOnlySpan<DebugSg> sg, int nents, int mappedEnts, DmaDirection dir, DmaAttrs attrs)
+    {
+        if (_globalDisable)
+        {
+            return;
+        }
+        for (var i = 0; i < nents && i < sg.Length; i++)
+        {
+            CheckForStack(dev, sg[i].Phys);
+            if (!PhysHighMem(sg[i].Phys))
+            {
+                CheckForIllegalArea(dev, sg[i].Phys, sg[i].Length);
+            }
+        }
+        for (var i = 0; i < mappedEnts && i < sg.Length; i++)
+        {
+            if (EntryAlloc() is not { } entry)
+            {
+                return;
+            }
+            entry.Dev = dev;
+            entry.Type = DebugEntryType.ScatterGather;
+            entry.Paddr = sg[i].Phys;
+            entry.Size = sg[i].DmaLength;
+            entry.DevAddr = sg[i].DmaAddress;
+            entry.Direction = dir;
+            entry.SgCallEnts = nents;
+            entry.SgMappedEnts = mappedEnts;
+            entry.Attrs = attrs;
+            // Ownership follows the CPU segment: after IOMMU merging the DMA length spans other segments.
+            entry.OwnPhys = sg[i].Phys;
+            entry.OwnLen = sg[i].Length;
+            CheckSgSegment(dev, sg[i]);
+            AddDmaEntry(entry, attrs);
+        }
+    }
+
+    /// <summary>
+    /// <c>debug_dma_unmap_sg</c>: each of the <paramref name="nelems"/> segments the driver passes is checked as
+    /// an unmap, stopping after as many as the first segment's entry says were mapped.
+    /// </summary>
+    public void UnmapSg(Device dev, ReadOnlySpan<DebugSg> sg, int nelems, DmaDirection dir)
+    {
+        if (_globalDisable)
+        {
+            return;
+        }
+        var mappedEnts = 0;
+        for (var i = 0; i < nelems && i < sg.Length; i++)
+        {
+            var r = new DebugRef(dev, sg[i].DmaAddress, sg[i].DmaLength, DebugEntryType.ScatterGather, dir, nelems, sg[i].Phys);
+            if (mappedEnts != 0 && i >= mappedEnts)
+            {
+                break;
+            }
+            if (i == 0)
+            {
+                mappedEnts = NrMappedEntries(r);
+            }
+            CheckUnmap(r);
+        }
+    }
+
+    /// <summary>
+    /// <c>debug_dma_sync_sg_for_cpu</c> / <c>_for_device</c>: like unmap, but when the first segment is not
+    /// found nothing at all is checked (the kernel stops at zero mapped entries).
+    /// </summary>
+    public void SyncSg(Device dev, ReadOnlySpan<DebugSg> sg, int nelems, DmaDirection dir, bool toCpu)
+    {
+        if (_globalDisable)
+        {
+            return;
+        }
+        var mappedEnts = 0;
+        for (var i = 0; i < nelems && i < sg.Length; i++)
+        {
+            var r = new DebugRef(dev, sg[i].DmaAddress, sg[i].DmaLength, DebugEntryType.ScatterGather, dir, nelems, sg[i].Phys);
+            if (i == 0)
+            {
+                mappedEnts = NrMappedEntries(r);
+            }
+            if (i >= mappedEnts)
+            {
+                break;
+            }
+            CheckSync(dev, r, toCpu);
+        }
+    }
+
+    /// <summary>
+    /// <c>debug_dma_alloc_coherent</c>: tracks a coherent buffer as a bidirectional entry keyed by the CPU
+    /// buffer's physical address. Nothing is tracked for a failed allocation or a pointer that is neither
+    /// vmalloc nor a valid linear-map address.
+    /// </summary>
+    public void AllocCoherent(Device dev, ulong size, DmaAddr dmaAddr, KernelVirt? virt, DmaAttrs attrs)
+    {
+        if (_globalDisable || virt is not { } va)
+        {
+            return;
+        }
+        if (!_m.Kmap.IsVmallocAddr(va) && !_m.Kmap.VirtAddrValid(va))
+        {
+            return;
+        }
+        if (EntryAlloc() is not { } entry)
+        {
+            return;
+        }
+        entry.Type = DebugEntryType.Coherent;
+        entry.Dev = dev;
+        entry.Paddr = VirtToPaddr(va);
+        entry.Size = size;
+        entry.DevAddr = dmaAddr;
+        entry.Direction = DmaDirection.Bidirectional;
+        entry.Attrs = attrs;
+        AddDmaEntry(entry, attrs);
+    }
+
+    /// <summary><c>debug_dma_free_coherent</c>: checked like an unmap, including the CPU address.</summary>
+    public void FreeCoherent(Device dev, ulong size, KernelVirt virt, DmaAddr dmaAddr)
+    {
+        if (!_m.Kmap.IsVmallocAddr(virt) && !_m.Kmap.VirtAddrValid(virt))
+        {
+            return;
+        }
+        var paddr = VirtToPaddr(virt);
+        if (_globalDisable)
+        {
+            return;
+        }
+        CheckUnmap(new DebugRef(dev, dmaAddr, size, DebugEntryType.Coherent, DmaDirection.Bidirectional, 0, paddr));
+    }
+
+    /// <summary><c>virt_to_paddr</c>: the page behind a linear or vmalloc address, plus the offset.</summary>
+    private PhysAddr VirtToPaddr(KernelVirt va)
+    {
+        try
+        {
+            return _m.Kmap.VirtToPhys(va);
+        }
+        catch (ModelViolation)
+        {
+            // vmalloc_to_page() of an unmapped address is NULL; page_to_phys(NULL) is 0.
+            return new PhysAddr(va.Value & (_m.PageSize - 1));
+        }
+    }
+
+    /// <summary><c>add_dma_entry</c>: into the hash, then the cacheline tree (reporting an overlap unless exempt).</summary>
+    private void AddDmaEntry(DebugEntry entry, DmaAttrs attrs)
+    {
+        HashAdd(entry);
+        OwnershipTrack(entry);
+        if (ActiveCachelineInsert(entry) && !CachelineOverlapExempt(entry, attrs))
+        {
+            ErrPrintk("cacheline_overlap", entry.Dev, entry, "cacheline tracking EEXIST, overlapping mappings aren't supported");
+        }
+    }
+
+    /// <summary><c>get_nr_mapped_entries</c>: the mapped count stored with the sg list's first entry.</summary>
+    private int NrMappedEntries(in DebugRef r)
+    {
+        var b = HashFn(r.DevAddr);
+        lock (BucketLock(b))
+        {
+            return BucketFindLocked(b, r, containing: false)?.SgMappedEnts ?? 0;
+        }
+    }
+
+    /// <summary>
+    /// <c>check_unmap</c>: finds the mapping by exact address and best fit, reports every way the unmap
+    /// differs from the map (size, function, CPU address, sg count, direction, unchecked map error), then
+    /// forgets the mapping.
+    /// </summary>
+    private void CheckUnmap(DebugRef r)
+    {
+        var b = HashFn(r.DevAddr);
+        DebugEntry? entry;
+        var l = BucketLock(b);
+        l.Enter();
+        try
+        {
+            entry = BucketFindLocked(b, r, containing: false);
+            if (entry is null)
+            {
+                l.Exit();
+                // The kernel asks dma_mapping_error() here, which also marks a same-address mapping checked.
+                MappingError(r.Dev, r.DevAddr);
+                if (r.DevAddr.IsError)
+                {
+                    ErrPrintk("free_invalid_address", r.Dev, null, "device driver tries to free an invalid DMA memory address");
+                }
+                else
+                {
+                    ErrPrintk("free_not_allocated", r.Dev, null,
+                        $"device driver tries to free DMA memory it has not allocated [device address={X16(r.DevAddr.Value)}] [size={U(r.Size)} bytes]");
+                }
+                return;
+            }
+
+            if (r.Size != entry.Size)
+            {
+                ErrPrintk("free_size_mismatch", r.Dev, entry,
+                    $"device driver frees DMA memory with different size [device address={X16(r.DevAddr.Value)}] [map size={U(entry.Size)} bytes] [unmap size={U(r.Size)} bytes]");
+            }
+            if (r.Type != entry.Type)
+            {
+                ErrPrintk("free_type_mismatch", r.Dev, entry,
+                    $"device driver frees DMA memory with wrong function [device address={X16(r.DevAddr.Value)}] [size={U(r.Size)} bytes] [mapped as {TypeName(entry.Type)}] [unmapped as {TypeName(r.Type)}]");
+            }
+            else if (entry.Type == DebugEntryType.Coherent && r.Paddr != entry.Paddr)
+            {
+                // The kernel's format puts "0x" before %pa, which prints its own "0x": both are kept.
+                ErrPrintk("free_cpu_address_mismatch", r.Dev, entry,
+                    $"device driver frees DMA memory with different CPU address [device address={X16(r.DevAddr.Value)}] [size={U(r.Size)} bytes] [cpu alloc address=0x{Pa(entry.Paddr.Value)}] [cpu free address=0x{Pa(r.Paddr.Value)}]");
+            }
+            if (r.SgCallEnts != 0 && r.Type == DebugEntryType.ScatterGather && r.SgCallEnts != entry.SgCallEnts)
+            {
+                ErrPrintk("free_sg_count_mismatch", r.Dev, entry,
+                    $"device driver frees DMA sg list with different entry count [map count={D(entry.SgCallEnts)}] [unmap count={D(r.SgCallEnts)}]");
+            }
+            if (r.Direction != entry.Direction)
+            {
+                ErrPrintk("free_direction_mismatch", r.Dev, entry,
+                    $"device driver frees DMA memory with different direction [device address={X16(r.DevAddr.Value)}] [size={U(r.Size)} bytes] [mapped with {entry.Direction.KernelName()}] [unmapped with {r.Direction.KernelName()}]");
+            }
+            if (entry.MapErrType == MapErrType.NotChecked)
+            {
+                ErrPrintk("map_error_not_checked", r.Dev, entry,
+                    $"device driver failed to check map error[device address={X16(r.DevAddr.Value)}] [size={U(r.Size)} bytes] [mapped as {TypeName(entry.Type)}]");
+            }
+            HashDelLocked(b, entry);
+        }
+        finally
+        {
+            if (l.IsHeldByCurrentThread)
+            {
+                l.Exit();
+            }
+        }
+        // Outside the bucket lock, as the kernel frees it, so bucket and cacheline locks never nest.
+        EntryFree(entry);
+    }
+
+    /// <summary>
+    /// <c>check_sync</c>: finds the mapping containing the synced range and checks the direction against
+    /// the map's. PhysDma also moves the buffer's ownership to the CPU or the device here.
+    /// </summary>
+    private void CheckSync(Device dev, DebugRef r, bool toCpu)
+    {
+        var entry = FindContainLocking(r, out var b);
+        if (entry is null)
+        {
+            ErrPrintk("sync_not_allocated", dev, null,
+                $"device driver tries to sync DMA memory it has not allocated [device address={X16(r.DevAddr.Value)}] [size={U(r.Size)} bytes]");
+            return;
+        }
+        try
+        {
+            entry.DeviceOwns = !toCpu;
+            // Unreachable unless the range arithmetic wraps: a containing match is never larger.
+            if (r.Size > entry.Size)
+            {
+                ErrPrintk("sync_out_of_range", dev, entry,
+                    $"device driver syncs DMA memory outside allocated range [device address={X16(entry.DevAddr.Value)}] [allocation size={U(entry.Size)} bytes] [sync offset+size={U(r.Size)}]");
+            }
+            if (entry.Direction == DmaDirection.Bidirectional)
+            {
+                return;
+            }
+            if (r.Direction != entry.Direction)
+            {
+                ErrPrintk("sync_direction_mismatch", dev, entry,
+                    $"device driver syncs DMA memory with different direction [device address={X16(r.DevAddr.Value)}] [size={U(entry.Size)} bytes] [mapped with {entry.Direction.KernelName()}] [synced with {r.Direction.KernelName()}]");
+            }
+            if (toCpu && entry.Direction != DmaDirection.FromDevice && r.Direction != DmaDirection.ToDevice)
+            {
+                ErrPrintk("sync_readonly_for_cpu", dev, entry,
+                    $"device driver syncs device read-only DMA memory for cpu [device address={X16(r.DevAddr.Value)}] [size={U(entry.Size)} bytes] [mapped with {entry.Direction.KernelName()}] [synced with {r.Direction.KernelName()}]");
+            }
+            if (!toCpu && entry.Direction != DmaDirection.ToDevice && r.Direction != DmaDirection.FromDevice)
+            {
+                ErrPrintk("sync_writeonly_for_device", dev, entry,
+                    $"device driver syncs device write-only DMA memory to device [device address={X16(r.DevAddr.Value)}] [size={U(entry.Size)} bytes] [mapped with {entry.Direction.KernelName()}] [synced with {r.Direction.KernelName()}]");
+            }
+            if (r.SgCallEnts != 0 && r.Type == DebugEntryType.ScatterGather && r.SgCallEnts != entry.SgCallEnts)
+            {
+                ErrPrintk("sync_sg_count_mismatch", r.Dev, entry,
+                    $"device driver syncs DMA sg list with different entry count [map count={D(entry.SgCallEnts)}] [sync count={D(r.SgCallEnts)}]");
+            }
+        }
+        finally
+        {
+            BucketLock(b).Exit();
+        }
+    }
+
+    /// <summary>
+    /// <c>check_for_stack</c> with vmapped stacks: a frame match against the task's stack pages; the address
+    /// printed is where the task sees that byte.
+    /// </summary>
+    private void CheckForStack(Device dev, PhysAddr phys)
+    {
+        if (_m.Stacks.TryGetPage(phys, out var pageVa))
+        {
+            ErrPrintk("map_from_stack", dev, null,
+                $"device driver maps memory from stack [probable addr={Ptr(pageVa.Value + phys.OffsetInPage(_m.PageSize))}]");
+        }
+    }
+
+    /// <summary>
+    /// <c>check_for_illegal_area</c>: does the buffer overlap the kernel image's text or rodata? The kernel
+    /// compares the buffer's linear-map address with the image's addresses, which on x86_64 and arm64 live
+    /// in a separate mapping, so there it can only match on architectures whose image sits in the linear
+    /// map. The model compares physical ranges, which is what the check means to catch.
+    /// </summary>
+    private void CheckForIllegalArea(Device dev, PhysAddr phys, ulong len)
+    {
+        if (_m.Config.KernelText is not { } kt || len == 0)
+        {
+            return;
+        }
+        if (phys.Value < kt.Base + kt.Size && kt.Base < phys.Value + len)
+        {
+            ErrPrintk("map_from_kernel_text", dev, null,
+                $"device driver maps memory from kernel text or rodata [addr={Ptr(_m.Kmap.LinearAddressOf(phys).Value)}] [len={U(len)}]");
+        }
+    }
+
+    /// <summary><c>check_sg_segment</c>: a segment longer than the device's max or crossing its boundary.</summary>
+    private void CheckSgSegment(Device dev, in DebugSg s)
+    {
+        var maxSeg = dev.MaxSegSize;
+        var boundary = dev.SegBoundaryMask;
+        if (s.Length > maxSeg)
+        {
+            ErrPrintk("sg_segment_too_long", dev, null,
+                $"mapping sg segment longer than device claims to support [len={U((uint)s.Length)}] [max={U((uint)maxSeg)}]");
+        }
+        var start = s.DmaAddress.Value;
+        var end = start + s.DmaLength - 1;
+        if (((start ^ end) & ~boundary) != 0)
+        {
+            ErrPrintk("sg_segment_crosses_boundary", dev, null,
+                $"mapping sg segment across boundary [start={X16(start)}] [end={X16(end)}] [boundary={X16(boundary)}]");
+        }
+    }
+
+    /// <summary><c>PhysHighMem</c>: above the linear map's end.</summary>
+    private bool PhysHighMem(PhysAddr p) => _m.Config.HighmemAbove is { } h && p.Value >= h;
+}
