@@ -240,10 +240,7 @@ public sealed class IovaDomain
     /// </summary>
     public ulong AllocIovaFast(ulong size, ulong limitPfn, bool flushRcache)
     {
-        if (size < (1UL << (RangeCacheMaxSize - 1)))
-        {
-            size = Sizes.RoundUpPowerOfTwo(size);
-        }
+        size = FastAllocSize(size);
         var pfn = RcacheGet(size, limitPfn + 1);
         if (pfn != 0)
         {
@@ -264,6 +261,13 @@ public sealed class IovaDomain
             FreeGlobalCachedIovas();
         }
     }
+
+    /// <summary>
+    /// The pages <see cref="AllocIovaFast"/> really takes for a request of <paramref name="size"/>: under
+    /// 32 pages rounded up to a power of two, so a range freed into a cache fits its class exactly.
+    /// </summary>
+    public static ulong FastAllocSize(ulong size) =>
+        size < (1UL << (RangeCacheMaxSize - 1)) ? Sizes.RoundUpPowerOfTwo(size) : size;
 
     /// <summary><c>free_iova_fast</c>: into the CPU's cache if it takes it, else back to the tree.</summary>
     public void FreeIovaFast(ulong pfn, ulong size)

@@ -86,7 +86,7 @@ public sealed class IovaFlushQueue
         }
     }
 
-    /// <summary>IOVA pages waiting in all rings.</summary>
+    /// <summary>IOVA pages waiting in all rings, counted as allocated (rounded as <see cref="IovaDomain.FastAllocSize"/>).</summary>
     public ulong QueuedPages
     {
         get
@@ -98,7 +98,7 @@ public sealed class IovaFlushQueue
                 {
                     for (var i = r.Head; i != r.Tail; i = (i + 1) & _mask)
                     {
-                        n += r.Entries[i].Pages;
+                        n += IovaDomain.FastAllocSize(r.Entries[i].Pages);
                     }
                 }
             }
