@@ -23,12 +23,10 @@ public sealed partial class DmaApi
         Swiotlb = new Swiotlb(this);
         // dma-debug: built only when configured, so "off" is one null check per hook.
         Debug = machine.Config.Debug ? new DmaDebug(this) : null;
+        // Default domains are set up at IOMMU probe, before any driver sets a mask.
+        Iommu = machine.Config.Iommu is { } iommuConfig ? new DmaIommu(this, iommuConfig) : null;
         foreach (var dev in machine.Devices)
         {
-            if (dev.DmaIommu)
-            {
-                throw new MachineConfigException("iommu", $"device '{dev.Name}' is translated by an IOMMU, which this build does not model yet");
-            }
             if (dev.Config.Ops != DeviceOpsKind.None)
             {
                 _ops[dev] = new DmaOps(this, dev.Config.Ops);
@@ -68,6 +66,9 @@ public sealed partial class DmaApi
 
     /// <summary>dma-debug and PhysDma's own checks; null when the machine has <c>debug: off</c>.</summary>
     public DmaDebug? Debug { get; }
+
+    /// <summary>dma-iommu and the IOMMU behind it; null when the machine has no IOMMU.</summary>
+    public DmaIommu? Iommu { get; }
 
     /// <summary>CONFIG_DMA_API_DEBUG (the machine's <c>debug</c> field).</summary>
     public bool DebugConfig => Machine.Config.Debug;
@@ -137,6 +138,10 @@ public sealed partial class DmaApi
         {
             addr = Direct.MapPhys(dev, phys, size, dir, attrs);
         }
+        else if (dev.DmaIommu)
+        {
+            addr = Iommu!.MapPhys(dev, phys, size, dir, attrs);
+        }
         else if (isMmio)
         {
             if (ops!.HasMapPhys)
@@ -179,6 +184,10 @@ public sealed partial class DmaApi
         if (GoDirect(dev, ops) || (!isMmio && ArchUnmapPhysDirect is { } arch && arch(dev, addr + size)))
         {
             Direct.UnmapPhys(dev, addr, size, dir, attrs);
+        }
+        else if (dev.DmaIommu)
+        {
+            Iommu!.UnmapPhys(dev, addr, size, dir, attrs);
         }
         else if (ops!.HasMapPhys)
         {
@@ -306,6 +315,17 @@ public sealed partial class DmaApi
                 Direct.SyncSingleForDevice(dev, addr, size, dir);
             }
         }
+        else if (dev.DmaIommu)
+        {
+            if (forCpu)
+            {
+                Iommu!.SyncSingleForCpu(dev, addr, size, dir);
+            }
+            else
+            {
+                Iommu!.SyncSingleForDevice(dev, addr, size, dir);
+            }
+        }
         else if (ops!.HasSync)
         {
             if (forCpu)
@@ -393,8 +413,11 @@ public sealed partial class DmaApi
 
     /// <summary><c>dma_max_mapping_size</c>.</summary>
     public ulong MaxMappingSize(Device dev) =>
-        GoDirect(dev, GetOps(dev)) ? Direct.MaxMappingSize(dev) : ulong.MaxValue;
+        GoDirect(dev, GetOps(dev)) ? Direct.MaxMappingSize(dev)
+        : dev.DmaIommu ? Iommu!.MaxMappingSize(dev)
+        : ulong.MaxValue;
 
-    /// <summary><c>dma_opt_mapping_size</c>.</summary>
-    public ulong OptMappingSize(Device dev) => Math.Min(MaxMappingSize(dev), ulong.MaxValue);
+    /// <summary><c>dma_opt_mapping_size</c>: with an IOMMU, the largest size its IOVA caches serve.</summary>
+    public ulong OptMappingSize(Device dev) =>
+        Math.Min(MaxMappingSize(dev), dev.DmaIommu ? Iommu!.OptMappingSize() : ulong.MaxValue);
 }

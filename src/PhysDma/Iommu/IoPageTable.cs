@@ -1,0 +1,194 @@
+using PhysDma.Core;
+
+namespace PhysDma.Iommu;
+
+/// <summary>A leaf the page-table walk found: the page's IOVA base, its size as a shift, where it points and its prot.</summary>
+public readonly record struct IoPte(ulong IovaBase, int SizeShift, PhysAddr PhysBase, int Prot)
+{
+    public ulong Size => 1UL << SizeShift;
+}
+
+/// <summary>
+/// A multi-level IO page table in the style of the x86 and Arm formats (io-pgtable): tables of 8-byte
+/// entries one granule in size, so each level resolves <c>granule_shift - 3</c> bits. Every level whose
+/// page size is in the configured bitmap may hold leaves (2 MiB and 1 GiB blocks with a 4 KiB granule).
+/// Table pages, once allocated, stay: the kernel frees them only when a whole table is unmapped, which
+/// the DMA paths here never rely on, and keeping them makes steady-state map/unmap allocation-free.
+/// Not thread-safe: the owning domain serialises access.
+/// </summary>
+public sealed class IoPageTable
+{
+    private const ulong Valid = 1;
+    private const ulong Leaf = 2;
+    private const int ProtShift = 2;
+    private const ulong ProtMask = 0x3fUL << ProtShift;
+
+    private sealed class Table(int entries)
+    {
+        public readonly ulong[] Pte = new ulong[entries];
+        public readonly Table?[] Next = new Table?[entries];
+    }
+
+    private readonly Table _root;
+    private readonly int _bitsPerLevel;
+    private readonly ulong _leafSizes;
+
+    /// <param name="granuleShift">log2 of the smallest page size.</param>
+    /// <param name="apertureBits">IOVA bits the table resolves.</param>
+    /// <param name="pageSizeBitmap">The supported page sizes (<c>pgsize_bitmap</c>); each must be a level's size.</param>
+    public IoPageTable(int granuleShift, int apertureBits, ulong pageSizeBitmap)
+    {
+        GranuleShift = granuleShift;
+        _bitsPerLevel = granuleShift - 3;
+        Levels = (apertureBits - granuleShift + _bitsPerLevel - 1) / _bitsPerLevel;
+        ApertureBits = apertureBits;
+        _leafSizes = pageSizeBitmap;
+        _root = new Table(1 << _bitsPerLevel);
+        TablePages = 1;
+    }
+
+    public int GranuleShift { get; }
+    public int Levels { get; }
+    public int ApertureBits { get; }
+
+    /// <summary>Table pages allocated so far.</summary>
+    public int TablePages { get; private set; }
+
+    /// <summary>Leaf entries currently present.</summary>
+    public long LeafCount { get; private set; }
+
+    /// <summary>Bytes of IOVA space currently mapped.</summary>
+    public ulong MappedBytes { get; private set; }
+
+    /// <summary>Whether <paramref name="shift"/> is the page size of some level of this format.</summary>
+    public static bool IsLevelSize(int granuleShift, int shift) =>
+        shift >= granuleShift && (shift - granuleShift) % (granuleShift - 3) == 0;
+
+    private int LevelShift(int level) => GranuleShift + (_bitsPerLevel * (Levels - 1 - level));
+
+    private int Index(ulong iova, int level) => (int)((iova >> LevelShift(level)) & ((1UL << _bitsPerLevel) - 1));
+
+    /// <summary>
+    /// Installs one leaf of size <c>1 &lt;&lt; shift</c>. False when something is already mapped there
+    /// (the formats refuse to overwrite a live entry).
+    /// </summary>
+    public bool MapOne(ulong iova, PhysAddr phys, int shift, int prot)
+    {
+        var t = _root;
+        for (var level = 0; ; level++)
+        {
+            var idx = Index(iova, level);
+            var pte = t.Pte[idx];
+            if (LevelShift(level) == shift)
+            {
+                // A live leaf, or a table that still maps something, is in the way.
+                if ((pte & Leaf) != 0 || (t.Next[idx] is { } sub && HasAny(sub)))
+                {
+                    return false;
+                }
+                t.Pte[idx] = phys.Value | (((ulong)prot << ProtShift) & ProtMask) | Leaf | Valid;
+                LeafCount++;
+                MappedBytes += 1UL << shift;
+                return true;
+            }
+            if ((pte & Leaf) != 0)
+            {
+                return false;
+            }
+            var next = t.Next[idx];
+            if (next is null)
+            {
+                next = new Table(1 << _bitsPerLevel);
+                t.Next[idx] = next;
+                t.Pte[idx] = Valid;
+                TablePages++;
+            }
+            t = next;
+        }
+    }
+
+    private static bool HasAny(Table t)
+    {
+        foreach (var p in t.Pte)
+        {
+            if (p != 0)
+            {
+                return true;
+            }
+        }
+        return false;
+    }
+
+    /// <summary>The leaf mapping <paramref name="iova"/>, if any (<c>iova_to_phys</c> without the offset).</summary>
+    public bool Walk(ulong iova, out IoPte leaf)
+    {
+        if (ApertureBits < 64 && iova >> ApertureBits != 0)
+        {
+            leaf = default;
+            return false;
+        }
+        var t = _root;
+        for (var level = 0; level < Levels; level++)
+        {
+            var idx = Index(iova, level);
+            var pte = t.Pte[idx];
+            if ((pte & Valid) == 0)
+            {
+                break;
+            }
+            if ((pte & Leaf) != 0)
+            {
+                var shift = LevelShift(level);
+                var mask = (1UL << shift) - 1;
+                leaf = new IoPte(iova & ~mask, shift, new PhysAddr(pte & ~((1UL << GranuleShift) - 1)), (int)((pte & ProtMask) >> ProtShift));
+                return true;
+            }
+            t = t.Next[idx]!;
+        }
+        leaf = default;
+        return false;
+    }
+
+    /// <summary>Clears the leaf covering <paramref name="iova"/>; returns its size, or 0 if nothing was mapped.</summary>
+    public ulong UnmapOne(ulong iova)
+    {
+        var t = _root;
+        for (var level = 0; level < Levels; level++)
+        {
+            var idx = Index(iova, level);
+            var pte = t.Pte[idx];
+            if ((pte & Valid) == 0)
+            {
+                return 0;
+            }
+            if ((pte & Leaf) != 0)
+            {
+                t.Pte[idx] = t.Next[idx] is null ? 0 : Valid;
+                var size = 1UL << LevelShift(level);
+                LeafCount--;
+                MappedBytes -= size;
+                return size;
+            }
+            t = t.Next[idx]!;
+        }
+        return 0;
+    }
+
+    /// <summary><c>iommu_pgsize</c>: the largest supported page that fits alignment of both addresses and the remaining size.</summary>
+    public int PickPageShift(ulong iova, PhysAddr phys, ulong size)
+    {
+        var best = GranuleShift;
+        var sizes = _leafSizes;
+        while (sizes != 0)
+        {
+            var shift = System.Numerics.BitOperations.TrailingZeroCount(sizes);
+            sizes &= sizes - 1;
+            var s = 1UL << shift;
+            if (s <= size && ((iova | phys.Value) & (s - 1)) == 0 && shift > best)
+            {
+                best = shift;
+            }
+        }
+        return best;
+    }
+}

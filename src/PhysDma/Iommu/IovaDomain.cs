@@ -1,0 +1,666 @@
+using PhysDma.Core;
+using PhysDma.Platform;
+
+namespace PhysDma.Iommu;
+
+/// <summary>
+/// An IOVA space (drivers/iommu/iova.c, <c>struct iova_domain</c>): the tree of allocated ranges with the
+/// kernel's cached-node, top-down, size-aligned allocation and its 32-bit fail-fast hint, plus the
+/// per-CPU range caches ("rcache": magazines of 127 pfns, a loaded and a previous one per CPU and size
+/// class, a depot of full ones trimmed 100 ms after it grows). Ranges sitting in a cache or a flush
+/// queue stay allocated in the tree, as in the kernel.
+/// </summary>
+public sealed class IovaDomain
+{
+    /// <summary><c>IOVA_RANGE_CACHE_MAX_SIZE</c>: size classes 1, 2, 4 … 32 pages.</summary>
+    public const int RangeCacheMaxSize = 6;
+
+    /// <summary><c>IOVA_MAG_SIZE</c>.</summary>
+    public const int MagSize = 127;
+
+    /// <summary><c>IOVA_DEPOT_DELAY</c> in nanoseconds (100 ms).</summary>
+    public const ulong DepotDelayNs = 100_000_000;
+
+    private const ulong Anchor = ulong.MaxValue;
+
+    private readonly Lock _treeLock = new();
+    private readonly IovaTree _tree = new();
+    private readonly Rcache[] _rcaches;
+    private readonly Clock _clock;
+    private readonly int _cpus;
+    private readonly Lock _magPoolLock = new();
+    private readonly Stack<Magazine> _magPool = new();
+
+    // cached_node / cached32_node, held as the node's range (a node's lo is its identity in the tree).
+    private ulong _cachedLo = Anchor, _cachedHi = Anchor;
+    private ulong _cached32Lo = Anchor, _cached32Hi = Anchor;
+    private ulong _max32AllocSize;
+
+    /// <summary><c>init_iova_domain</c>.</summary>
+    public IovaDomain(ulong granule, ulong startPfn, int cpus, Clock clock)
+    {
+        if (!Sizes.IsPowerOfTwo(granule))
+        {
+            throw new ArgumentException("granule must be a power of two", nameof(granule));
+        }
+        Granule = granule;
+        Shift = Sizes.Log2(granule);
+        StartPfn = startPfn;
+        Dma32BitPfn = 1UL << (32 - Shift);
+        _max32AllocSize = Dma32BitPfn;
+        _cpus = cpus;
+        _clock = clock;
+        _tree.Insert(Anchor, Anchor, reserved: true);
+        _rcaches = new Rcache[RangeCacheMaxSize];
+        for (var i = 0; i < RangeCacheMaxSize; i++)
+        {
+            _rcaches[i] = new Rcache(this, i, cpus);
+        }
+    }
+
+    public ulong Granule { get; }
+    public int Shift { get; }
+    public ulong StartPfn { get; }
+    public ulong Dma32BitPfn { get; }
+
+    /// <summary>The fail-fast hint: sub-4 GiB requests of at least this many pages fail without a search.</summary>
+    public ulong Max32AllocSize
+    {
+        get
+        {
+            lock (_treeLock)
+            {
+                return _max32AllocSize;
+            }
+        }
+    }
+
+    /// <summary>Pages allocated in the tree (handed out, cached, or queued; reserved ranges excluded).</summary>
+    public ulong TreePages
+    {
+        get
+        {
+            lock (_treeLock)
+            {
+                return _tree.AllocatedPages;
+            }
+        }
+    }
+
+    /// <summary>Pages held by reserved ranges (the anchor excluded).</summary>
+    public ulong ReservedPages
+    {
+        get
+        {
+            lock (_treeLock)
+            {
+                return _tree.ReservedPages - 1;
+            }
+        }
+    }
+
+    /// <summary>Pages sitting in per-CPU magazines and the depots.</summary>
+    public ulong CachedPages
+    {
+        get
+        {
+            var total = 0UL;
+            foreach (var rc in _rcaches)
+            {
+                total += (ulong)rc.CachedPfns() << rc.Order;
+            }
+            return total;
+        }
+    }
+
+    /// <summary><c>iova_shift</c>-based helpers.</summary>
+    public ulong IovaPfn(ulong iova) => iova >> Shift;
+
+    public ulong IovaOffset(ulong a) => a & (Granule - 1);
+
+    public ulong IovaAlign(ulong size) => Sizes.AlignUp(size, Granule);
+
+    /// <summary>
+    /// <c>reserve_iova</c>: marks [loPfn, hiPfn] as never allocatable. Parts already reserved or allocated
+    /// are left as they are; the free parts become reserved nodes.
+    /// </summary>
+    public void ReserveIova(ulong loPfn, ulong hiPfn)
+    {
+        lock (_treeLock)
+        {
+            var p = loPfn;
+            while (p <= hiPfn)
+            {
+                var n = _tree.FindContaining(p);
+                if (n >= 0)
+                {
+                    if (_tree.Hi(n) >= hiPfn)
+                    {
+                        return;
+                    }
+                    p = _tree.Hi(n) + 1;
+                    continue;
+                }
+                var next = _tree.Successor(p);
+                var end = next >= 0 ? Math.Min(hiPfn, _tree.Lo(next) - 1) : hiPfn;
+                _tree.Insert(p, end, reserved: true);
+                if (end == ulong.MaxValue)
+                {
+                    return;
+                }
+                p = end + 1;
+            }
+        }
+    }
+
+    /// <summary>
+    /// <c>alloc_iova</c> with the kernel's walk (<c>__alloc_and_insert_iova_range</c>): the highest free
+    /// size-aligned block below the cached node, else above it up to the limit; a failure records the
+    /// size in the 32-bit hint. Returns the first pfn, or 0.
+    /// </summary>
+    public ulong AllocIova(ulong size, ulong limitPfn, bool sizeAligned)
+    {
+        if (size == 0)
+        {
+            return 0;
+        }
+        var limit = limitPfn + 1; // exclusive from here on
+        var alignMask = sizeAligned ? ~0UL << Sizes.Fls64(size - 1) : ~0UL;
+        lock (_treeLock)
+        {
+            if (limit <= Dma32BitPfn && size >= _max32AllocSize)
+            {
+                return 0;
+            }
+            var (cLo, cHi) = limit <= Dma32BitPfn ? (_cached32Lo, _cached32Hi) : (_cachedLo, _cachedHi);
+            var pfn = _tree.FindHighestFit(StartPfn, Math.Min(limit, cLo), size, alignMask);
+            if (pfn == IovaTree.NotFound && cHi < limit)
+            {
+                // Retry in the space above the cached node, which the first walk never looks at.
+                pfn = _tree.FindHighestFit(cHi + 1, limit, size, alignMask);
+            }
+            if (pfn == IovaTree.NotFound)
+            {
+                _max32AllocSize = size;
+                return 0;
+            }
+            _tree.Insert(pfn, pfn + size - 1);
+            if (pfn + size - 1 < Dma32BitPfn)
+            {
+                (_cached32Lo, _cached32Hi) = (pfn, pfn + size - 1);
+            }
+            else
+            {
+                (_cachedLo, _cachedHi) = (pfn, pfn + size - 1);
+            }
+            return pfn;
+        }
+    }
+
+    /// <summary><c>free_iova</c>: returns the range holding <paramref name="pfn"/> to the tree.</summary>
+    public void FreeIova(ulong pfn)
+    {
+        lock (_treeLock)
+        {
+            FreeIovaLocked(pfn);
+        }
+    }
+
+    private void FreeIovaLocked(ulong pfn)
+    {
+        var n = _tree.FindContaining(pfn);
+        if (n < 0 || _tree.Lo(n) == Anchor)
+        {
+            return;
+        }
+        var lo = _tree.Lo(n);
+        var hi = _tree.Hi(n);
+        // __cached_rbnode_delete_update: the cached nodes move up past a freed range at or above them.
+        var succ = _tree.Successor(lo);
+        var (sLo, sHi) = succ >= 0 ? (_tree.Lo(succ), _tree.Hi(succ)) : (Anchor, Anchor);
+        if (lo == _cached32Lo || (hi < Dma32BitPfn && lo >= _cached32Lo))
+        {
+            (_cached32Lo, _cached32Hi) = (sLo, sHi);
+        }
+        if (lo < Dma32BitPfn)
+        {
+            _max32AllocSize = Dma32BitPfn;
+        }
+        if (lo >= _cachedLo)
+        {
+            (_cachedLo, _cachedHi) = (sLo, sHi);
+        }
+        _tree.Remove(lo);
+    }
+
+    /// <summary>
+    /// <c>alloc_iova_fast</c>: sizes under 32 pages round up to a power of two; the CPU's cache first,
+    /// then the tree; with <paramref name="flushRcache"/> a failure empties every cache into the tree
+    /// and tries once more. Returns the first pfn, or 0.
+    /// </summary>
+    public ulong AllocIovaFast(ulong size, ulong limitPfn, bool flushRcache)
+    {
+        size = FastAllocSize(size);
+        var pfn = RcacheGet(size, limitPfn + 1);
+        if (pfn != 0)
+        {
+            return pfn;
+        }
+        while (true)
+        {
+            pfn = AllocIova(size, limitPfn, sizeAligned: true);
+            if (pfn != 0 || !flushRcache)
+            {
+                return pfn;
+            }
+            flushRcache = false;
+            for (var cpu = 0; cpu < _cpus; cpu++)
+            {
+                FreeCpuCachedIovas(cpu);
+            }
+            FreeGlobalCachedIovas();
+        }
+    }
+
+    /// <summary>
+    /// The pages <see cref="AllocIovaFast"/> really takes for a request of <paramref name="size"/>: under
+    /// 32 pages rounded up to a power of two, so a range freed into a cache fits its class exactly.
+    /// </summary>
+    public static ulong FastAllocSize(ulong size) =>
+        size < (1UL << (RangeCacheMaxSize - 1)) ? Sizes.RoundUpPowerOfTwo(size) : size;
+
+    /// <summary><c>free_iova_fast</c>: into the CPU's cache if it takes it, else back to the tree.</summary>
+    public void FreeIovaFast(ulong pfn, ulong size)
+    {
+        if (RcacheInsert(pfn, size))
+        {
+            return;
+        }
+        FreeIova(pfn);
+    }
+
+    private static int OrderBase2(ulong size) => size <= 1 ? 0 : Sizes.Fls64(size - 1);
+
+    private bool RcacheInsert(ulong pfn, ulong size)
+    {
+        var order = OrderBase2(size);
+        return order < RangeCacheMaxSize && _rcaches[order].Insert(pfn);
+    }
+
+    private ulong RcacheGet(ulong size, ulong limitPfnExclusive)
+    {
+        var order = OrderBase2(size);
+        if (order >= RangeCacheMaxSize)
+        {
+            return 0;
+        }
+        return _rcaches[order].Get(limitPfnExclusive - size);
+    }
+
+    /// <summary><c>free_cpu_cached_iovas</c>: empties one CPU's loaded and previous magazines into the tree.</summary>
+    public void FreeCpuCachedIovas(int cpu)
+    {
+        foreach (var rc in _rcaches)
+        {
+            rc.FreeCpu(cpu);
+        }
+    }
+
+    /// <summary><c>free_global_cached_iovas</c>: empties every depot into the tree.</summary>
+    public void FreeGlobalCachedIovas()
+    {
+        foreach (var rc in _rcaches)
+        {
+            rc.FreeDepot();
+        }
+    }
+
+    /// <summary><c>iova_magazine_free_pfns</c>: the magazine's ranges go back to the tree.</summary>
+    private void MagazineFreePfns(Magazine mag)
+    {
+        lock (_treeLock)
+        {
+            for (var i = 0; i < mag.Size; i++)
+            {
+                FreeIovaLocked(mag.Pfns[i]);
+            }
+        }
+        mag.Size = 0;
+    }
+
+    private Magazine MagazineAlloc()
+    {
+        lock (_magPoolLock)
+        {
+            if (_magPool.TryPop(out var m))
+            {
+                m.Size = 0;
+                m.Next = null;
+                return m;
+            }
+        }
+        return new Magazine();
+    }
+
+    private void MagazineFree(Magazine m)
+    {
+        lock (_magPoolLock)
+        {
+            _magPool.Push(m);
+        }
+    }
+
+    /// <summary>A snapshot of the caches: per size class, each CPU's loaded and prev sizes and the depot's magazine sizes.</summary>
+    public RcacheSnapshot[] SnapshotRcaches() => [.. _rcaches.Select(r => r.Snapshot())];
+
+    /// <summary>
+    /// Checks the tree and the caches against each other; returns the first problem or null. Every
+    /// cached pfn must start an allocated node of its class's size and appear once across all caches.
+    /// </summary>
+    public string? CheckConsistency()
+    {
+        lock (_treeLock)
+        {
+            var e = _tree.Check();
+            if (e is not null)
+            {
+                return e;
+            }
+            var seen = new HashSet<ulong>();
+            foreach (var rc in _rcaches)
+            {
+                var snap = rc.Snapshot();
+                foreach (var (loaded, prev) in snap.Cpus)
+                {
+                    if (loaded.Length > MagSize || prev.Length > MagSize)
+                    {
+                        return $"class {rc.Order}: a magazine holds more than {MagSize} pfns";
+                    }
+                }
+                foreach (var m in snap.Depot)
+                {
+                    if (m.Length != MagSize)
+                    {
+                        return $"class {rc.Order}: depot holds a magazine of {m.Length} pfns (only full ones belong there)";
+                    }
+                }
+                foreach (var pfn in snap.Cpus.SelectMany(c => c.Loaded.Concat(c.Prev)).Concat(snap.Depot.SelectMany(d => d)))
+                {
+                    if (!seen.Add(pfn))
+                    {
+                        return $"pfn {pfn:x} is cached twice";
+                    }
+                    var n = _tree.FindContaining(pfn);
+                    if (n < 0 || _tree.Lo(n) != pfn || _tree.IsReserved(n))
+                    {
+                        return $"cached pfn {pfn:x} does not start an allocated range";
+                    }
+                }
+            }
+            return null;
+        }
+    }
+
+    /// <summary>Allocated (not reserved) ranges in the tree, in pfns.</summary>
+    public List<(ulong Lo, ulong Hi)> AllocatedRanges()
+    {
+        lock (_treeLock)
+        {
+            return [.. _tree.Nodes().Where(n => !n.Reserved).Select(n => (n.Lo, n.Hi))];
+        }
+    }
+
+    /// <summary>Reserved ranges in the tree, in pfns (the anchor excluded).</summary>
+    public List<(ulong Lo, ulong Hi)> ReservedRanges()
+    {
+        lock (_treeLock)
+        {
+            return [.. _tree.Nodes().Where(n => n.Reserved && n.Lo != Anchor).Select(n => (n.Lo, n.Hi))];
+        }
+    }
+
+    private sealed class Magazine
+    {
+        public readonly ulong[] Pfns = new ulong[MagSize];
+        public int Size;
+        public Magazine? Next;
+
+        public bool IsFull => Size == MagSize;
+        public bool IsEmpty => Size == 0;
+
+        /// <summary><c>iova_magazine_pop</c>: the newest pfn that fits under the limit, swap-removed; 0 if none.</summary>
+        public ulong Pop(ulong limitPfn)
+        {
+            var i = Size - 1;
+            while (Pfns[i] > limitPfn)
+            {
+                if (i == 0)
+                {
+                    return 0;
+                }
+                i--;
+            }
+            var pfn = Pfns[i];
+            Pfns[i] = Pfns[--Size];
+            return pfn;
+        }
+
+        public void Push(ulong pfn) => Pfns[Size++] = pfn;
+    }
+
+    private sealed class CpuRcache(Magazine loaded, Magazine prev)
+    {
+        public readonly Lock Lock = new();
+        public Magazine Loaded = loaded;
+        public Magazine Prev = prev;
+    }
+
+    /// <summary>One size class: per-CPU magazines, the depot and its trim work.</summary>
+    private sealed class Rcache
+    {
+        private readonly IovaDomain _d;
+        private readonly Lock _lock = new();
+        private readonly CpuRcache[] _cpu;
+        private readonly Action _work;
+        private Magazine? _depot;
+        private int _depotSize;
+        private int _workPending;
+
+        public Rcache(IovaDomain d, int order, int cpus)
+        {
+            _d = d;
+            Order = order;
+            _cpu = new CpuRcache[cpus];
+            for (var i = 0; i < cpus; i++)
+            {
+                _cpu[i] = new CpuRcache(d.MagazineAlloc(), d.MagazineAlloc());
+            }
+            _work = DepotWork;
+        }
+
+        public int Order { get; }
+
+        private CpuRcache Mine => _cpu[Machine.CurrentCpu % _cpu.Length];
+
+        private void DepotPush(Magazine m)
+        {
+            m.Next = _depot;
+            _depot = m;
+            _depotSize++;
+        }
+
+        private Magazine DepotPop()
+        {
+            var m = _depot!;
+            _depot = m.Next;
+            m.Next = null;
+            _depotSize--;
+            return m;
+        }
+
+        /// <summary><c>__iova_rcache_insert</c>.</summary>
+        public bool Insert(ulong pfn)
+        {
+            var c = Mine;
+            lock (c.Lock)
+            {
+                if (c.Loaded.IsFull)
+                {
+                    if (!c.Prev.IsFull)
+                    {
+                        (c.Prev, c.Loaded) = (c.Loaded, c.Prev);
+                    }
+                    else
+                    {
+                        var fresh = _d.MagazineAlloc();
+                        lock (_lock)
+                        {
+                            DepotPush(c.Loaded);
+                        }
+                        ScheduleWork();
+                        c.Loaded = fresh;
+                    }
+                }
+                c.Loaded.Push(pfn);
+                return true;
+            }
+        }
+
+        /// <summary><c>__iova_rcache_get</c>; <paramref name="limitPfn"/> is the highest acceptable first pfn.</summary>
+        public ulong Get(ulong limitPfn)
+        {
+            var c = Mine;
+            lock (c.Lock)
+            {
+                if (c.Loaded.IsEmpty)
+                {
+                    if (!c.Prev.IsEmpty)
+                    {
+                        (c.Prev, c.Loaded) = (c.Loaded, c.Prev);
+                    }
+                    else
+                    {
+                        lock (_lock)
+                        {
+                            if (_depot is null)
+                            {
+                                return 0;
+                            }
+                            _d.MagazineFree(c.Loaded);
+                            c.Loaded = DepotPop();
+                        }
+                    }
+                }
+                return c.Loaded.Pop(limitPfn);
+            }
+        }
+
+        private void ScheduleWork()
+        {
+            // schedule_delayed_work: a no-op while the work is already pending.
+            if (Interlocked.Exchange(ref _workPending, 1) == 0)
+            {
+                _d._clock.Schedule(DepotDelayNs, _work);
+            }
+        }
+
+        /// <summary><c>iova_depot_work_func</c>: frees one magazine while the depot is larger than the CPU count, then re-arms.</summary>
+        private void DepotWork()
+        {
+            Volatile.Write(ref _workPending, 0);
+            Magazine? mag = null;
+            lock (_lock)
+            {
+                if (_depotSize > _d._cpus)
+                {
+                    mag = DepotPop();
+                }
+            }
+            if (mag is not null)
+            {
+                _d.MagazineFreePfns(mag);
+                _d.MagazineFree(mag);
+                ScheduleWork();
+            }
+        }
+
+        public void FreeCpu(int cpu)
+        {
+            var c = _cpu[cpu];
+            lock (c.Lock)
+            {
+                _d.MagazineFreePfns(c.Loaded);
+                _d.MagazineFreePfns(c.Prev);
+            }
+        }
+
+        public void FreeDepot()
+        {
+            lock (_lock)
+            {
+                while (_depot is not null)
+                {
+                    var m = DepotPop();
+                    _d.MagazineFreePfns(m);
+                    _d.MagazineFree(m);
+                }
+            }
+        }
+
+        public int DepotSize
+        {
+            get
+            {
+                lock (_lock)
+                {
+                    return _depotSize;
+                }
+            }
+        }
+
+        public long CachedPfns()
+        {
+            long n = 0;
+            foreach (var c in _cpu)
+            {
+                lock (c.Lock)
+                {
+                    n += c.Loaded.Size + c.Prev.Size;
+                }
+            }
+            lock (_lock)
+            {
+                for (var m = _depot; m is not null; m = m.Next)
+                {
+                    n += m.Size;
+                }
+            }
+            return n;
+        }
+
+        public RcacheSnapshot Snapshot()
+        {
+            var cpus = new (ulong[] Loaded, ulong[] Prev)[_cpu.Length];
+            for (var i = 0; i < _cpu.Length; i++)
+            {
+                var c = _cpu[i];
+                lock (c.Lock)
+                {
+                    cpus[i] = (c.Loaded.Pfns[..c.Loaded.Size], c.Prev.Pfns[..c.Prev.Size]);
+                }
+            }
+            var depot = new List<ulong[]>();
+            lock (_lock)
+            {
+                for (var m = _depot; m is not null; m = m.Next)
+                {
+                    depot.Add(m.Pfns[..m.Size]);
+                }
+            }
+            return new RcacheSnapshot(Order, cpus, depot);
+        }
+    }
+}
+
+/// <summary>The state of one rcache size class: each CPU's loaded and prev magazines, and the depot (newest first).</summary>
+public sealed record RcacheSnapshot(int Order, (ulong[] Loaded, ulong[] Prev)[] Cpus, List<ulong[]> Depot);
