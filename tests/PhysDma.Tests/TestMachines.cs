@@ -20,7 +20,11 @@ internal sealed record Rig(Machine Machine, DmaApi Api, Device Dev)
         return log;
     }
 
-    public string[] LogText => [.. Api.Log.Lines.Select(l => l.Message)];
+    /// <summary>Kernel messages printed since the machine booted (boot messages such as swiotlb's are left out).</summary>
+    public string[] LogText => [.. Api.Log.Lines.Skip(BootLines).Select(l => l.Message)];
+
+    /// <summary>How many lines the kernel log held when the rig was built.</summary>
+    public int BootLines { get; init; }
 
     /// <summary>Writes bytes as the CPU does (through the linear map and the cache).</summary>
     public void CpuWrite(PhysAddr p, ReadOnlySpan<byte> bytes) => Machine.Cpu.Write(Machine.Kmap.PhysToVirt(p), bytes);
@@ -97,7 +101,7 @@ internal static class TestMachines
         Devices = devices.Length == 0 ? [Nic64 with { Coherent = false }, Gpu(ArmBar)] : devices,
     };
 
-    /// <summary>A configured swiotlb (the seam has no pool yet: bounce paths fail).</summary>
+    /// <summary>A 64 MiB swiotlb with two areas, placed by the model at the top of low RAM.</summary>
     public static SwiotlbConfig Swiotlb64M => new(64 * MiB, 2, Force: false, Dynamic: false, Base: null);
 
     public static Rig Build(MachineConfig config, string dev = Nic)
@@ -105,7 +109,7 @@ internal static class TestMachines
         var m = new Machine(config);
         var api = new DmaApi(m);
         api.Trace.Enabled = true;
-        return new Rig(m, api, m.Device(dev));
+        return new Rig(m, api, m.Device(dev)) { BootLines = api.Log.Lines.Count };
     }
 
     public static Rig X86(params DeviceConfig[] devices) => Build(X86Config(devices));

@@ -6,12 +6,12 @@ using static PhysDma.Tests.TestMachines;
 namespace PhysDma.Tests.Dma;
 
 /// <summary>
-/// dma_direct_map_phys, spec §2.4, one test (or theory) per row, in the table's order. Rows that end in
-/// swiotlb_map are checked for the no-pool behaviour (trait <c>needs=swiotlb-pool</c>): they change once
-/// the swiotlb pool exists.
+/// dma_direct_map_phys, spec §2.4, one test (or theory) per row, in the table's order; rows that end in
+/// swiotlb_map land in the boot pool (exact slots are SwiotlbSlotTests' business).
 /// </summary>
 public sealed class DirectMapTableTests
 {
+
     private const string NoPool = "Can not allocate SWIOTLB buffer earlier and can't now provide you with the DMA bounce buffer";
 
     private static string OverflowText(string dev, ulong dma, ulong size, ulong mask, ulong busLimit) =>
@@ -32,9 +32,8 @@ public sealed class DirectMapTableTests
         Assert.Equal("nic0 dir=TO_DEVICE dma_addr=ffffffffffffffff size=4096 phys_addr=d0000000 attrs=MMIO", rec.Payload);
     }
 
-    // Row 2: force_bounce, RAM => swiotlb_map. No pool yet: ERROR with the no-pool message.
+    // Row 2: force_bounce, RAM => swiotlb_map. With swiotlb off there is no pool: ERROR with the no-pool message.
     [Fact]
-    [Trait("needs", "swiotlb-pool")]
     public void Row2_ForceBounce_Ram_GoesToSwiotlb_NoPoolFails()
     {
         var r = X86Nic(d => d with { ForceBounce = true });
@@ -47,13 +46,13 @@ public sealed class DirectMapTableTests
     }
 
     [Fact]
-    [Trait("needs", "swiotlb-pool")]
     public void Row2_MachineWideForce_AlsoBounces()
     {
         var r = Build(X86Config() with { Swiotlb = Swiotlb64M with { Force = true } });
         Assert.True(r.Api.Swiotlb.IsForceBounce(r.Dev));
-        Assert.True(r.Api.MapPhys(r.Dev, new PhysAddr(0x10_0000), 512, DmaDirection.ToDevice, DmaAttrs.None).IsError);
-        Assert.Contains(r.LogText, l => l.EndsWith(NoPool, StringComparison.Ordinal));
+        var a = r.Api.MapPhys(r.Dev, new PhysAddr(0x10_0000), 512, DmaDirection.ToDevice, DmaAttrs.None);
+        Assert.True(r.Api.Swiotlb.IsSwiotlbBuffer(r.Dev, new PhysAddr(a.Value)));
+        Assert.NotEqual(new DmaAddr(0x10_0000), a);
     }
 
     // Row 3: MMIO, capable (is_ram = false) => dma = phys, no cache sync, kmalloc bouncing ignored.
@@ -92,6 +91,7 @@ public sealed class DirectMapTableTests
         Assert.Equal(DmaAddr.MappingError, a);
         Assert.Equal([OverflowText(Nic, 0x10_0000_0000, 4096, 0xffff_ffff, 0)], r.LogText);
         Assert.Equal(["dma_map_phys"], r.Api.Trace.Records.Select(t => t.Event));
+        Assert.Equal(0L, r.Api.Swiotlb.SlotsUsed);
     }
 
     [Fact]
@@ -157,26 +157,28 @@ public sealed class DirectMapTableTests
         Assert.Equal([new CacheOp(CacheOpKind.Clean, new PhysAddr(0x9000_0100), 256, true)], log);
     }
 
-    // Row 6: RAM, not capable (or kmalloc bounce), swiotlb active => swiotlb_map. The seam has no pool:
-    // is_swiotlb_active is false, so today this ends like row 7.
     [Fact]
-    [Trait("needs", "swiotlb-pool")]
-    public void Row6_Ram_NotCapable_SwiotlbConfigured_NoPoolFails()
+    public void Row6_Ram_NotCapable_BouncesBelowTheMask()
     {
         var r = Build(X86Config(Nic64 with { DmaMaskBits = 32 }, Gpu(X86Bar)) with { Swiotlb = Swiotlb64M });
         var a = r.Api.MapPhys(r.Dev, new PhysAddr(4 * GiB), 4096, DmaDirection.ToDevice, DmaAttrs.None);
-        Assert.Equal(DmaAddr.MappingError, a);
-        Assert.Single(r.LogText, l => l.Contains("overflow", StringComparison.Ordinal) || l.Contains(NoPool, StringComparison.Ordinal));
+        // Not forced: the trace says so; the slot is the pool's first, below 4 GiB.
+        Assert.Equal(new DmaAddr(0xbc00_0000), a);
+        Assert.Empty(r.LogText);
+        Assert.Equal("dev_name: nic0 dma_mask=ffffffff dev_addr=100000000 size=4096 NORMAL", r.Api.Trace.Records[0].Payload);
+        Assert.Equal(2L, r.Api.Swiotlb.SlotsUsed);
     }
 
     [Fact]
-    [Trait("needs", "swiotlb-pool")]
-    public void Row6_KmallocBounce_SwiotlbConfigured_NoPoolFails()
+    public void Row6_KmallocBounce_NonCoherentSmallFromDevice_Bounces()
     {
         var r = Build(Arm64Config() with { Swiotlb = Swiotlb64M });
+        var log = r.CacheLog();
         var a = r.Api.MapPhys(r.Dev, new PhysAddr(0x9000_0040), 64, DmaDirection.FromDevice, DmaAttrs.None);
-        Assert.Equal(DmaAddr.MappingError, a);
-        Assert.Single(r.LogText, l => l.Contains("overflow", StringComparison.Ordinal) || l.Contains(NoPool, StringComparison.Ordinal));
+        // min_align_mask 0: the bounce keeps no offset; the slot is cleaned (not the original).
+        Assert.True(r.Api.Swiotlb.IsSwiotlbBuffer(r.Dev, new PhysAddr(a.Value)));
+        Assert.Equal([new CacheOp(CacheOpKind.Clean, new PhysAddr(a.Value), 64, true)], log);
+        Assert.Empty(r.LogText);
     }
 
     // Row 7: RAM, not capable (or kmalloc bounce), no swiotlb => overflow WARN, ERROR, no cache ops.
@@ -220,16 +222,14 @@ public sealed class DirectMapTableTests
     }
 
     [Fact]
-    [Trait("needs", "swiotlb-pool")]
-    public void Row7_KmallocBounce_SwiotlbConfiguredButNoPool_Fails_NoCacheOps()
+    public void Row7_NotCapable_SwiotlbOff_OverflowWarn_NoCacheOps()
     {
-        // swiotlb configured (so kmalloc caches are only 8-byte aligned) but the seam has no active pool.
-        var r = Build(Arm64Config() with { Swiotlb = Swiotlb64M });
+        var r = Build(Arm64Config(Nic64 with { DmaMaskBits = 32 }) with { Swiotlb = null });
         var log = r.CacheLog();
-        var a = r.Api.MapPhys(r.Dev, new PhysAddr(0x9000_0040), 64, DmaDirection.FromDevice, DmaAttrs.None);
+        var a = r.Api.MapPhys(r.Dev, new PhysAddr(0x1_0000_0000), 64, DmaDirection.FromDevice, DmaAttrs.None);
         Assert.Equal(DmaAddr.MappingError, a);
         Assert.Empty(log);
-        Assert.Equal([OverflowText(Nic, 0x9000_0040, 64, ulong.MaxValue, 0)], r.LogText);
+        Assert.Equal([OverflowText(Nic, 0x1_0000_0000, 64, 0xffff_ffff, 0)], r.LogText);
     }
 
     [Fact]

@@ -99,8 +99,10 @@ public sealed class InvariantTests
         var before = r.Counters.Snapshot();
 
         var a = r.Api.MapPhys(r.Dev, ArmBar + 0x1000, 4096, dir, DmaAttrs.Mmio);
+        Assert.Equal(Errno.None, r.Api.MappingError(r.Dev, a));
         r.Api.UnmapPhys(r.Dev, a, 4096, dir, DmaAttrs.Mmio);
         var b = r.Api.MapResource(r.Dev, HighBar, 64, dir, DmaAttrs.None);
+        Assert.Equal(Errno.None, r.Api.MappingError(r.Dev, b));
         r.Api.UnmapResource(r.Dev, b, 64, dir, DmaAttrs.None);
 
         Assert.Equal(new DmaAddr(0x4000_1000), a);
