@@ -7,6 +7,9 @@ namespace PhysDma.Cli;
 /// <summary>The readable view of a result: one table row per step, then faults, kernel log, failures and final state.</summary>
 public static class ResultView
 {
+    private static string Prot(JsonObject step) =>
+        step["iommu_prot"] is JsonArray prot ? " [" + string.Join(" ", prot.Select(p => S(p))) + "]" : "";
+
     public static void Render(IAnsiConsole console, RunResult result)
     {
         var j = result.Json;
@@ -22,10 +25,17 @@ public static class ResultView
                 Markup.Escape(S(step["op"]) + (step["id"] is { } id ? $" ({S(id)})" : "")),
                 Markup.Escape(What(step)),
                 Markup.Escape(Outcome(step)),
-                Markup.Escape(step["path"] is { } p ? S(p) + (step["bounce"] is { } b ? $" via {S(b)}" : "") : ""),
+                Markup.Escape(step["path"] is { } p ? S(p) + (step["bounce"] is { } b ? $" via {S(b)}" : "") + Prot(step) : ""),
                 Markup.Escape(CacheOps(step)),
                 Markup.Escape(step.ContainsKey("page_touches") ? $"{S(step["page_touches"])}/{S(step["kernel_mappings"])}" : ""),
                 step["ok"]!.GetValue<bool>() ? "[green]ok[/]" : "[red]FAIL[/]");
+            // dma-debug reports sit under the step that caused them.
+            foreach (var d in (j["debug"] as JsonArray ?? []).Where(d => S(d!["step"]) == S(step["index"])))
+            {
+                var text = $"{S(d!["check"])}: {S(d["message"]).Split('\n')[0]}{(d["printed"]!.GetValue<bool>() ? "" : " (not printed)")}";
+                table.AddRow(new Markup(""), new Markup("[yellow]debug[/]"), new Markup($"[yellow]{Markup.Escape(text)}[/]"),
+                    new Markup(""), new Markup(""), new Markup(""), new Markup(""), new Markup(""));
+            }
         }
         console.Write(table);
 

@@ -61,6 +61,10 @@ public sealed record DevWriteStep(string Dev, string? Handle, ulong? Addr, ulong
 
 public sealed record TickStep(ulong Ms) : Step;
 
+public sealed record IommuFlushStep : Step;
+
+public sealed record RemoveDeviceStep(string Dev) : Step;
+
 public sealed record P2PMapStep(string Dev, string Buf, ulong Offset, ulong? Size, DmaDirection Dir, DmaAttrs Attrs, string As) : Step;
 
 public sealed record SgSegmentSpec(string Buf, ulong Offset, ulong Size);

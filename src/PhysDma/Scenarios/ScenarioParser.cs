@@ -22,8 +22,6 @@ public static class ScenarioParser
         ["iova_unlink"] = "the two-step IOVA API",
         ["iova_free"] = "the two-step IOVA API",
         ["iova_destroy"] = "the two-step IOVA API",
-        ["remove_device"] = "dma-debug",
-        ["iommu_flush"] = "the IOMMU",
     };
 
     private static readonly string[] StepResultCommon = ["index", "op", "id", "ok", "error"];
@@ -42,6 +40,8 @@ public static class ScenarioParser
         ["dev_read"] = ["dev", "dma_addr", "len", "data"],
         ["dev_write"] = ["dev", "dma_addr", "len"],
         ["tick"] = ["ms", "now_ms"],
+        ["iommu_flush"] = ["iotlb_entries"],
+        ["remove_device"] = ["dev", "leaked"],
         ["map_sg"] = ["handle", "dev", "dir", "attrs", "nents", "segments", "path", "cache_ops", "page_touches", "kernel_mappings"],
         ["unmap_sg"] = ["handle", "dev", "dir", "attrs", "nents", "cache_ops", "page_touches", "kernel_mappings"],
         ["sync_sg"] = ["handle", "dev", "dir", "for", "nents", "cache_ops", "page_touches", "kernel_mappings"],
@@ -193,6 +193,8 @@ public static class ScenarioParser
             "dev_read" => ["dev", "handle", "addr", "offset", "len"],
             "dev_write" => ["dev", "handle", "addr", "offset", "data", "len"],
             "tick" => ["ms"],
+            "iommu_flush" => [],
+            "remove_device" => ["dev"],
             "p2p_map" => ["dev", "buf", "offset", "size", "dir", "attrs", "as"],
             "map_sg" => ["dev", "segments", "dir", "attrs", "as"],
             "unmap_sg" => ["handle", "dir", "attrs", "nents"],
@@ -235,6 +237,8 @@ public static class ScenarioParser
                 f.Get("dir") is { } sd2 ? Dir(sd2) : null, f.Get("nents")?.AsInt(0, 1 << 20))
             { Index = 0, Op = op, Line = 0 },
             "dev_write" => DevWrite(f, ctx),
+            "iommu_flush" => new IommuFlushStep() { Index = 0, Op = op, Line = 0 },
+            "remove_device" => new RemoveDeviceStep(ctx.Device(f.Required("dev"))) { Index = 0, Op = op, Line = 0 },
             "tick" => new TickStep((ulong)f.Required("ms").AsInt(0, int.MaxValue)) { Index = 0, Op = op, Line = 0 },
             _ => throw opNode.Error($"unknown op '{op}'"),
         };

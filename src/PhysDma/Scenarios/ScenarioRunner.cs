@@ -59,6 +59,7 @@ public sealed class ScenarioRunner
     }
 
     private readonly Dictionary<string, SgHandle> _sg = new(StringComparer.Ordinal);
+    private readonly JsonArray _debug = [];
 
     public ScenarioRunner(Scenario scenario)
     {
@@ -93,6 +94,7 @@ public sealed class ScenarioRunner
             var r = new JsonObject { ["index"] = step.Index, ["op"] = step.Op, ["id"] = step.Id };
             var faultsBefore = _m.FaultCount;
             var logBefore = _api.Log.Count;
+            var debugBefore = _api.Debug?.ReportCount ?? 0;
             try
             {
                 using (_m.OnCpu(step.Cpu))
@@ -112,6 +114,7 @@ public sealed class ScenarioRunner
             }
             CollectFaults(step, faultsBefore, r);
             CollectLog(step, logBefore);
+            CollectDebug(step, debugBefore, r);
             r["error"] ??= null;
             var ok = CheckStep(step, r);
             r["ok"] = ok;
@@ -127,9 +130,9 @@ public sealed class ScenarioRunner
         var final = new JsonObject
         {
             ["live_mappings"] = (long)(_handles.Values.Count(h => !h.Unmapped && h.IsDmaMapping) + _sg.Values.Count(h => h.Mapped && !h.Unmapped)),
-            ["iova_pages_in_use"] = null,
+            ["iova_pages_in_use"] = _api.Iommu is { } iommu ? (long)iommu.IovaPagesInUse : null,
             ["swiotlb_slots_used"] = _api.Swiotlb.SlotsUsed,
-            ["iotlb_entries"] = null,
+            ["iotlb_entries"] = _api.Iommu is { } iommu2 ? (long)iommu2.IotlbEntries : null,
         };
         var json = new JsonObject
         {
@@ -138,7 +141,7 @@ public sealed class ScenarioRunner
             ["machine"] = _scenario.Machine.Name,
             ["ok"] = false,
             ["steps"] = steps,
-            ["debug"] = null,
+            ["debug"] = _api.Debug is null ? null : _debug,
             ["faults"] = _faults,
             ["log"] = _log,
             ["final"] = final,
@@ -217,6 +220,33 @@ public sealed class ScenarioRunner
         _ => "out_of_range",
     };
 
+    /// <summary>Every error dma-debug counted during the step, in order, top-level and under the step.</summary>
+    private void CollectDebug(Step step, int before, JsonObject r)
+    {
+        if (_api.Debug is not { } debug)
+        {
+            return;
+        }
+        var reports = debug.ReportsSince(before);
+        if (reports.Count == 0)
+        {
+            return;
+        }
+        var mine = new JsonArray();
+        foreach (var rep in reports)
+        {
+            _debug.Add(new JsonObject
+            {
+                ["step"] = step.Index,
+                ["check"] = rep.Check,
+                ["message"] = rep.Message,
+                ["printed"] = rep.Printed,
+            });
+            mine.Add(rep.Check);
+        }
+        r["debug"] = mine;
+    }
+
     private void CollectLog(Step step, int before)
     {
         var lines = _api.Log.Lines;
@@ -292,6 +322,19 @@ public sealed class ScenarioRunner
             case DevWriteStep s:
                 DoDevWrite(s, r);
                 break;
+            case IommuFlushStep:
+                _api.Iommu?.FlushAll();
+                r["iotlb_entries"] = _api.Iommu is { } iommu ? (long)iommu.IotlbEntries : null;
+                break;
+            case RemoveDeviceStep s:
+                {
+                    var dev = _m.Device(s.Dev);
+                    r["dev"] = s.Dev;
+                    var live = _api.Debug?.Entries(dev).Count;
+                    _api.Debug?.RemoveDevice(dev);
+                    r["leaked"] = live is null ? null : (long)live.Value;
+                    break;
+                }
             case TickStep s:
                 _m.Clock.Advance(s.Ms * 1_000_000);
                 r["ms"] = (long)s.Ms;

@@ -147,8 +147,8 @@ public class P2PTopologyTests
     public void BadTopologiesAreRefusedWithTheField()
     {
         var e = Assert.Throws<MachineConfigException>(() => Build(Topology.Replace("- { name: rp1, type: root_port, parent: hb0 }", "- { name: rp1, type: root_port, parent: sw0 }", StringComparison.Ordinal)));
-        Assert.Equal("pci[3].parent", e.Field);
+        Assert.Equal("pci[2].parent", e.Field);
         var e2 = Assert.Throws<MachineConfigException>(() => Build(Topology.Replace("p2pmem: { bar: 1, offset: 0, size: 256MiB }", "p2pmem: { bar: 2, offset: 0, size: 256MiB }", StringComparison.Ordinal)));
-        Assert.Equal("devices[1].p2pmem.bar", e2.Field);
+        Assert.Equal("devices[2].p2pmem.bar", e2.Field);
     }
 }
