@@ -118,7 +118,7 @@ public static class ResultView
             var t = S(d);
             return t.Length > 35 ? t[..35] + "…" : t;
         }
-        if (S(s["op"]) == "map")
+        if (S(s["op"]) is "map" or "p2p_map")
         {
             return "dma " + S(s["dma_addr"]);
         }

@@ -44,12 +44,20 @@ public sealed class P2PImport(DmaApi api)
                 }
                 return new P2PMapping(P2PDma.BusAddrMap(provider!, phys), type, Errno.None);
             case P2PMapType.ThruHostBridge:
-                return new P2PMapping(api.MapPhys(dev, phys, size, dir, attrs | DmaAttrs.Mmio), type, Errno.None);
+                return Checked(dev, api.MapPhys(dev, phys, size, dir, attrs | DmaAttrs.Mmio), type);
             case P2PMapType.None:
-                return new P2PMapping(api.MapPhys(dev, phys, size, dir, attrs), type, Errno.None);
+                return Checked(dev, api.MapPhys(dev, phys, size, dir, attrs), type);
             default:
                 return new P2PMapping(DmaAddr.MappingError, type, Errno.EREMOTEIO);
         }
+    }
+
+    /// <summary>Importers check every DMA-API mapping with dma_mapping_error, as the block layer does.</summary>
+    private P2PMapping Checked(Device dev, DmaAddr addr, P2PMapType type)
+    {
+        // A failure stays DMA_MAPPING_ERROR in the result; the importer would turn it into its own error.
+        api.MappingError(dev, addr);
+        return new P2PMapping(addr, type, Errno.None);
     }
 
     /// <summary>Undoes <see cref="MapPage"/> / <see cref="MapProvider"/>: bus addresses were never DMA-API mappings.</summary>
