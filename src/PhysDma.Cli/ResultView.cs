@@ -32,7 +32,7 @@ public static class ResultView
             // dma-debug reports sit under the step that caused them.
             foreach (var d in (j["debug"] as JsonArray ?? []).Where(d => S(d!["step"]) == S(step["index"])))
             {
-                var text = $"{S(d!["check"])}: {S(d["message"]).Split('\n')[0]}{(d["printed"]!.GetValue<bool>() ? "" : " (not printed)")}";
+                var text = $"{S(d!["check"])}: {S(d["message"]).Split('\n')[0]}{(d["printed"]!.GetValue<bool>() ? "" : " (not printed)")}{(d["mapped_at"] is { } at ? $" [mapped at {S(at)}]" : "")}";
                 table.AddRow(new Markup(""), new Markup("[yellow]debug[/]"), new Markup($"[yellow]{Markup.Escape(text)}[/]"),
                     new Markup(""), new Markup(""), new Markup(""), new Markup(""), new Markup(""));
             }

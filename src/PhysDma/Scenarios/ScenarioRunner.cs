@@ -95,6 +95,11 @@ public sealed class ScenarioRunner
             var faultsBefore = _m.FaultCount;
             var logBefore = _api.Log.Count;
             var debugBefore = _api.Debug?.ReportCount ?? 0;
+            if (_api.Debug is { } dbg)
+            {
+                // dma-debug's "Mapped at:" names the step that made a mapping, as the kernel names the caller.
+                dbg.CurrentSite = $"{Path.GetFileName(_scenario.File)}:{step.Line} (step {step.Index}, {step.Op})";
+            }
             try
             {
                 using (_m.OnCpu(step.Cpu))
@@ -241,6 +246,7 @@ public sealed class ScenarioRunner
                 ["check"] = rep.Check,
                 ["message"] = rep.Message,
                 ["printed"] = rep.Printed,
+                ["mapped_at"] = rep.MappedAt,
             });
             mine.Add(rep.Check);
         }
