@@ -359,6 +359,10 @@ public sealed class IovaDomain
     /// </summary>
     public string? CheckConsistency()
     {
+        // Snapshot the caches before taking the tree lock: the caches' locks are taken before the tree's
+        // everywhere else (a magazine is emptied into the tree under its CPU lock), so the other order
+        // could deadlock against a concurrent drain. Meant for a quiescent domain.
+        var snaps = SnapshotRcaches();
         lock (_treeLock)
         {
             var e = _tree.Check();
@@ -367,9 +371,9 @@ public sealed class IovaDomain
                 return e;
             }
             var seen = new HashSet<ulong>();
-            foreach (var rc in _rcaches)
+            foreach (var snap in snaps)
             {
-                var snap = rc.Snapshot();
+                var rc = _rcaches[snap.Order];
                 foreach (var (loaded, prev) in snap.Cpus)
                 {
                     if (loaded.Length > MagSize || prev.Length > MagSize)
@@ -394,6 +398,10 @@ public sealed class IovaDomain
                     if (n < 0 || _tree.Lo(n) != pfn || _tree.IsReserved(n))
                     {
                         return $"cached pfn {pfn:x} does not start an allocated range";
+                    }
+                    if (OrderBase2(_tree.Hi(n) - _tree.Lo(n) + 1) != rc.Order)
+                    {
+                        return $"cached pfn {pfn:x} starts a range of {_tree.Hi(n) - _tree.Lo(n) + 1} pages, not of size class {rc.Order}";
                     }
                 }
             }

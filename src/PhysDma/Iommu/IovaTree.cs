@@ -285,7 +285,14 @@ internal sealed class IovaTree
             if (_left[n] < 0 || _right[n] < 0)
             {
                 var child = _left[n] >= 0 ? _left[n] : _right[n];
+                var rightOnly = _left[n] < 0 && child >= 0;
                 FreeNode(n);
+                if (rightOnly)
+                {
+                    // The removed node's successor is the leftmost node of this right subtree and its gap
+                    // just grew (Remove set it); that path is below the deletion path, so refresh it here.
+                    UpdateLeftSpine(child);
+                }
                 return child;
             }
             var m = _right[n];
@@ -300,6 +307,15 @@ internal sealed class IovaTree
             _right[n] = RemoveAt(_right[n], _lo[m]);
         }
         return Balance(n);
+    }
+
+    private void UpdateLeftSpine(int n)
+    {
+        if (_left[n] >= 0)
+        {
+            UpdateLeftSpine(_left[n]);
+        }
+        Update(n);
     }
 
     /// <summary>

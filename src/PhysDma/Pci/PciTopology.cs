@@ -183,9 +183,31 @@ public sealed class PciTopology
 
     public PciBar? Bar(string device, int index) => _bars.FirstOrDefault(b => b.Owner == device && b.Index == index);
 
-    public PciBar? BarAtCpu(PhysAddr p) => _bars.FirstOrDefault(b => b.ContainsCpu(p));
+    // Both run on every device access: plain loops, since a LINQ predicate capturing the address
+    // allocates a closure and a delegate per call.
+    public PciBar? BarAtCpu(PhysAddr p)
+    {
+        foreach (var b in _bars)
+        {
+            if (b.ContainsCpu(p))
+            {
+                return b;
+            }
+        }
+        return null;
+    }
 
-    public PciBar? BarAtBus(ulong a) => _bars.FirstOrDefault(b => b.ContainsBus(a));
+    public PciBar? BarAtBus(ulong a)
+    {
+        foreach (var b in _bars)
+        {
+            if (b.ContainsBus(a))
+            {
+                return b;
+            }
+        }
+        return null;
+    }
 
     /// <summary>The nodes from a device up to its root port (the device first).</summary>
     public IEnumerable<PciNode> UpstreamPath(string device)

@@ -234,4 +234,21 @@ public class IovaAllocationTests
         var big = iovad.AllocIova(1UL << 27, (1UL << 36) - 1, true);
         Assert.Equal((1UL << 36) - (1UL << 27), big);
     }
+    [Fact]
+    public void Removing_a_node_whose_only_child_is_on_the_right_keeps_the_gap_search_exact()
+    {
+        // Found by the property test: when the removed node had only a right child, that child (its
+        // successor) got the removed node's gap but not the subtree maximum, so a search skipped it.
+        var t = new IovaTree();
+        t.Insert(ulong.MaxValue, ulong.MaxValue, reserved: true);
+        t.Insert(100, 100);
+        t.Insert(300, 300);
+        t.Insert(200, 200);
+        // Shape: 300 at the root, 100 on its left with 200 as its right child, the anchor on the right.
+        Assert.Null(t.Check());
+        t.Remove(100);
+        Assert.Null(t.Check());
+        // 150 free pages fit in [1, 200) only now that 100 is gone.
+        Assert.Equal(50UL, t.FindHighestFit(1, 200, 150, ~0UL));
+    }
 }
