@@ -9,11 +9,16 @@ public sealed partial class DmaDebug
     /// <summary>
     /// <c>debug_dma_map_phys</c>: tracks a successful mapping as a <c>phy</c> entry whose map error is not yet
     /// checked. RAM buffers are checked for stack and kernel-image memory; MMIO skips those. PhysDma's own
-    /// attribute checks run even for a failed mapping, since the mistake was made either way.
+    /// attribute checks run even for a failed mapping, since the mistake was made either way. Nothing runs
+    /// once dma-debug is disabled.
     /// </summary>
     public void MapPhys(Device dev, PhysAddr phys, ulong size, DmaDirection dir, DmaAddr addr, DmaAttrs attrs)
     {
-        if (!_globalDisable && !addr.IsError && EntryAlloc() is { } entry)
+        if (_globalDisable)
+        {
+            return;
+        }
+        if (!addr.IsError && EntryAlloc() is { } entry)
         {
             entry.Dev = dev;
             entry.Type = DebugEntryType.Phy;

@@ -40,7 +40,7 @@ public sealed partial class DmaDebug
     private void CheckCacheOpOnMmio(Device dev, DmaAddr addr, ulong size, bool toCpu, long opsOnNonRamBefore)
     {
         var after = _m.ArchCache.OpsOnNonRam;
-        if (after == opsOnNonRamBefore)
+        if (after == opsOnNonRamBefore || _globalDisable)
         {
             return;
         }
