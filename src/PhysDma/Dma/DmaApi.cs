@@ -25,6 +25,10 @@ public sealed partial class DmaApi
         Debug = machine.Config.Debug ? new DmaDebug(this) : null;
         // Default domains are set up at IOMMU probe, before any driver sets a mask.
         Iommu = machine.Config.Iommu is { } iommuConfig ? new DmaIommu(this, iommuConfig) : null;
+        if (Iommu is not null)
+        {
+            Debug?.WatchIommu(Iommu.Unit);
+        }
         foreach (var dev in machine.Devices)
         {
             if (dev.Config.Ops != DeviceOpsKind.None)

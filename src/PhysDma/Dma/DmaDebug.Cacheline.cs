@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using PhysDma.Core;
 
 namespace PhysDma.Dma;
@@ -62,8 +63,7 @@ public sealed partial class DmaDebug
             if (overlap > ActiveCachelineMaxOverlap)
             {
                 // The tag bits cannot hold it: the count stays at 7, and unmaps will drop the line early.
-                _log.WarnOnce("dma-debug:active_cacheline_inc_overlap", () =>
-                    $"DMA-API: exceeded {ActiveCachelineMaxOverlap} overlapping mappings of cacheline {Pa(cln)}");
+                WarnOverlapOverflow(cln);
             }
             else
             {
@@ -72,6 +72,15 @@ public sealed partial class DmaDebug
             return true;
         }
     }
+
+    /// <summary>
+    /// The overflow WARN_ONCE. Out of line because a lambda capturing <c>cln</c> in the insert path would
+    /// allocate its closure on every insert, warning or not.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private void WarnOverlapOverflow(ulong cln) =>
+        _log.WarnOnce("dma-debug:active_cacheline_inc_overlap", () =>
+            $"DMA-API: exceeded {ActiveCachelineMaxOverlap} overlapping mappings of cacheline {Pa(cln)}");
 
     /// <summary><c>active_cacheline_remove</c>: one overlap fewer, or out of the tree when none is left.</summary>
     private void ActiveCachelineRemove(DebugEntry entry)

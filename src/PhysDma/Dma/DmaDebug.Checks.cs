@@ -9,11 +9,16 @@ public sealed partial class DmaDebug
     /// <summary>
     /// <c>debug_dma_map_phys</c>: tracks a successful mapping as a <c>phy</c> entry whose map error is not yet
     /// checked. RAM buffers are checked for stack and kernel-image memory; MMIO skips those. PhysDma's own
-    /// attribute checks run even for a failed mapping, since the mistake was made either way.
+    /// attribute checks run even for a failed mapping, since the mistake was made either way. Nothing runs
+    /// once dma-debug is disabled.
     /// </summary>
     public void MapPhys(Device dev, PhysAddr phys, ulong size, DmaDirection dir, DmaAddr addr, DmaAttrs attrs)
     {
-        if (!_globalDisable && !addr.IsError && EntryAlloc() is { } entry)
+        if (_globalDisable)
+        {
+            return;
+        }
+        if (!addr.IsError && EntryAlloc() is { } entry)
         {
             entry.Dev = dev;
             entry.Type = DebugEntryType.Phy;
@@ -120,100 +125,6 @@ public sealed partial class DmaDebug
             return;
         }
         CheckSync(dev, new DebugRef(dev, addr, size, DebugEntryType.Single, dir, 0, default), toCpu);
-    }
-
-    /// <summary>
-    /// <c>debug_dma_map_sg</c>: stack and kernel-image checks on all <paramref name="nents"/> CPU segments, then
-    /// one entry per mapped DMA segment (the segment's CPU address paired with its DMA address and length,
-    /// as the kernel pairs them), each checked against the device's segment limits.
-    /// </summary>
-    public void MapSg(Device dev, ReadOnlySpan<DebugSg> sg, int nents, int mappedEnts, DmaDirection dir, DmaAttrs attrs)
-    {
-        if (_globalDisable)
-        {
-            return;
-        }
-        for (var i = 0; i < nents && i < sg.Length; i++)
-        {
-            CheckForStack(dev, sg[i].Phys);
-            if (!PhysHighMem(sg[i].Phys))
-            {
-                CheckForIllegalArea(dev, sg[i].Phys, sg[i].Length);
-            }
-        }
-        for (var i = 0; i < mappedEnts && i < sg.Length; i++)
-        {
-            if (EntryAlloc() is not { } entry)
-            {
-                return;
-            }
-            entry.Dev = dev;
-            entry.Type = DebugEntryType.ScatterGather;
-            entry.Paddr = sg[i].Phys;
-            entry.Size = sg[i].DmaLength;
-            entry.DevAddr = sg[i].DmaAddress;
-            entry.Direction = dir;
-            entry.SgCallEnts = nents;
-            entry.SgMappedEnts = mappedEnts;
-            entry.Attrs = attrs;
-            // Ownership follows the CPU segment: after IOMMU merging the DMA length spans other segments.
-            entry.OwnPhys = sg[i].Phys;
-            entry.OwnLen = sg[i].Length;
-            CheckSgSegment(dev, sg[i]);
-            AddDmaEntry(entry, attrs);
-        }
-    }
-
-    /// <summary>
-    /// <c>debug_dma_unmap_sg</c>: each of the <paramref name="nelems"/> segments the driver passes is checked as
-    /// an unmap, stopping after as many as the first segment's entry says were mapped.
-    /// </summary>
-    public void UnmapSg(Device dev, ReadOnlySpan<DebugSg> sg, int nelems, DmaDirection dir)
-    {
-        if (_globalDisable)
-        {
-            return;
-        }
-        var mappedEnts = 0;
-        for (var i = 0; i < nelems && i < sg.Length; i++)
-        {
-            var r = new DebugRef(dev, sg[i].DmaAddress, sg[i].DmaLength, DebugEntryType.ScatterGather, dir, nelems, sg[i].Phys);
-            if (mappedEnts != 0 && i >= mappedEnts)
-            {
-                break;
-            }
-            if (i == 0)
-            {
-                mappedEnts = NrMappedEntries(r);
-            }
-            CheckUnmap(r);
-        }
-    }
-
-    /// <summary>
-    /// <c>debug_dma_sync_sg_for_cpu</c> / <c>_for_device</c>: like unmap, but when the first segment is not
-    /// found nothing at all is checked (the kernel stops at zero mapped entries).
-    /// </summary>
-    public void SyncSg(Device dev, ReadOnlySpan<DebugSg> sg, int nelems, DmaDirection dir, bool toCpu)
-    {
-        if (_globalDisable)
-        {
-            return;
-        }
-        var mappedEnts = 0;
-        for (var i = 0; i < nelems && i < sg.Length; i++)
-        {
-            var r = new DebugRef(dev, sg[i].DmaAddress, sg[i].DmaLength, DebugEntryType.ScatterGather, dir, nelems, sg[i].Phys);
-            if (i == 0)
-            {
-                mappedEnts = NrMappedEntries(r);
-            }
-            if (i >= mappedEnts)
-            {
-                break;
-            }
-            CheckSync(dev, r, toCpu);
-        }
     }
 
     /// <summary>

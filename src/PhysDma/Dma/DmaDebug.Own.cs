@@ -1,4 +1,5 @@
 using PhysDma.Core;
+using PhysDma.Iommu;
 using PhysDma.Platform;
 
 namespace PhysDma.Dma;
@@ -39,7 +40,7 @@ public sealed partial class DmaDebug
     private void CheckCacheOpOnMmio(Device dev, DmaAddr addr, ulong size, bool toCpu, long opsOnNonRamBefore)
     {
         var after = _m.ArchCache.OpsOnNonRam;
-        if (after == opsOnNonRamBefore)
+        if (after == opsOnNonRamBefore || _globalDisable)
         {
             return;
         }
@@ -52,23 +53,27 @@ public sealed partial class DmaDebug
     }
 
     /// <summary>
-    /// <c>cpu_read_while_device_owns</c>: the scenario layer calls this for every CPU read of
-    /// [<paramref name="phys"/>, +<paramref name="len"/>). A read overlapping a live DMA_FROM_DEVICE mapping
-    /// that the device still owns (mapped or synced for the device, not yet synced for the CPU) may see
-    /// stale cache contents or data the device has not finished writing. One report per such mapping.
+    /// <c>cpu_read_while_device_owns</c> and <c>cpu_write_while_device_owns</c>: the scenario layer calls this for
+    /// every CPU load or store of [<paramref name="phys"/>, +<paramref name="len"/>). Between the map (or a sync
+    /// for the device) and the unmap (or a sync for the CPU) a streaming buffer belongs to the device. A read
+    /// of a buffer the device may write (FROM_DEVICE, BIDIRECTIONAL) can see stale cache lines or data the
+    /// device has not finished writing; a write to any device-owned buffer may never reach the device, or be
+    /// lost when the sync for the CPU invalidates the line. One report per mapping the access overlaps.
+    /// Returns how many reports were made.
     /// </summary>
-    public void CpuRead(PhysAddr phys, ulong len)
+    public int CheckCpuAccess(PhysAddr phys, ulong len, bool write)
     {
-        if (len == 0 || Volatile.Read(ref _ownHead) is null)
+        if (len == 0 || _globalDisable || Volatile.Read(ref _ownHead) is null)
         {
-            return;
+            return 0;
         }
         List<DebugEntryInfo>? hits = null;
         lock (_ownLock)
         {
             for (var e = _ownHead; e is not null; e = e.OwnNext)
             {
-                if (e.DeviceOwns && phys.Value < e.OwnPhys.Value + e.OwnLen && e.OwnPhys.Value < phys.Value + len)
+                if (e.DeviceOwns && (write || e.Direction != DmaDirection.ToDevice)
+                    && phys.Value < e.OwnPhys.Value + e.OwnLen && e.OwnPhys.Value < phys.Value + len)
                 {
                     (hits ??= []).Add(e.Info());
                 }
@@ -76,16 +81,17 @@ public sealed partial class DmaDebug
         }
         if (hits is null)
         {
-            return;
+            return 0;
         }
         foreach (var h in hits)
         {
             var dev = _m.Device(h.Device);
-            OwnReport("cpu_read_while_device_owns", dev, h.MappedAt,
-                $"CPU reads [phys={Hex.Padded16(phys.Value)}] [len={U(len)}] while the device owns it: " +
-                $"[device address={Hex.Padded16(h.DevAddr.Value)}] [size={U(h.Size)} bytes] is mapped {h.Direction.KernelName()} " +
+            OwnReport(write ? "cpu_write_while_device_owns" : "cpu_read_while_device_owns", dev, h.MappedAt,
+                $"CPU {(write ? "writes" : "reads")} [phys={Hex.Padded16(phys.Value)}] [len={U(len)}] while the device owns it: " +
+                $"[device address={Hex.Padded16(h.DevAddr.Value)}] [size={U(h.Size)} bytes] is mapped {h.Direction.KernelName()} as {TypeName(h.Type)} " +
                 "and was not synced for the cpu or unmapped first");
         }
+        return hits.Count;
     }
 
     /// <summary>
@@ -101,20 +107,33 @@ public sealed partial class DmaDebug
     }
 
     /// <summary>
-    /// <c>stale_iotlb_access</c>: the IOMMU model calls this when a device access was translated by an IOTLB
-    /// entry whose mapping is already gone (the lazy-mode window before the flush queue drains).
+    /// <c>stale_iotlb_access</c>: a device access was translated by an IOTLB entry whose mapping is already
+    /// gone (the lazy-mode window before the flush queue drains). The IOMMU model raises
+    /// <see cref="IommuUnit.StaleAccess"/>; <see cref="WatchIommu"/> connects it here.
     /// </summary>
-    public void ReportStaleIotlb(Device dev, DmaAddr addr, DmaAccess access = DmaAccess.Read)
+    public void ReportStaleIotlb(Device dev, DmaAddr addr, PhysAddr phys, DmaAccess access = DmaAccess.Read)
     {
         OwnReport("stale_iotlb_access", dev, CurrentSite,
-            $"device {(access == DmaAccess.Write ? "wrote" : "read")} [device address={Hex.Padded16(addr.Value)}] through a stale IOTLB entry: " +
-            "the range was unmapped but the IOTLB was not yet flushed, so the device still reached the old memory");
+            $"device {(access == DmaAccess.Write ? "wrote" : "read")} [device address={Hex.Padded16(addr.Value)}] through a stale IOTLB entry " +
+            $"to [phys={Hex.Padded16(phys.Value)}]: the range was unmapped but the IOTLB was not yet flushed, so the device still reached the old memory");
     }
 
-    /// <summary>Starts ownership tracking for a mapping the device may write; the device owns it from the map on.</summary>
+    /// <summary>Reports every stale-IOTLB access <paramref name="unit"/> sees from now on.</summary>
+    public void WatchIommu(IommuUnit unit) => unit.StaleAccess += OnStaleAccess;
+
+    private void OnStaleAccess(Device dev, StaleIotlbAccess a)
+    {
+        if (!_globalDisable)
+        {
+            ReportStaleIotlb(dev, a.Iova, a.Phys, a.Access);
+        }
+    }
+
+    /// <summary>Starts ownership tracking for a streaming mapping: the device owns it from the map on.</summary>
     private void OwnershipTrack(DebugEntry entry)
     {
-        if (entry.Direction != DmaDirection.FromDevice || entry.Type == DebugEntryType.Coherent || entry.OwnLen == 0)
+        // Coherent buffers are shared by design; MMIO has no CPU cache to go stale and no sync to hand it back.
+        if (entry.Type == DebugEntryType.Coherent || (entry.Attrs & DmaAttrs.Mmio) != 0 || entry.OwnLen == 0)
         {
             return;
         }

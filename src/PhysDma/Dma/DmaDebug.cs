@@ -114,6 +114,7 @@ public sealed partial class DmaDebug
         NrTotalEntries = (uint)(pages * DynamicEntries);
         NumFreeEntries = NrTotalEntries;
         MinFreeEntries = NumFreeEntries;
+        HookScatterGather();
         // The boot lines ("preallocated N debug entries") are not logged: the modelled log starts after boot.
     }
 

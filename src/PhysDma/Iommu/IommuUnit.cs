@@ -110,6 +110,9 @@ public sealed class IommuUnit
         }
     }
 
+    /// <summary>Raised for each access made through a stale IOTLB entry, on the accessing thread (dma-debug listens).</summary>
+    public event Action<Device, StaleIotlbAccess>? StaleAccess;
+
     /// <summary>Every access made through a stale IOTLB entry, in order.</summary>
     public IReadOnlyList<StaleIotlbAccess> StaleAccesses
     {
@@ -182,10 +185,12 @@ public sealed class IommuUnit
             // The hardware trusts its cache; the model also looks at the table to tell the user when that trust is misplaced.
             if (!domain.Walk(iova, out var now) || now != entry)
             {
+                var stale = new StaleIotlbAccess(dev.Name, domain.Id, addr, entry.PhysBase + (iova - entry.IovaBase), access, _clock.NowNs);
                 lock (_lock)
                 {
-                    _stale.Add(new StaleIotlbAccess(dev.Name, domain.Id, addr, entry.PhysBase + (iova - entry.IovaBase), access, _clock.NowNs));
+                    _stale.Add(stale);
                 }
+                StaleAccess?.Invoke(dev, stale);
             }
             return Hit(entry, iova);
         }

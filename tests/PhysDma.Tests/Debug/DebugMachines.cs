@@ -10,12 +10,16 @@ internal static class DebugMachines
     public const ulong BarBase = 0x3800000000;
 
     /// <summary>x86_64, every device coherent: nic0 (PCI, 0000:03:00.0, one BAR) and plat0 (platform, small segments).</summary>
-    public static DmaApi X86(bool debug = true, bool bounceKmalloc = false) => new(new Machine(new MachineConfig
+    public static DmaApi X86(bool debug = true, bool bounceKmalloc = false, SwiotlbConfig? swiotlb = null) =>
+        new(new Machine(X86Config(debug, bounceKmalloc, swiotlb)));
+
+    public static MachineConfig X86Config(bool debug = true, bool bounceKmalloc = false, SwiotlbConfig? swiotlb = null) => new()
     {
         Name = "test-x86",
         Arch = Arch.X86_64,
         Debug = debug,
         BounceUnalignedKmalloc = bounceKmalloc,
+        Swiotlb = swiotlb,
         Ram = [new AddrRange(0, 3 * Sizes.GiB), new AddrRange(0x100000000, Sizes.GiB)],
         KernelText = new AddrRange(0x1000000, 32 * Sizes.MiB),
         Devices =
@@ -36,7 +40,7 @@ internal static class DebugMachines
                 SegBoundaryMask = 0xffff,
             },
         ],
-    }));
+    };
 
     /// <summary>arm64 with RAM at 0x80000000 and a non-coherent device dev0 that has a BAR.</summary>
     public static DmaApi Arm64() => new(new Machine(new MachineConfig

@@ -1,0 +1,188 @@
+using PhysDma.Core;
+using PhysDma.Platform;
+
+namespace PhysDma.Dma;
+
+// Scatter-gather: debug_dma_map_sg, debug_dma_unmap_sg and debug_dma_sync_sg_for_{cpu,device}, reached
+// through DmaApi's scatterlist hooks or, in tests, with the segments given directly.
+public sealed partial class DmaDebug
+{
+    /// <summary>The segments one sg call hands over, read one at a time so that no list is built.</summary>
+    private interface ISgSource
+    {
+        int Count { get; }
+
+        DebugSg this[int i] { get; }
+    }
+
+    private readonly ref struct SpanSg(ReadOnlySpan<DebugSg> segments) : ISgSource
+    {
+        private readonly ReadOnlySpan<DebugSg> _s = segments;
+
+        public int Count => _s.Length;
+
+        public DebugSg this[int i] => _s[i];
+    }
+
+    private readonly struct ListSg(IReadOnlyList<ScatterEntry> sgl) : ISgSource
+    {
+        public int Count => sgl.Count;
+
+        public DebugSg this[int i]
+        {
+            get
+            {
+                var s = sgl[i];
+                return new DebugSg(s.Phys, s.Length, s.DmaAddress, s.DmaLength);
+            }
+        }
+    }
+
+    /// <summary>Connects the scatter-gather hooks of <see cref="DmaApi"/> (where mapping.c calls dma-debug).</summary>
+    private void HookScatterGather()
+    {
+        _api.SgMapped = OnSgMapped;
+        _api.SgUnmapping = OnSgUnmapping;
+        _api.SgSynced = OnSgSynced;
+    }
+
+    private void OnSgMapped(Device dev, IReadOnlyList<ScatterEntry> sgl, int nents, int ents, DmaDirection dir, DmaAttrs attrs)
+    {
+        if (!_globalDisable)
+        {
+            MapSgCore(dev, new ListSg(sgl), nents, ents, dir, attrs);
+        }
+    }
+
+    private void OnSgUnmapping(Device dev, IReadOnlyList<ScatterEntry> sgl, int nelems, DmaDirection dir)
+    {
+        if (!_globalDisable)
+        {
+            UnmapSgCore(dev, new ListSg(sgl), nelems, dir);
+        }
+    }
+
+    private void OnSgSynced(Device dev, IReadOnlyList<ScatterEntry> sgl, int nelems, DmaDirection dir, bool toCpu)
+    {
+        if (!_globalDisable)
+        {
+            SyncSgCore(dev, new ListSg(sgl), nelems, dir, toCpu);
+        }
+    }
+
+    /// <summary>
+    /// <c>debug_dma_map_sg</c>: stack and kernel-image checks on all <paramref name="nents"/> CPU segments, then
+    /// one entry per mapped DMA segment (the segment's CPU address paired with its DMA address and length,
+    /// as the kernel pairs them), each checked against the device's segment limits.
+    /// </summary>
+    public void MapSg(Device dev, ReadOnlySpan<DebugSg> sg, int nents, int mappedEnts, DmaDirection dir, DmaAttrs attrs)
+    {
+        if (!_globalDisable)
+        {
+            MapSgCore(dev, new SpanSg(sg), nents, mappedEnts, dir, attrs);
+        }
+    }
+
+    /// <summary>
+    /// <c>debug_dma_unmap_sg</c>: each of the <paramref name="nelems"/> segments the driver passes is checked as
+    /// an unmap, stopping after as many as the first segment's entry says were mapped.
+    /// </summary>
+    public void UnmapSg(Device dev, ReadOnlySpan<DebugSg> sg, int nelems, DmaDirection dir)
+    {
+        if (!_globalDisable)
+        {
+            UnmapSgCore(dev, new SpanSg(sg), nelems, dir);
+        }
+    }
+
+    /// <summary>
+    /// <c>debug_dma_sync_sg_for_cpu</c> / <c>_for_device</c>: like unmap, but when the first segment is not
+    /// found nothing at all is checked (the kernel stops at zero mapped entries).
+    /// </summary>
+    public void SyncSg(Device dev, ReadOnlySpan<DebugSg> sg, int nelems, DmaDirection dir, bool toCpu)
+    {
+        if (!_globalDisable)
+        {
+            SyncSgCore(dev, new SpanSg(sg), nelems, dir, toCpu);
+        }
+    }
+
+    private void MapSgCore<T>(Device dev, T sg, int nents, int mappedEnts, DmaDirection dir, DmaAttrs attrs)
+        where T : ISgSource, allows ref struct
+    {
+        var count = sg.Count;
+        for (var i = 0; i < nents && i < count; i++)
+        {
+            var s = sg[i];
+            CheckForStack(dev, s.Phys);
+            if (!PhysHighMem(s.Phys))
+            {
+                CheckForIllegalArea(dev, s.Phys, s.Length);
+            }
+        }
+        for (var i = 0; i < mappedEnts && i < count; i++)
+        {
+            if (EntryAlloc() is not { } entry)
+            {
+                return;
+            }
+            var s = sg[i];
+            entry.Dev = dev;
+            entry.Type = DebugEntryType.ScatterGather;
+            entry.Paddr = s.Phys;
+            entry.Size = s.DmaLength;
+            entry.DevAddr = s.DmaAddress;
+            entry.Direction = dir;
+            entry.SgCallEnts = nents;
+            entry.SgMappedEnts = mappedEnts;
+            entry.Attrs = attrs;
+            // Ownership follows the CPU segment: after IOMMU merging the DMA length spans other segments.
+            entry.OwnPhys = s.Phys;
+            entry.OwnLen = s.Length;
+            CheckSgSegment(dev, s);
+            AddDmaEntry(entry, attrs);
+        }
+    }
+
+    private void UnmapSgCore<T>(Device dev, T sg, int nelems, DmaDirection dir)
+        where T : ISgSource, allows ref struct
+    {
+        var mappedEnts = 0;
+        var count = sg.Count;
+        for (var i = 0; i < nelems && i < count; i++)
+        {
+            var s = sg[i];
+            var r = new DebugRef(dev, s.DmaAddress, s.DmaLength, DebugEntryType.ScatterGather, dir, nelems, s.Phys);
+            if (mappedEnts != 0 && i >= mappedEnts)
+            {
+                break;
+            }
+            if (i == 0)
+            {
+                mappedEnts = NrMappedEntries(r);
+            }
+            CheckUnmap(r);
+        }
+    }
+
+    private void SyncSgCore<T>(Device dev, T sg, int nelems, DmaDirection dir, bool toCpu)
+        where T : ISgSource, allows ref struct
+    {
+        var mappedEnts = 0;
+        var count = sg.Count;
+        for (var i = 0; i < nelems && i < count; i++)
+        {
+            var s = sg[i];
+            var r = new DebugRef(dev, s.DmaAddress, s.DmaLength, DebugEntryType.ScatterGather, dir, nelems, s.Phys);
+            if (i == 0)
+            {
+                mappedEnts = NrMappedEntries(r);
+            }
+            if (i >= mappedEnts)
+            {
+                break;
+            }
+            CheckSync(dev, r, toCpu);
+        }
+    }
+}

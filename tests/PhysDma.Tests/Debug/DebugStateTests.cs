@@ -1,0 +1,302 @@
+using PhysDma.Core;
+using PhysDma.Dma;
+using PhysDma.Platform;
+
+namespace PhysDma.Tests.Debug;
+
+/// <summary>err_printk's counting and printing rules, the driver filter, the entry pool and the lookups (spec §6.1, §6.4).</summary>
+public class DebugStateTests
+{
+    private const string Nic = "DMA-API: nic0 0000:03:00.0: ";
+
+    private static void FreeUnknown(DmaApi api, string dev = "nic0") =>
+        api.UnmapPhys(api.Dev(dev), new DmaAddr(0x12345000), 64, DmaDirection.ToDevice, DmaAttrs.None);
+
+    private static string[] Warnings(DmaApi api) =>
+        [.. api.Log.Lines.Where(l => l.Level == LogLevel.Warn).Select(l => l.Message)];
+
+    [Fact]
+    public void ByDefault_OnlyTheFirstErrorIsPrinted_ButAllAreCounted()
+    {
+        var api = DebugMachines.X86();
+        var d = api.Dbg();
+        Assert.Equal(1u, d.NumErrors);
+        FreeUnknown(api);
+        FreeUnknown(api);
+        FreeUnknown(api);
+        Assert.Equal(3u, d.ErrorCount);
+        Assert.Equal(0u, d.NumErrors);
+        Assert.Equal([true, false, false], d.Reports.Select(r => r.Printed));
+        Assert.Equal([Nic + "device driver tries to free DMA memory it has not allocated [device address=0x0000000012345000] [size=64 bytes]"],
+            Warnings(api));
+    }
+
+    [Fact]
+    public void NumErrors_PrintsThatManyMore()
+    {
+        var api = DebugMachines.X86();
+        var d = api.Dbg();
+        d.NumErrors = 2;
+        FreeUnknown(api);
+        FreeUnknown(api);
+        FreeUnknown(api);
+        Assert.Equal([true, true, false], d.Reports.Select(r => r.Printed));
+        Assert.Equal(0u, d.NumErrors);
+        Assert.Equal(2, Warnings(api).Length);
+    }
+
+    [Fact]
+    public void AllErrors_PrintsEveryError_AndLeavesNumErrorsAlone()
+    {
+        var api = DebugMachines.X86();
+        var d = api.Dbg();
+        d.AllErrors = true;
+        d.NumErrors = 0;
+        FreeUnknown(api);
+        FreeUnknown(api);
+        Assert.Equal([true, true], d.Reports.Select(r => r.Printed));
+        Assert.Equal(0u, d.NumErrors);
+        Assert.Equal(2u, d.ErrorCount);
+    }
+
+    [Fact]
+    public void ErrorsOfAnEntryPrintWhereItWasMapped()
+    {
+        var api = DebugMachines.X86();
+        var d = api.Dbg();
+        var dev = api.Dev();
+        d.CurrentSite = "step 4 (map)";
+        var a = api.MapChecked(dev, 0x100000, 4096, DmaDirection.ToDevice);
+        d.CurrentSite = "step 5 (unmap)";
+        api.UnmapPhys(dev, a, 2048, DmaDirection.ToDevice, DmaAttrs.None);
+        Assert.Equal(
+            [
+                Nic + "device driver frees DMA memory with different size [device address=0x0000000000100000] [map size=4096 bytes] [unmap size=2048 bytes]",
+                "Mapped at:",
+                " step 4 (map)",
+            ],
+            Warnings(api));
+        Assert.Equal("step 4 (map)", d.Reports[0].MappedAt);
+    }
+
+    [Fact]
+    public void DriverFilter_PrintsOnlyThatDriver_ButCountsAndUsesUpNumErrorsForAll()
+    {
+        var api = DebugMachines.X86();
+        var d = api.Dbg();
+        d.DriverFilter = "plat0 trailing words";
+        Assert.Equal("plat0", d.DriverFilter);
+        Assert.Equal("DMA-API: enable driver filter for driver [plat0]", api.Log.Lines[^1].Message);
+        d.NumErrors = 2;
+        FreeUnknown(api, "nic0");
+        FreeUnknown(api, "plat0");
+        FreeUnknown(api, "plat0");
+        // nic0's error was filtered out but still used up one of num_errors.
+        Assert.Equal([false, true, false], d.Reports.Select(r => r.Printed));
+        Assert.Equal(3u, d.ErrorCount);
+        Assert.Equal(["DMA-API: plat0 plat0: device driver tries to free DMA memory it has not allocated [device address=0x0000000012345000] [size=64 bytes]"],
+            Warnings(api));
+    }
+
+    [Fact]
+    public void DriverFilter_NonAlphanumericSwitchesItOff()
+    {
+        var api = DebugMachines.X86();
+        var d = api.Dbg();
+        d.DriverFilter = "nic0";
+        d.DriverFilter = " ";
+        Assert.Equal("", d.DriverFilter);
+        Assert.Equal("DMA-API: switching off dma-debug driver filter", api.Log.Lines[^1].Message);
+        var lines = api.Log.Count;
+        d.DriverFilter = "-";
+        Assert.Equal(lines, api.Log.Count);
+    }
+
+    [Fact]
+    public void Pool_SizedInWholePagesOfEntries()
+    {
+        var api = DebugMachines.X86();
+        // 4096-byte pages of 128-byte (cacheline-aligned 112-byte) entries: 32 per page.
+        var d = new DmaDebug(api, preallocEntries: 100);
+        Assert.Equal(32u, d.DynamicEntries);
+        Assert.Equal(128u, d.NrTotalEntries);
+        Assert.Equal(128u, d.NumFreeEntries);
+        Assert.Equal(1u << 16, api.Dbg().NrTotalEntries);
+    }
+
+    [Fact]
+    public void Pool_GrowsByAPage_AndSaysSoOnlyWhenCrossingAMultipleOfThePrealloc()
+    {
+        var api = DebugMachines.X86();
+        var dev = api.Dev();
+        var d = new DmaDebug(api, preallocEntries: 100);
+        for (var i = 0; i < 128; i++)
+        {
+            d.MapPhys(dev, new PhysAddr(0x100000 + ((ulong)i << 12)), 64, DmaDirection.ToDevice, new DmaAddr(0x100000 + ((ulong)i << 12)), DmaAttrs.None);
+        }
+        Assert.Equal(0u, d.NumFreeEntries);
+        Assert.Equal(0u, d.MinFreeEntries);
+        var logged = api.Log.Count;
+        for (var i = 128; i < 224 + 1; i++)
+        {
+            d.MapPhys(dev, new PhysAddr(0x100000 + ((ulong)i << 12)), 64, DmaDirection.ToDevice, new DmaAddr(0x100000 + ((ulong)i << 12)), DmaAttrs.None);
+        }
+        // 160 and 192 are not within a page past a multiple of 100; 224 is (224 % 100 = 24 < 32).
+        Assert.Equal(256u, d.NrTotalEntries);
+        Assert.Equal(["DMA-API: dma_debug_entry pool grown to 224 (200%)"],
+            api.Log.Lines.Skip(logged).Select(l => l.Message));
+        Assert.Equal(225, d.LiveEntries);
+        Assert.Equal(31u, d.NumFreeEntries);
+    }
+
+    [Fact]
+    public void Pool_GrowthFailure_DisablesDebugging()
+    {
+        var api = DebugMachines.X86();
+        var dev = api.Dev();
+        var d = new DmaDebug(api, preallocEntries: 32) { MaxTotalEntries = 32 };
+        for (var i = 0; i < 33; i++)
+        {
+            d.MapPhys(dev, new PhysAddr(0x100000 + ((ulong)i << 12)), 64, DmaDirection.ToDevice, new DmaAddr(0x100000 + ((ulong)i << 12)), DmaAttrs.None);
+        }
+        Assert.True(d.Disabled);
+        Assert.Equal("DMA-API: debugging out of memory - disabling", api.Log.Lines[^1].Message);
+        Assert.Equal(LogLevel.Err, api.Log.Lines[^1].Level);
+        Assert.Equal(32, d.LiveEntries);
+        // Disabled: nothing is checked any more.
+        d.UnmapPhys(dev, new DmaAddr(0xdead000), 64, DmaDirection.ToDevice);
+        Assert.Equal(0u, d.ErrorCount);
+    }
+
+    [Fact]
+    public void Pool_EntriesComeBackOnUnmap_AndMinFreeRemembersTheLowWater()
+    {
+        var api = DebugMachines.X86();
+        var dev = api.Dev();
+        var d = api.Dbg();
+        var total = d.NrTotalEntries;
+        var a = api.MapChecked(dev, 0x100000, 64, DmaDirection.ToDevice);
+        var b = api.MapChecked(dev, 0x200000, 64, DmaDirection.ToDevice);
+        Assert.Equal(total - 2, d.NumFreeEntries);
+        api.UnmapPhys(dev, a, 64, DmaDirection.ToDevice, DmaAttrs.None);
+        api.UnmapPhys(dev, b, 64, DmaDirection.ToDevice, DmaAttrs.None);
+        Assert.Equal(total, d.NumFreeEntries);
+        Assert.Equal(total - 2, d.MinFreeEntries);
+        Assert.Equal(0, d.LiveEntries);
+    }
+
+    [Fact]
+    public void ExactLookup_PerfectFitWinsAmongSameAddressMappings()
+    {
+        var api = DebugMachines.X86();
+        var dev = api.Dev();
+        var d = api.Dbg();
+        // Without an IOMMU the same buffer mapped twice has one DMA address: the unmap must find its own entry.
+        var a = api.MapChecked(dev, 0x100000, 4096, DmaDirection.ToDevice);
+        var b = api.MapChecked(dev, 0x100000, 512, DmaDirection.FromDevice);
+        Assert.Equal(a, b);
+        api.UnmapPhys(dev, b, 512, DmaDirection.FromDevice, DmaAttrs.None);
+        Assert.Empty(d.Reports);
+        var left = Assert.Single(d.Entries());
+        Assert.Equal((4096UL, DmaDirection.ToDevice), (left.Size, left.Direction));
+    }
+
+    [Fact]
+    public void ExactLookup_SeveralMatchesWithoutAPerfectFit_IsNotFound()
+    {
+        var api = DebugMachines.X86();
+        var dev = api.Dev();
+        var d = api.Dbg();
+        var a = api.MapChecked(dev, 0x100000, 4096, DmaDirection.ToDevice);
+        api.MapChecked(dev, 0x100000, 512, DmaDirection.FromDevice);
+        api.UnmapPhys(dev, a, 1024, DmaDirection.Bidirectional, DmaAttrs.None);
+        Assert.Equal(["free_not_allocated"], d.Checks());
+        Assert.Equal(2, d.LiveEntries);
+    }
+
+    [Fact]
+    public void ExactLookup_ASingleImperfectMatchIsUsed()
+    {
+        var api = DebugMachines.X86();
+        var dev = api.Dev();
+        var d = api.Dbg();
+        var a = api.MapChecked(dev, 0x100000, 4096, DmaDirection.ToDevice);
+        api.UnmapPhys(dev, a, 1024, DmaDirection.Bidirectional, DmaAttrs.None);
+        Assert.Equal(["free_size_mismatch", "free_direction_mismatch"], d.Checks());
+        Assert.Equal(0, d.LiveEntries);
+    }
+
+    [Fact]
+    public void ExactLookup_IsPerDevice()
+    {
+        var api = DebugMachines.X86();
+        var a = api.MapChecked(api.Dev("nic0"), 0x100000, 64, DmaDirection.ToDevice);
+        api.UnmapPhys(api.Dev("plat0"), a, 64, DmaDirection.ToDevice, DmaAttrs.None);
+        Assert.Equal(["free_not_allocated"], api.Dbg().Checks());
+        Assert.Equal("plat0", api.Dbg().Reports[0].Device);
+    }
+
+    [Fact]
+    public void ContainingLookup_WalksBackOverBuckets()
+    {
+        var api = DebugMachines.X86();
+        var dev = api.Dev();
+        var d = api.Dbg();
+        // 64 KiB from 0x100000 spans buckets 128..135; a sync at its end is found from bucket 135 back.
+        var a = api.MapChecked(dev, 0x100000, 0x10000, DmaDirection.FromDevice);
+        var hit = d.FindContaining(dev, a + 0xf000, 0x1000);
+        Assert.NotNull(hit);
+        Assert.Equal(a, hit.DevAddr);
+        Assert.Null(d.FindContaining(dev, a + 0xf000, 0x1001));
+        Assert.Null(d.FindContaining(api.Dev("plat0"), a, 64));
+        api.SyncSingleForCpu(dev, a + 0xf000, 0x1000, DmaDirection.FromDevice);
+        Assert.Empty(d.Reports);
+    }
+
+    [Fact]
+    public void MappingError_MarksOnlyTheFirstUncheckedSameAddressEntry()
+    {
+        var api = DebugMachines.X86();
+        var dev = api.Dev();
+        var d = api.Dbg();
+        var a = api.MapPhys(dev, new PhysAddr(0x100000), 64, DmaDirection.ToDevice, DmaAttrs.None);
+        api.MapPhys(dev, new PhysAddr(0x100000), 128, DmaDirection.ToDevice, DmaAttrs.None);
+        api.MappingError(dev, a);
+        Assert.Equal([MapErrType.Checked, MapErrType.NotChecked], d.Entries().Select(e => e.MapErrType));
+    }
+
+    [Fact]
+    public void Dump_OneLinePerEntry()
+    {
+        var api = DebugMachines.X86();
+        var dev = api.Dev();
+        api.MapChecked(dev, 0x100040, 64, DmaDirection.FromDevice);
+        Assert.Equal("nic0 0000:03:00.0 phy idx 128 P=0x0000000000100040 D=100040 L=40 cln=0x0000000000004001 DMA_FROM_DEVICE dma map error checked\n",
+            api.Dbg().Dump());
+    }
+
+    [Fact]
+    public void DisabledAtRun_ChecksNothingAndTracksNothing()
+    {
+        var api = DebugMachines.X86();
+        var d = api.Dbg();
+        d.Disabled = true;
+        var dev = api.Dev();
+        var a = api.MapPhys(dev, new PhysAddr(0x100000), 64, DmaDirection.FromDevice, DmaAttrs.None);
+        api.UnmapPhys(dev, a, 32, DmaDirection.ToDevice, DmaAttrs.None);
+        api.MapPhys(dev, new PhysAddr(DebugMachines.BarBase), 64, DmaDirection.ToDevice, DmaAttrs.None);
+        Assert.Empty(d.Reports);
+        Assert.Equal(0, d.LiveEntries);
+    }
+
+    [Fact]
+    public void DebugOff_MachineHasNoDmaDebug()
+    {
+        var api = DebugMachines.X86(debug: false);
+        Assert.Null(api.Debug);
+        var dev = api.Dev();
+        var a = api.MapPhys(dev, new PhysAddr(0x100000), 64, DmaDirection.FromDevice, DmaAttrs.None);
+        api.UnmapPhys(dev, a, 32, DmaDirection.ToDevice, DmaAttrs.None);
+        Assert.Empty(api.Log.Lines);
+    }
+}
