@@ -1,6 +1,6 @@
 using PhysDma.Core;
-using PhysDma.Platform;
 using PhysDma.Dma;
+using PhysDma.Platform;
 using static PhysDma.Tests.Swiotlb.SwiotlbMachines;
 
 namespace PhysDma.Tests.Swiotlb;
