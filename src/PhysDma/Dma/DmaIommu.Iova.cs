@@ -10,7 +10,7 @@ namespace PhysDma.Dma;
 public sealed partial class DmaIommu
 {
     /// <summary>Known 6.18 defect: the unlink slow path tests only SKIP_CPU_SYNC, so MMIO links get CPU cache maintenance.</summary>
-    public const string QuirkIovaUnlinkMmioSlowPath = "iova_unlink_mmio_slow_path";
+    public const string QuirkIovaUnlinkMmioSlowPath = "iova_unlink_ignores_mmio";
 
     private bool Quirk(string name) => _m.Config.KernelQuirks.Contains(name);
 
