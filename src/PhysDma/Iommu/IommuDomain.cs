@@ -44,7 +44,7 @@ public struct IotlbGather
 /// translations the IOMMU's IOTLB caches under this domain's ID. Map and unmap change the table only;
 /// the IOTLB forgets an entry only through <see cref="IotlbSync"/> or <see cref="FlushIotlbAll"/>.
 /// </summary>
-public sealed class IommuDomain
+public sealed partial class IommuDomain
 {
     private readonly Lock _ptLock = new();
 
