@@ -45,10 +45,6 @@ public sealed partial class DmaApi
         {
             Trace.MapSg(dev, sgl, nents, ents, dir, attrs);
             // dma-debug hook: debug_dma_map_sg().
-            if (Debug is not null)
-            {
-                DebugSgHook(SgHook.Map, dev, sgl, nents, ents, dir, attrs, false);
-            }
             SgMapped?.Invoke(dev, sgl, nents, ents, dir, attrs);
         }
         else if (ents != -(int)Errno.EINVAL && ents != -(int)Errno.ENOMEM && ents != -(int)Errno.EIO && ents != -(int)Errno.EREMOTEIO)
@@ -95,10 +91,6 @@ public sealed partial class DmaApi
         CheckDirection(dir);
         Trace.UnmapSg(dev, sgl, nents, dir, attrs);
         // dma-debug hook: debug_dma_unmap_sg(), before the backend changes the list.
-        if (Debug is not null)
-        {
-            DebugSgHook(SgHook.Unmap, dev, sgl, nents, 0, dir, attrs, false);
-        }
         SgUnmapping?.Invoke(dev, sgl, nents, dir);
         if (GoDirect(dev, ops))
         {
@@ -153,56 +145,12 @@ public sealed partial class DmaApi
         }
         Trace.SyncSg(forCpu, dev, sgl, nelems, dir);
         // dma-debug hook: debug_dma_sync_sg_for_{cpu,device}().
-        if (Debug is not null)
-        {
-            DebugSgHook(SgHook.Sync, dev, sgl, nelems, 0, dir, DmaAttrs.None, forCpu);
-        }
         SgSynced?.Invoke(dev, sgl, nelems, dir, forCpu);
     }
 }
 
 public sealed partial class DmaApi
 {
-    private enum SgHook
-    {
-        Map,
-        Unmap,
-        Sync,
-    }
-
-    /// <summary>
-    /// Hands dma-debug the list as it sees it (CPU address and length, DMA address and length of each entry),
-    /// on the stack for lists of up to 64 entries so the hook allocates nothing.
-    /// </summary>
-    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.NoInlining)]
-    private void DebugSgHook(SgHook hook, Device dev, IReadOnlyList<ScatterEntry> sgl, int nents, int ents, DmaDirection dir, DmaAttrs attrs, bool forCpu)
-    {
-        var n = Math.Min(nents, sgl.Count);
-        DebugSg[]? rented = null;
-        var buf = n <= 64 ? stackalloc DebugSg[64] : (rented = System.Buffers.ArrayPool<DebugSg>.Shared.Rent(n));
-        for (var i = 0; i < n; i++)
-        {
-            var s = sgl[i];
-            buf[i] = new DebugSg(s.Phys, s.Length, s.DmaAddress, s.DmaLength);
-        }
-        var span = buf[..n];
-        switch (hook)
-        {
-            case SgHook.Map:
-                Debug!.MapSg(dev, span, nents, ents, dir, attrs);
-                break;
-            case SgHook.Unmap:
-                Debug!.UnmapSg(dev, span, nents, dir);
-                break;
-            default:
-                Debug!.SyncSg(dev, span, nents, dir, forCpu);
-                break;
-        }
-        if (rented is not null)
-        {
-            System.Buffers.ArrayPool<DebugSg>.Shared.Return(rented);
-        }
-    }
 }
 
 /// <summary>A backend's scatter-gather entry points (dma-iommu implements it).</summary>

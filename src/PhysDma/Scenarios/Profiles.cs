@@ -44,7 +44,7 @@ public static class Profiles
                 seg_boundary_mask: 0xffffffff
               - name: legacy32
                 parent: rp1
-                bdf: "0000:02:00.0"
+                bdf: "0000:10:00.0"
                 bars:
                   - { bar: 0, base: 0xc0100000, size: 64KiB, bus_base: 0xc0100000 }
                 dma_mask: 32
