@@ -94,7 +94,16 @@ public static class ResultView
         return op switch
         {
             "alloc" => $"{S(s["buf"])}: {S(s["kind"])} {S(s["size"])} B at {S(s["phys"])}",
-            "map" => $"{S(s["handle"])} = {S(s["dev"])} {S(s["phys"])}+{S(s["size"])} {S(s["dir"])}{Attrs(s)}",
+            "map" or "p2p_map" => $"{S(s["handle"])} = {S(s["dev"])} {S(s["phys"])}+{S(s["size"])} {S(s["dir"])}{Attrs(s)}",
+            "map_sg" or "unmap_sg" or "sync_sg" => $"{S(s["handle"])} {S(s["dev"])} nents {S(s["nents"])} {S(s["dir"])}" + (op == "sync_sg" ? $" for {S(s["for"])}" : Attrs(s)),
+            "alloc_coherent" => $"{S(s["handle"])} = {S(s["dev"])} {S(s["size"])} B{Attrs(s)}",
+            "free_coherent" => $"{S(s["handle"])} {S(s["dma_addr"])}+{S(s["size"])}",
+            "iova_alloc" => $"{S(s["handle"])} = {S(s["dev"])} {S(s["size"])} B",
+            "iova_link" => $"{S(s["handle"])}+{S(s["at"])} <- {S(s["phys"])}+{S(s["size"])} {S(s["dir"])}{Attrs(s)}",
+            "iova_sync" or "iova_unlink" => $"{S(s["handle"])}+{S(s["at"])} len {S(s["size"])}",
+            "iova_free" => S(s["handle"]),
+            "iova_destroy" => $"{S(s["handle"])} mapped {S(s["mapped_len"])}",
+            "remove_device" => S(s["dev"]),
             "unmap" or "sync" => $"{S(s["handle"])} {S(s["dma_addr"])}+{S(s["size"])} {S(s["dir"])}" + (op == "sync" ? $" for {S(s["for"])}" : Attrs(s)),
             "cpu_write" or "cpu_read" => $"{S(s["buf"])}[{S(s["offset"])}..+{S(s["len"])}]",
             "dev_read" or "dev_write" => $"{S(s["dev"])} at {S(s["dma_addr"])} len {S(s["len"])}",
@@ -118,9 +127,17 @@ public static class ResultView
             var t = S(d);
             return t.Length > 35 ? t[..35] + "…" : t;
         }
-        if (S(s["op"]) is "map" or "p2p_map")
+        if (S(s["op"]) is "map" or "p2p_map" or "alloc_coherent" or "iova_alloc" or "iova_link" && s["dma_addr"] is not null)
         {
             return "dma " + S(s["dma_addr"]);
+        }
+        if (S(s["op"]) == "map_sg" && s["segments"] is JsonArray segs)
+        {
+            return string.Join(" ", segs.Select(g => $"{S(g!["dma_addr"])}+{S(g["len"])}"));
+        }
+        if (S(s["op"]) == "remove_device")
+        {
+            return $"leaked {S(s["leaked"])}";
         }
         if (S(s["op"]) == "tick")
         {

@@ -46,6 +46,7 @@ public sealed class Buffer
         BufferKind.Vmalloc => "vmalloc",
         BufferKind.P2PMem => "p2pmem",
         BufferKind.Bar => "bar",
+        BufferKind.Coherent => "coherent",
         _ => "resource",
     };
 }

@@ -18,6 +18,9 @@ public enum BufferKind
     P2PMem,
     Bar,
     Resource,
+
+    /// <summary>The CPU side of a coherent allocation (<c>alloc_coherent</c>).</summary>
+    Coherent,
 }
 
 public enum MapApi
@@ -62,6 +65,22 @@ public sealed record DevWriteStep(string Dev, string? Handle, ulong? Addr, ulong
 public sealed record TickStep(ulong Ms) : Step;
 
 public sealed record IommuFlushStep : Step;
+
+public sealed record AllocCoherentStep(string Dev, ulong Size, DmaAttrs Attrs, string As) : Step;
+
+public sealed record FreeCoherentStep(string Handle) : Step;
+
+public sealed record IovaAllocStep(string Dev, ulong Size, string? PhysOf, ulong PhysOfOffset, string As) : Step;
+
+public sealed record IovaLinkStep(string State, string Buf, ulong Offset, ulong Size, ulong At, DmaDirection Dir, DmaAttrs Attrs) : Step;
+
+public sealed record IovaSyncStep(string State, ulong At, ulong Size) : Step;
+
+public sealed record IovaUnlinkStep(string State, ulong At, ulong Size, DmaDirection Dir, DmaAttrs Attrs) : Step;
+
+public sealed record IovaFreeStep(string State) : Step;
+
+public sealed record IovaDestroyStep(string State, ulong MappedLen, DmaDirection Dir, DmaAttrs Attrs) : Step;
 
 public sealed record RemoveDeviceStep(string Dev) : Step;
 

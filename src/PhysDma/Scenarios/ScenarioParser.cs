@@ -11,18 +11,6 @@ public static class ScenarioParser
 {
     private static readonly string[] CommonFields = ["op", "id", "cpu", "expect"];
 
-    /// <summary>Ops of the format that need layers this build does not have yet.</summary>
-    private static readonly Dictionary<string, string> NotYetModelled = new(StringComparer.Ordinal)
-    {
-        ["alloc_coherent"] = "coherent allocations",
-        ["free_coherent"] = "coherent allocations",
-        ["iova_alloc"] = "the two-step IOVA API",
-        ["iova_link"] = "the two-step IOVA API",
-        ["iova_sync"] = "the two-step IOVA API",
-        ["iova_unlink"] = "the two-step IOVA API",
-        ["iova_free"] = "the two-step IOVA API",
-        ["iova_destroy"] = "the two-step IOVA API",
-    };
 
     private static readonly string[] StepResultCommon = ["index", "op", "id", "ok", "error"];
 
@@ -41,6 +29,14 @@ public static class ScenarioParser
         ["dev_write"] = ["dev", "dma_addr", "len"],
         ["tick"] = ["ms", "now_ms"],
         ["iommu_flush"] = ["iotlb_entries"],
+        ["alloc_coherent"] = ["handle", "dev", "size", "attrs", "dma_addr", "phys", "path", "iommu_prot", "page_touches", "kernel_mappings"],
+        ["free_coherent"] = ["handle", "dev", "dma_addr", "size"],
+        ["iova_alloc"] = ["handle", "dev", "size", "dma_addr", "use_iova"],
+        ["iova_link"] = ["handle", "dev", "phys", "size", "at", "dir", "attrs", "dma_addr", "ret", "bounce", "iommu_prot", "cache_ops", "page_touches", "kernel_mappings"],
+        ["iova_sync"] = ["handle", "dev", "at", "size", "ret"],
+        ["iova_unlink"] = ["handle", "dev", "at", "size", "dir", "attrs", "cache_ops"],
+        ["iova_free"] = ["handle", "dev"],
+        ["iova_destroy"] = ["handle", "dev", "mapped_len", "dir", "attrs", "cache_ops"],
         ["remove_device"] = ["dev", "leaked"],
         ["map_sg"] = ["handle", "dev", "dir", "attrs", "nents", "segments", "path", "cache_ops", "page_touches", "kernel_mappings"],
         ["unmap_sg"] = ["handle", "dev", "dir", "attrs", "nents", "cache_ops", "page_touches", "kernel_mappings"],
@@ -125,6 +121,42 @@ public static class ScenarioParser
 
         public HashSet<string> SgHandles { get; } = new(StringComparer.Ordinal);
 
+        public HashSet<string> CoherentHandles { get; } = new(StringComparer.Ordinal);
+
+        public HashSet<string> IovaStates { get; } = new(StringComparer.Ordinal);
+
+        /// <summary>A new handle or state name, not used by any earlier step.</summary>
+        public string NewHandle(YNode asNode, string dev)
+        {
+            var handle = asNode.AsName();
+            if (Handles.ContainsKey(handle))
+            {
+                throw asNode.Error($"handle '{handle}' is already used by an earlier step");
+            }
+            Handles[handle] = dev;
+            return handle;
+        }
+
+        public string CoherentHandle(YNode n)
+        {
+            var name = n.AsName();
+            if (!CoherentHandles.Contains(name))
+            {
+                throw n.Error($"unknown coherent allocation '{name}' (no earlier alloc_coherent step made it with 'as:')");
+            }
+            return name;
+        }
+
+        public string IovaState(YNode n)
+        {
+            var name = n.AsName();
+            if (!IovaStates.Contains(name))
+            {
+                throw n.Error($"unknown IOVA state '{name}' (no earlier iova_alloc step made it with 'as:')");
+            }
+            return name;
+        }
+
         public string Handle(YNode n)
         {
             var name = n.AsName();
@@ -135,6 +167,10 @@ public static class ScenarioParser
             if (SgHandles.Contains(name))
             {
                 throw n.Error($"handle '{name}' is a scatter-gather mapping: use unmap_sg / sync_sg");
+            }
+            if (IovaStates.Contains(name))
+            {
+                throw n.Error($"'{name}' is an IOVA state: use iova_unlink / iova_destroy / iova_free");
             }
             return name;
         }
@@ -172,10 +208,6 @@ public static class ScenarioParser
         }
         var opNode = node.Fields().Get("op") ?? throw node.Error("step has no 'op' field");
         var op = opNode.Scalar;
-        if (NotYetModelled.TryGetValue(op, out var layer))
-        {
-            throw opNode.Error($"op '{op}' needs {layer}, which this build does not model yet");
-        }
         if (!ResultFields.ContainsKey(op))
         {
             throw opNode.Error($"unknown op '{op}' (ops: {string.Join(", ", ResultFields.Keys)})");
@@ -194,6 +226,14 @@ public static class ScenarioParser
             "dev_write" => ["dev", "handle", "addr", "offset", "data", "len"],
             "tick" => ["ms"],
             "iommu_flush" => [],
+            "alloc_coherent" => ["dev", "size", "attrs", "as"],
+            "free_coherent" => ["handle"],
+            "iova_alloc" => ["dev", "size", "phys_of", "offset", "as"],
+            "iova_link" => ["state", "buf", "offset", "size", "at", "dir", "attrs"],
+            "iova_sync" => ["state", "at", "size"],
+            "iova_unlink" => ["state", "at", "size", "dir", "attrs"],
+            "iova_free" => ["state"],
+            "iova_destroy" => ["state", "mapped_len", "dir", "attrs"],
             "remove_device" => ["dev"],
             "p2p_map" => ["dev", "buf", "offset", "size", "dir", "attrs", "as"],
             "map_sg" => ["dev", "segments", "dir", "attrs", "as"],
@@ -238,6 +278,20 @@ public static class ScenarioParser
             { Index = 0, Op = op, Line = 0 },
             "dev_write" => DevWrite(f, ctx),
             "iommu_flush" => new IommuFlushStep() { Index = 0, Op = op, Line = 0 },
+            "alloc_coherent" => AllocCoherent(f, ctx),
+            "free_coherent" => new FreeCoherentStep(ctx.CoherentHandle(f.Required("handle"))) { Index = 0, Op = op, Line = 0 },
+            "iova_alloc" => IovaAlloc(f, ctx),
+            "iova_link" => new IovaLinkStep(ctx.IovaState(f.Required("state")), ctx.Buffer(f.Required("buf")), f.Get("offset")?.AsSize() ?? 0,
+                NonZero(f.Required("size")), f.Required("at").AsSize(), Dir(f.Required("dir")), f.Get("attrs") is { } la ? Attrs(la) : DmaAttrs.None)
+            { Index = 0, Op = op, Line = 0 },
+            "iova_sync" => new IovaSyncStep(ctx.IovaState(f.Required("state")), f.Required("at").AsSize(), f.Required("size").AsSize()) { Index = 0, Op = op, Line = 0 },
+            "iova_unlink" => new IovaUnlinkStep(ctx.IovaState(f.Required("state")), f.Required("at").AsSize(), NonZero(f.Required("size")),
+                Dir(f.Required("dir")), f.Get("attrs") is { } ula ? Attrs(ula) : DmaAttrs.None)
+            { Index = 0, Op = op, Line = 0 },
+            "iova_free" => new IovaFreeStep(ctx.IovaState(f.Required("state"))) { Index = 0, Op = op, Line = 0 },
+            "iova_destroy" => new IovaDestroyStep(ctx.IovaState(f.Required("state")), f.Required("mapped_len").AsSize(),
+                Dir(f.Required("dir")), f.Get("attrs") is { } da ? Attrs(da) : DmaAttrs.None)
+            { Index = 0, Op = op, Line = 0 },
             "remove_device" => new RemoveDeviceStep(ctx.Device(f.Required("dev"))) { Index = 0, Op = op, Line = 0 },
             "tick" => new TickStep((ulong)f.Required("ms").AsInt(0, int.MaxValue)) { Index = 0, Op = op, Line = 0 },
             _ => throw opNode.Error($"unknown op '{op}'"),
@@ -302,6 +356,41 @@ public static class ScenarioParser
         return new MapStep(dev, buf, f.Get("offset")?.AsSize() ?? 0, f.Get("size")?.AsSize(), Dir(f.Required("dir")),
             f.Get("attrs") is { } a ? Attrs(a) : DmaAttrs.None, f.Get("api") is { } api ? Api(api) : MapApi.Phys, handle)
         { Index = 0, Op = "map", Line = 0 };
+    }
+
+    private static ulong NonZero(YNode n)
+    {
+        var size = n.AsSize();
+        if (size == 0)
+        {
+            throw n.Error("size must not be 0");
+        }
+        return size;
+    }
+
+    private static AllocCoherentStep AllocCoherent(Fields f, Context ctx)
+    {
+        var dev = ctx.Device(f.Required("dev"));
+        var size = NonZero(f.Required("size"));
+        var asNode = f.Required("as");
+        var handle = ctx.NewHandle(asNode, dev);
+        // The CPU side of the allocation is a buffer of the same name (cpu_read / cpu_write use it).
+        if (!ctx.Buffers.Add(handle))
+        {
+            throw asNode.Error($"'{handle}' is already the name of a buffer");
+        }
+        ctx.CoherentHandles.Add(handle);
+        return new AllocCoherentStep(dev, size, f.Get("attrs") is { } a ? Attrs(a) : DmaAttrs.None, handle) { Index = 0, Op = "alloc_coherent", Line = 0 };
+    }
+
+    private static IovaAllocStep IovaAlloc(Fields f, Context ctx)
+    {
+        var dev = ctx.Device(f.Required("dev"));
+        var size = NonZero(f.Required("size"));
+        var physOf = f.Get("phys_of") is { } po ? ctx.Buffer(po) : null;
+        var handle = ctx.NewHandle(f.Required("as"), dev);
+        ctx.IovaStates.Add(handle);
+        return new IovaAllocStep(dev, size, physOf, f.Get("offset")?.AsSize() ?? 0, handle) { Index = 0, Op = "iova_alloc", Line = 0 };
     }
 
     private static MapSgStep MapSg(Fields f, Context ctx)

@@ -59,6 +59,16 @@ public sealed class ScenarioRunner
     }
 
     private readonly Dictionary<string, SgHandle> _sg = new(StringComparer.Ordinal);
+
+    private sealed class IovaHandle
+    {
+        public required Device Dev { get; init; }
+        public required DmaIovaState State { get; init; }
+        public bool Done { get; set; }
+    }
+
+    private readonly Dictionary<string, IovaHandle> _iova = new(StringComparer.Ordinal);
+    private readonly HashSet<string> _coherent = new(StringComparer.Ordinal);
     private readonly JsonArray _debug = [];
 
     public ScenarioRunner(Scenario scenario)
@@ -134,7 +144,8 @@ public sealed class ScenarioRunner
 
         var final = new JsonObject
         {
-            ["live_mappings"] = (long)(_handles.Values.Count(h => !h.Unmapped && h.IsDmaMapping) + _sg.Values.Count(h => h.Mapped && !h.Unmapped)),
+            ["live_mappings"] = (long)(_handles.Values.Count(h => !h.Unmapped && h.IsDmaMapping) + _sg.Values.Count(h => h.Mapped && !h.Unmapped)
+                + _iova.Values.Count(h => !h.Done)),
             ["iova_pages_in_use"] = _api.Iommu is { } iommu ? (long)iommu.IovaPagesInUse : null,
             ["swiotlb_slots_used"] = _api.Swiotlb.SlotsUsed,
             ["iotlb_entries"] = _api.Iommu is { } iommu2 ? (long)iommu2.IotlbEntries : null,
@@ -328,6 +339,69 @@ public sealed class ScenarioRunner
             case DevWriteStep s:
                 DoDevWrite(s, r);
                 break;
+            case AllocCoherentStep s:
+                DoAllocCoherent(s, r);
+                break;
+            case FreeCoherentStep s:
+                DoFreeCoherent(s, r);
+                break;
+            case IovaAllocStep s:
+                DoIovaAlloc(s, r);
+                break;
+            case IovaLinkStep s:
+                DoIovaLink(s, r);
+                break;
+            case IovaSyncStep s:
+                {
+                    var h = Iova(s, s.State);
+                    r["handle"] = s.State;
+                    r["dev"] = h.Dev.Name;
+                    r["at"] = (long)s.At;
+                    r["size"] = (long)s.Size;
+                    var syncRet = _api.IovaSync(h.Dev, h.State, s.At, s.Size);
+                    r["ret"] = -(long)syncRet;
+                    r["error"] = syncRet == Errno.None ? null : syncRet.ToString();
+                    break;
+                }
+            case IovaUnlinkStep s:
+                {
+                    var h = Iova(s, s.State);
+                    r["handle"] = s.State;
+                    r["dev"] = h.Dev.Name;
+                    r["at"] = (long)s.At;
+                    r["size"] = (long)s.Size;
+                    r["dir"] = DmaNames.ScenarioName(s.Dir);
+                    r["attrs"] = AttrList(s.Attrs);
+                    BeginCall();
+                    var before = _m.Counters.Snapshot();
+                    _api.IovaUnlink(h.Dev, h.State, s.At, s.Size, s.Dir, s.Attrs);
+                    EndCall(r, before);
+                    break;
+                }
+            case IovaFreeStep s:
+                {
+                    var h = Iova(s, s.State);
+                    r["handle"] = s.State;
+                    r["dev"] = h.Dev.Name;
+                    _api.IovaFree(h.Dev, h.State);
+                    h.Done = true;
+                    break;
+                }
+            case IovaDestroyStep s:
+                {
+                    var h = Iova(s, s.State);
+                    r["handle"] = s.State;
+                    r["dev"] = h.Dev.Name;
+                    r["mapped_len"] = (long)s.MappedLen;
+                    r["dir"] = DmaNames.ScenarioName(s.Dir);
+                    r["attrs"] = AttrList(s.Attrs);
+                    BeginCall();
+                    var before = _m.Counters.Snapshot();
+                    _api.IovaDestroy(h.Dev, h.State, s.MappedLen, s.Dir, s.Attrs);
+                    EndCall(r, before);
+                    h.Done = true;
+                    break;
+                }
             case IommuFlushStep:
                 _api.Iommu?.FlushAll();
                 r["iotlb_entries"] = _api.Iommu is { } iommu ? (long)iommu.IotlbEntries : null;
@@ -375,6 +449,7 @@ public sealed class ScenarioRunner
         var b = _buffers[s.Buf];
         var len = s.Len ?? (ulong?)s.Data.NaturalLength ?? (b.Size - Math.Min(s.Offset, b.Size));
         CheckRange(s, b, s.Offset, len, "data");
+        CheckCpuAccess(b, s.Offset, len, write: true);
         _m.Cpu.Write(b.Va + s.Offset, s.Data.Expand((int)len));
         r["buf"] = b.Name;
         r["offset"] = (long)s.Offset;
@@ -386,11 +461,29 @@ public sealed class ScenarioRunner
         var b = _buffers[s.Buf];
         CheckRange(s, b, s.Offset, s.Len, "len");
         var data = new byte[s.Len];
+        CheckCpuAccess(b, s.Offset, s.Len, write: false);
         _m.Cpu.Read(b.Va + s.Offset, data);
         r["buf"] = b.Name;
         r["offset"] = (long)s.Offset;
         r["len"] = (long)s.Len;
         r["data"] = Values.HexBytes(data);
+    }
+
+    /// <summary>dma-debug (our own check) sees every CPU access, one physically contiguous piece at a time.</summary>
+    private void CheckCpuAccess(Buffer b, ulong offset, ulong len, bool write)
+    {
+        if (_api.Debug is not { } debug || b.Kind is BufferKind.Coherent)
+        {
+            return;
+        }
+        var end = offset + len;
+        while (offset < end)
+        {
+            var inPage = b.PageSize - ((b.FirstOffset + offset) % b.PageSize);
+            var chunk = Math.Min(inPage, end - offset);
+            debug.CheckCpuAccess(b.PhysAt(offset), chunk, write);
+            offset += chunk;
+        }
     }
 
     private void BeginCall()
@@ -620,10 +713,144 @@ public sealed class ScenarioRunner
     private DmaAddr Target(Step s, string? handle, ulong? addr, ulong offset) =>
         handle is null ? new DmaAddr(addr!.Value + offset)
         : _sg.TryGetValue(handle, out var sg) ? sg.Table.Sgl[0].DmaAddress + offset
+        : _iova.TryGetValue(handle, out var iova) ? iova.State.Addr + offset
         : _handles[handle].Addr + offset;
 
     private ulong HandleSize(string handle) =>
-        _sg.TryGetValue(handle, out var sg) ? sg.Table.Sgl.Take(Math.Max(1, sg.Table.Nents)).Aggregate(0UL, (a, e) => a + e.DmaLength) : _handles[handle].Size;
+        _sg.TryGetValue(handle, out var sg) ? sg.Table.Sgl.Take(Math.Max(1, sg.Table.Nents)).Aggregate(0UL, (a, e) => a + e.DmaLength)
+        : _iova.TryGetValue(handle, out var iova) ? iova.State.Size
+        : _handles[handle].Size;
+
+    private IovaHandle Iova(Step s, string name)
+    {
+        var h = _iova[name];
+        if (h.Done)
+        {
+            throw Error(s, "state", $"IOVA state '{name}' was already freed or destroyed");
+        }
+        if (_api.Iommu is null)
+        {
+            throw Error(s, "state", $"IOVA state '{name}' has no IOVA (this machine has no IOMMU)");
+        }
+        return h;
+    }
+
+    private void DoAllocCoherent(AllocCoherentStep s, JsonObject r)
+    {
+        var dev = _m.Device(s.Dev);
+        r["handle"] = s.As;
+        r["dev"] = dev.Name;
+        r["size"] = (long)s.Size;
+        r["attrs"] = AttrList(s.Attrs);
+        BeginCall();
+        var before = _m.Counters.Snapshot();
+        var va = _api.AllocAttrs(dev, s.Size, out var dma, s.Attrs);
+        EndCall(r, before);
+        r.Remove("cache_ops");
+        r["dma_addr"] = Hex.Format(dma.Value);
+        if (va is not { } cpu)
+        {
+            r["phys"] = null;
+            r["path"] = "none";
+            r["iommu_prot"] = null;
+            r["error"] = "ENOMEM";
+            return;
+        }
+        var pageSize = _m.PageSize;
+        var npages = (int)((s.Size + pageSize - 1) / pageSize);
+        var pages = new PhysAddr[npages];
+        for (var i = 0; i < npages; i++)
+        {
+            pages[i] = _m.Kmap.VirtToPhys(cpu + ((ulong)i * pageSize));
+        }
+        var buf = new Buffer
+        {
+            Name = s.As,
+            Kind = BufferKind.Coherent,
+            Size = s.Size,
+            Va = cpu,
+            Pages = pages,
+            FirstOffset = 0,
+            HasStructPage = true,
+            PageSize = pageSize,
+        };
+        _buffers[s.As] = buf;
+        _coherent.Add(s.As);
+        _handles[s.As] = new Handle
+        {
+            Name = s.As,
+            Dev = dev,
+            Buf = buf,
+            Phys = pages[0],
+            Size = s.Size,
+            Dir = DmaDirection.Bidirectional,
+            Attrs = s.Attrs,
+            Api = MapApi.Phys,
+            Addr = dma,
+        };
+        r["phys"] = Hex.Format(pages[0].Value);
+        r["path"] = dev.DmaIommu ? "iommu" : _api.Swiotlb.IsSwiotlbBuffer(dev, pages[0]) ? "swiotlb" : "direct";
+        r["iommu_prot"] = _recorder.IommuProt is { } prot ? ProtList(prot) : null;
+        r["error"] = null;
+    }
+
+    private void DoFreeCoherent(FreeCoherentStep s, JsonObject r)
+    {
+        var h = _handles[s.Handle];
+        if (h.Unmapped)
+        {
+            throw Error(s, "handle", $"coherent allocation '{s.Handle}' was already freed");
+        }
+        r["handle"] = s.Handle;
+        r["dev"] = h.Dev.Name;
+        r["dma_addr"] = Hex.Format(h.Addr.Value);
+        r["size"] = (long)h.Size;
+        if (!h.Addr.IsError)
+        {
+            _api.FreeAttrs(h.Dev, h.Size, h.Buf.Va, h.Addr, h.Attrs);
+        }
+        h.Unmapped = true;
+        h.Buf.Freed = true;
+    }
+
+    private void DoIovaAlloc(IovaAllocStep s, JsonObject r)
+    {
+        var dev = _m.Device(s.Dev);
+        var phys = s.PhysOf is { } po ? _buffers[po].PhysAt(s.PhysOfOffset) : new PhysAddr(0);
+        var state = new DmaIovaState();
+        var ok = _api.Iommu is not null && _api.IovaTryAlloc(dev, state, phys, s.Size);
+        _iova[s.As] = new IovaHandle { Dev = dev, State = state, Done = !ok };
+        r["handle"] = s.As;
+        r["dev"] = dev.Name;
+        r["size"] = (long)s.Size;
+        r["dma_addr"] = ok ? Hex.Format(state.Addr.Value) : null;
+        r["use_iova"] = DmaApi.UseIova(state);
+        r["error"] = null;
+    }
+
+    private void DoIovaLink(IovaLinkStep s, JsonObject r)
+    {
+        var h = Iova(s, s.State);
+        var b = _buffers[s.Buf];
+        CheckRange(s, b, s.Offset, s.Size, "size");
+        var phys = b.PhysAt(s.Offset);
+        r["handle"] = s.State;
+        r["dev"] = h.Dev.Name;
+        r["phys"] = Hex.Format(phys.Value);
+        r["size"] = (long)s.Size;
+        r["at"] = (long)s.At;
+        r["dir"] = DmaNames.ScenarioName(s.Dir);
+        r["attrs"] = AttrList(s.Attrs);
+        BeginCall();
+        var before = _m.Counters.Snapshot();
+        var ret = _api.IovaLink(h.Dev, h.State, phys, s.At, s.Size, s.Dir, s.Attrs);
+        r["dma_addr"] = ret == Errno.None ? Hex.Format((h.State.Addr + s.At).Value) : null;
+        r["ret"] = -(long)ret;
+        r["error"] = ret == Errno.None ? null : ret.ToString();
+        r["bounce"] = _recorder.Bounce is { } bounce && ret == Errno.None ? Hex.Format(bounce.Value) : null;
+        r["iommu_prot"] = _recorder.IommuProt is { } prot && ret == Errno.None ? ProtList(prot) : null;
+        EndCall(r, before);
+    }
 
     private static string ErrnoName(int ret) => Enum.IsDefined(typeof(Errno), -ret) ? ((Errno)(-ret)).ToString() : ret.ToString(System.Globalization.CultureInfo.InvariantCulture);
 
