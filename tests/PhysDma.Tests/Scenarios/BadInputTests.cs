@@ -127,4 +127,39 @@ public class BadInputTests
         Assert.Equal(2, exit);
         Assert.Contains("unknown machine 'vax'", err);
     }
+
+    private const string IommuHead = "machine: default\nsteps:\n  - { op: alloc, name: b, size: 4KiB, kind: ram }\n";
+
+    [Fact]
+    public void IovaLinkOfAnUnknownState() =>
+        AssertBad(IommuHead + "  - { op: iova_link, state: s9, buf: b, size: 4096, at: 0, dir: to_device }\n", 4,
+            "steps[1].state: unknown IOVA state 's9' (no earlier iova_alloc step made it with 'as:')");
+
+    [Fact]
+    public void UnmapOfAnIovaState() =>
+        AssertBad(IommuHead + "  - { op: iova_alloc, dev: nic0, size: 4096, as: s }\n  - { op: unmap, handle: s }\n", 5,
+            "steps[2].handle: 's' is an IOVA state: use iova_unlink / iova_destroy / iova_free");
+
+    [Fact]
+    public void FreeCoherentOfAStreamingMapping() =>
+        AssertBad(IommuHead + "  - { op: map, dev: nic0, buf: b, dir: to_device, as: h }\n  - { op: free_coherent, handle: h }\n", 5,
+            "steps[2].handle: unknown coherent allocation 'h'");
+
+    [Fact]
+    public void CoherentNameClashesWithABuffer() =>
+        AssertBad(IommuHead + "  - { op: alloc_coherent, dev: nvme0, size: 4096, as: b }\n", 4, "steps[1].as: 'b' is already the name of a buffer");
+
+    [Fact]
+    public void IovaLinkOfZeroBytes() =>
+        AssertBad(IommuHead + "  - { op: iova_alloc, dev: nic0, size: 4096, as: s }\n  - { op: iova_link, state: s, buf: b, size: 0, at: 0, dir: to_device }\n", 5,
+            "steps[2].size: size must not be 0");
+
+    [Fact]
+    public void IovaStateUsedAfterDestroyIsABadInputAtRunTime()
+    {
+        var (exit, _, err, file) = RunCli(IommuHead + "  - { op: iova_alloc, dev: nic0, size: 4096, as: s }\n  - { op: iova_free, state: s }\n  - { op: iova_sync, state: s, at: 0, size: 4096 }\n");
+        Assert.Equal(2, exit);
+        Assert.Contains($"{file}:6: state: IOVA state 's' was already freed or destroyed", err, StringComparison.Ordinal);
+        Assert.DoesNotContain("   at ", err, StringComparison.Ordinal);
+    }
 }
