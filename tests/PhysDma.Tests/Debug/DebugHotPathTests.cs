@@ -40,17 +40,7 @@ public class DebugHotPathTests
             api.SyncSingleForDevice(dev, a, 4096, dir);
             api.UnmapPhys(dev, a, 4096, dir, DmaAttrs.None);
         }
-        for (var i = 0; i < 100; i++)
-        {
-            Cycle();
-        }
-        var before = GC.GetAllocatedBytesForCurrentThread();
-        for (var i = 0; i < 100; i++)
-        {
-            Cycle();
-        }
-        var allocated = GC.GetAllocatedBytesForCurrentThread() - before;
-        Assert.Equal(0, allocated);
+        Assert.Equal(0, SteadyState.AllocatedBytes(Cycle, warmup: 100, perWindow: 100));
         Assert.Equal(0, d.ReportCount);
         Assert.Equal(0, d.LiveEntries);
     }

@@ -137,17 +137,7 @@ public class ScatterGatherDebugTests
             api.SyncSgForCpu(dev, sgt.Sgl, 2, DmaDirection.FromDevice);
             api.UnmapSgtable(dev, sgt, DmaDirection.FromDevice, DmaAttrs.None);
         }
-        for (var i = 0; i < 50; i++)
-        {
-            Cycle();
-        }
-        var before = GC.GetAllocatedBytesForCurrentThread();
-        for (var i = 0; i < 50; i++)
-        {
-            Cycle();
-        }
-        var allocated = GC.GetAllocatedBytesForCurrentThread() - before;
-        Assert.Equal(0, allocated);
+        Assert.Equal(0, SteadyState.AllocatedBytes(Cycle, warmup: 50, perWindow: 50));
         Assert.Equal(0, api.Dbg().ReportCount);
     }
 }

@@ -36,15 +36,6 @@ public class IommuHotPathTests
         }
 
         // Warm up past a full flush-queue ring so every ring slot and magazine exists.
-        for (var i = 0; i < 600; i++)
-        {
-            Cycle();
-        }
-        var before = GC.GetAllocatedBytesForCurrentThread();
-        for (var i = 0; i < 600; i++)
-        {
-            Cycle();
-        }
-        Assert.Equal(0, GC.GetAllocatedBytesForCurrentThread() - before);
+        Assert.Equal(0, SteadyState.AllocatedBytes(Cycle, warmup: 600, perWindow: 600));
     }
 }

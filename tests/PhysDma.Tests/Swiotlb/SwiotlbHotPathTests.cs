@@ -34,16 +34,7 @@ public class SwiotlbHotPathTests
         }
 
         // Warm up: every slot of the pool once, so the cache model holds every line it will touch.
-        for (var i = 0; i < 600; i++)
-        {
-            Cycle();
-        }
-        var before = GC.GetAllocatedBytesForCurrentThread();
-        for (var i = 0; i < 200; i++)
-        {
-            Cycle();
-        }
-        Assert.Equal(0, GC.GetAllocatedBytesForCurrentThread() - before);
+        Assert.Equal(0, SteadyState.AllocatedBytes(Cycle, warmup: 600, perWindow: 200));
         Assert.Equal(0L, api.Swiotlb.SlotsUsed);
     }
 }
