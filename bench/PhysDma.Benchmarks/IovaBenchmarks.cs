@@ -56,13 +56,17 @@ public class IovaBenchmarks
         {
             throw new InvalidOperationException("benchmark setup: a mapping failed");
         }
-        if (!_api.IovaTryAlloc(_dev, _state, _pages[0], Pages * Page)
-            || _api.IovaLink(_dev, _state, _pages[1], Page, Page, DmaDirection.ToDevice, DmaAttrs.None) != Errno.None)
+        if (!_api.IovaTryAlloc(_dev, _state, _pages[1], Page)
+            || _api.IovaLink(_dev, _state, _pages[1], 0, Page, DmaDirection.ToDevice, DmaAttrs.None) != Errno.None)
         {
             throw new InvalidOperationException("benchmark setup: dma_iova_link failed");
         }
-        _api.IovaDestroy(_dev, _state, 0, DmaDirection.ToDevice, DmaAttrs.None);
+        _api.IovaDestroy(_dev, _state, Page, DmaDirection.ToDevice, DmaAttrs.None);
         _api.Iommu!.FlushAll();
+        if (_api.Iommu.DomainOf(_dev)!.PteCount != 0 || _api.Iommu.IovaPagesInUse != 0)
+        {
+            throw new InvalidOperationException($"benchmark setup: mappings left behind: {_api.Iommu.DomainOf(_dev)!.PteCount} PTEs, {_api.Iommu.IovaPagesInUse} IOVA pages");
+        }
     }
 
     [Benchmark(Baseline = true, Description = "64 x dma_map_phys 4 KiB + unmap")]
