@@ -26,6 +26,23 @@ public sealed partial class DmaApi
         return Iommu!.IovaTryAlloc(dev, state, phys, size);
     }
 
+    /// <summary>
+    /// The link/sync/unlink/free calls are only valid on a state <see cref="IovaTryAlloc"/> filled; in the kernel
+    /// anything else dereferences a device without an IOVA domain.
+    /// </summary>
+    private DmaIommu IovaBackend(Device dev, DmaIovaState state, string call)
+    {
+        if (!dev.DmaIommu || Iommu is null || !state.UseIova)
+        {
+            ThrowNoIova(dev, call);
+        }
+        return Iommu!;
+    }
+
+    [System.Diagnostics.CodeAnalysis.DoesNotReturn]
+    private static void ThrowNoIova(Device dev, string call) =>
+        throw new ModelViolation($"{dev.Name}: {call} without an IOVA (dma_use_iova() is false: the driver must map with dma_map_phys)");
+
     /// <summary><c>dma_use_iova</c>.</summary>
     public static bool UseIova(DmaIovaState state) => state.UseIova;
 
@@ -41,7 +58,7 @@ public sealed partial class DmaApi
     public Errno IovaLink(Device dev, DmaIovaState state, PhysAddr phys, ulong offset, ulong size, DmaDirection dir, DmaAttrs attrs)
     {
         CheckDirection(dir);
-        var err = Iommu!.IovaLink(dev, state, phys, offset, size, dir, attrs);
+        var err = IovaBackend(dev, state, "dma_iova_link").IovaLink(dev, state, phys, offset, size, dir, attrs);
         if (err == Errno.None)
         {
             // dma-debug hook (PhysDma's own check: one state must be all MMIO or all RAM).
@@ -52,7 +69,7 @@ public sealed partial class DmaApi
 
     /// <summary><c>dma_iova_sync</c>: makes [offset, offset+size) of the range visible to the device (<c>iommu_sync_map</c>).</summary>
     public Errno IovaSync(Device dev, DmaIovaState state, ulong offset, ulong size) =>
-        Iommu!.IovaSync(dev, state, offset, size);
+        IovaBackend(dev, state, "dma_iova_sync").IovaSync(dev, state, offset, size);
 
     /// <summary>
     /// <c>dma_iova_unlink</c>: unmaps a linked range (the exact range a link made), syncing the IOTLB at once
@@ -61,12 +78,13 @@ public sealed partial class DmaApi
     public void IovaUnlink(Device dev, DmaIovaState state, ulong offset, ulong size, DmaDirection dir, DmaAttrs attrs)
     {
         CheckDirection(dir);
+        var iommu = IovaBackend(dev, state, "dma_iova_unlink");
         Debug?.IovaUnlink(dev, state, offset, size, attrs);
-        Iommu!.IovaUnlink(dev, state, offset, size, dir, attrs, freeIova: false);
+        iommu.IovaUnlink(dev, state, offset, size, dir, attrs, freeIova: false);
     }
 
     /// <summary><c>dma_iova_free</c>: returns the whole IOVA range (everything must be unlinked), never through the flush queue.</summary>
-    public void IovaFree(Device dev, DmaIovaState state) => Iommu!.IovaFree(dev, state);
+    public void IovaFree(Device dev, DmaIovaState state) => IovaBackend(dev, state, "dma_iova_free").IovaFree(dev, state);
 
     /// <summary>
     /// <c>dma_iova_destroy</c>: unlinks [0, <paramref name="mappedLen"/>) and frees the IOVA, lazily through
@@ -80,7 +98,8 @@ public sealed partial class DmaApi
             return;
         }
         CheckDirection(dir);
+        var iommu = IovaBackend(dev, state, "dma_iova_destroy");
         Debug?.IovaUnlink(dev, state, 0, mappedLen, attrs);
-        Iommu!.IovaUnlink(dev, state, 0, mappedLen, dir, attrs, freeIova: true);
+        iommu.IovaUnlink(dev, state, 0, mappedLen, dir, attrs, freeIova: true);
     }
 }

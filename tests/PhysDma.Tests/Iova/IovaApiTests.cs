@@ -28,6 +28,8 @@ public class IovaApiTests
         Assert.Equal(0UL, DmaApi.IovaSize(state));
         // Invariant 25: no IOVA for the device without dma-iommu (the nic0 one is still reserved).
         Assert.Equal(1UL, api.Iommu!.IovaPagesInUse);
+        // Linking into a state without an IOVA is a driver bug the model refuses.
+        Assert.Throws<ModelViolation>(() => api.IovaLink(dev, state, A, 0, 4096, DmaDirection.ToDevice, DmaAttrs.None));
     }
 
     [Fact]

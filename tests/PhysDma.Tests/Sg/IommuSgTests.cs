@@ -43,6 +43,7 @@ public class IommuSgTests
           - { name: seg0, parent: rp1, bdf: "0000:02:00.0", dma_mask: 64, max_seg_size: 0x2000, seg_boundary_mask: 0x1fff }
           - { name: tb0, parent: rp1, bdf: "0000:03:00.0", dma_mask: 64, untrusted: true }
           - { name: nic2, parent: rp2, bdf: "0001:01:00.0", dma_mask: 64 }
+          - { name: tiny0, parent: rp1, bdf: "0000:04:00.0", dma_mask: 13 }
         """;
 
     private static (Machine M, DmaApi Api) Build(params string[] quirks)
@@ -234,5 +235,75 @@ public class IommuSgTests
         Assert.Equal(0UL, api.Iommu!.IovaPagesInUse);
         api.UnmapSgtable(nvme, t, DmaDirection.ToDevice, DmaAttrs.None);
         AssertEmpty(api, m, "nvme0");
+    }
+
+    [Fact]
+    public void No_iova_below_the_mask_is_enomem_from_sgtable_and_zero_from_map_sg_attrs()
+    {
+        var (m, api) = Build();
+        var tiny = m.Device("tiny0");
+        // A 13-bit mask leaves IOVA pfn 1 only (pfn 0 is never handed out); two pages do not fit.
+        var t = Table((R, 0x1000), (R + 0x4000, 0x1000));
+        Assert.Equal(-(int)Errno.ENOMEM, api.MapSgtable(tiny, t, DmaDirection.ToDevice, DmaAttrs.None));
+        Assert.Equal(0, api.MapSgAttrs(tiny, t.Sgl, 2, DmaDirection.ToDevice, DmaAttrs.None));
+        Assert.Equal(new PhysAddr(R + 0x4000), t.Sgl[1].Phys);
+        // One page does.
+        var one = Table((R + 0x10, 0x100));
+        Assert.Equal(1, api.MapSgAttrs(tiny, one.Sgl, 1, DmaDirection.ToDevice, DmaAttrs.None));
+        Assert.Equal(0x1010UL, one.Sgl[0].DmaAddress.Value);
+        api.UnmapSgAttrs(tiny, one.Sgl, 1, DmaDirection.ToDevice, DmaAttrs.None);
+        AssertEmpty(api, m, "tiny0");
+    }
+
+    [Fact]
+    public void Untrusted_entry_that_cannot_bounce_is_eio()
+    {
+        var yaml = Topology.Replace("QUIRKS", "", StringComparison.Ordinal) + "\nswiotlb: off\n";
+        var m = new Machine(MachineParser.Parse(YNode.Load(yaml, "sg.yaml"), "."));
+        var api = new DmaApi(m);
+        var tb = m.Device("tb0");
+        var t = Table((R, 0x1000), (R + 0x2100, 0x100));
+        Assert.Equal(-(int)Errno.EIO, api.MapSgtable(tb, t, DmaDirection.ToDevice, DmaAttrs.None));
+        // The aligned first entry was mapped and unmapped again.
+        Assert.Equal(0UL, api.Iommu!.IovaPagesInUse);
+        Assert.Equal(0, api.Iommu.DomainOf(tb)!.PteCount);
+        Assert.Equal(0, api.Debug!.LiveEntries);
+    }
+
+    [Fact]
+    public void Non_coherent_device_gets_clean_before_and_invalidate_after_and_sees_the_bytes()
+    {
+        var (m, api) = PhysDma.Tests.Iova.IovaMachines.Arm64NonCoherent();
+        var dev = m.Device("ncdev");
+        var log = new List<CacheOp>();
+        m.ArchCache.Log = log;
+        var t = Table((R, 0x1000), (R + 0x3000, 0x800));
+        Assert.Equal(0, api.MapSgtable(dev, t, DmaDirection.FromDevice, DmaAttrs.None));
+        Assert.Equal([(0xffff_ffff_e000UL, 0x1800u)], Segs(t));
+        Assert.Equal([new CacheOp(CacheOpKind.Clean, new PhysAddr(R), 0x1000, true), new CacheOp(CacheOpKind.Clean, new PhysAddr(R + 0x3000), 0x800, true)], log);
+        Assert.True(api.Iommu!.DomainOf(dev)!.Walk(0xffff_ffff_e000, out var pte));
+        Assert.Equal(IommuProt.Write, pte.Prot);
+        var w = Seq(0x1800, 33);
+        Assert.Null(m.DeviceWrite(dev, new DmaAddr(0xffff_ffff_e000), w));
+        log.Clear();
+        api.UnmapSgtable(dev, t, DmaDirection.FromDevice, DmaAttrs.None);
+        Assert.Equal([new CacheOp(CacheOpKind.Invalidate, new PhysAddr(R), 0x1000, true), new CacheOp(CacheOpKind.Invalidate, new PhysAddr(R + 0x3000), 0x800, true)], log);
+        var got = new byte[0x1800];
+        m.Cpu.Read(m.Kmap.PhysToVirt(new PhysAddr(R)), got.AsSpan(0, 0x1000));
+        m.Cpu.Read(m.Kmap.PhysToVirt(new PhysAddr(R + 0x3000)), got.AsSpan(0x1000, 0x800));
+        Assert.Equal(w, got);
+        Assert.Equal(0UL, api.Iommu.IovaPagesInUse);
+    }
+
+    [Fact]
+    public void Unmapping_with_another_entry_count_is_reported_by_dma_debug()
+    {
+        var (m, api) = Build();
+        var nic = m.Device("nic0");
+        var t = Table((R, 0x1000), (R + 0x2000, 0x1000));
+        Assert.Equal(0, api.MapSgtable(nic, t, DmaDirection.ToDevice, DmaAttrs.None));
+        api.UnmapSgAttrs(nic, t.Sgl, 1, DmaDirection.ToDevice, DmaAttrs.None);
+        var r = Assert.Single(api.Debug!.Reports);
+        Assert.Equal("free_sg_count_mismatch", r.Check);
     }
 }
