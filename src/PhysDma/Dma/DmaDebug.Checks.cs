@@ -18,6 +18,9 @@ public sealed partial class DmaDebug
         {
             return;
         }
+        // The kernel asks dma_mapping_error() here, and that marks an earlier unchecked mapping of the same
+        // address as checked: a second map of an address hides the first one's missing check.
+        MappingError(dev, addr);
         if (!addr.IsError && EntryAlloc() is { } entry)
         {
             entry.Dev = dev;

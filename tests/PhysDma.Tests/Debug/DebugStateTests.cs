@@ -259,10 +259,29 @@ public class DebugStateTests
         var api = DebugMachines.X86();
         var dev = api.Dev();
         var d = api.Dbg();
-        var a = api.MapPhys(dev, new PhysAddr(0x100000), 64, DmaDirection.ToDevice, DmaAttrs.None);
-        api.MapPhys(dev, new PhysAddr(0x100000), 128, DmaDirection.ToDevice, DmaAttrs.None);
-        api.MappingError(dev, a);
+        var dma = new DmaAddr(0x100000);
+        d.MapPhys(dev, new PhysAddr(0x100000), 64, DmaDirection.ToDevice, dma, DmaAttrs.None);
+        Assert.Equal([MapErrType.NotChecked], d.Entries().Select(e => e.MapErrType));
+        d.MapPhys(dev, new PhysAddr(0x100000), 128, DmaDirection.ToDevice, dma, DmaAttrs.None);
         Assert.Equal([MapErrType.Checked, MapErrType.NotChecked], d.Entries().Select(e => e.MapErrType));
+        api.MappingError(dev, dma);
+        Assert.Equal([MapErrType.Checked, MapErrType.Checked], d.Entries().Select(e => e.MapErrType));
+    }
+
+    [Fact]
+    public void MappingTheSameAddressAgain_MarksTheEarlierMappingChecked_AsTheKernelDoes()
+    {
+        var api = DebugMachines.X86();
+        var dev = api.Dev();
+        var d = api.Dbg();
+        d.AllErrors = true;
+        var a = api.MapPhys(dev, new PhysAddr(0x100000), 64, DmaDirection.ToDevice, DmaAttrs.None);
+        var b = api.MapPhys(dev, new PhysAddr(0x100000), 64, DmaDirection.ToDevice, DmaAttrs.None);
+        Assert.Equal(a, b);
+        Assert.Equal([MapErrType.Checked, MapErrType.NotChecked], d.Entries().Select(e => e.MapErrType));
+        api.UnmapPhys(dev, a, 64, DmaDirection.ToDevice, DmaAttrs.None);
+        api.UnmapPhys(dev, b, 64, DmaDirection.ToDevice, DmaAttrs.None);
+        Assert.Equal(["map_error_not_checked"], d.Checks());
     }
 
     [Fact]
