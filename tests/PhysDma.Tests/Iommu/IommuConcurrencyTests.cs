@@ -15,7 +15,7 @@ namespace PhysDma.Tests.Iommu;
 public class IommuConcurrencyTests
 {
     private const int Threads = 4;
-    private const int OpsPerThread = 4000;
+    private const int OpsPerThread = 12000;
     private const int MaxLivePerThread = 8;
 
     [Theory]
