@@ -40,11 +40,19 @@ public class IommuHotPathTests
         {
             Cycle();
         }
-        var before = GC.GetAllocatedBytesForCurrentThread();
-        for (var i = 0; i < 600; i++)
+        // Several windows: under a loaded test run the runtime itself now and then charges a few KiB
+        // to this thread (tiering), so one clean window is the proof; a real hot-path allocation
+        // would show in every window.
+        var windows = new long[5];
+        for (var w = 0; w < windows.Length; w++)
         {
-            Cycle();
+            var before = GC.GetAllocatedBytesForCurrentThread();
+            for (var i = 0; i < 300; i++)
+            {
+                Cycle();
+            }
+            windows[w] = GC.GetAllocatedBytesForCurrentThread() - before;
         }
-        Assert.Equal(0, GC.GetAllocatedBytesForCurrentThread() - before);
+        Assert.True(windows.Min() == 0, $"bytes allocated per window of 300 cycles: {string.Join(", ", windows)}");
     }
 }
