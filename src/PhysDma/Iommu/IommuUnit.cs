@@ -176,34 +176,25 @@ public sealed class IommuUnit
         {
             return Fault(domain, dev, addr, access, FaultReason.Unmapped);
         }
-        if (Iotlb.TryLookup(domain.Id, iova, out var entry))
-        {
-            if (!Allowed(entry.Prot, access))
-            {
-                return Fault(domain, dev, addr, access, FaultReason.Permission);
-            }
-            // The hardware trusts its cache; the model also looks at the table to tell the user when that trust is misplaced.
-            if (!domain.Walk(iova, out var now) || now != entry)
-            {
-                var stale = new StaleIotlbAccess(dev.Name, domain.Id, addr, entry.PhysBase + (iova - entry.IovaBase), access, _clock.NowNs);
-                lock (_lock)
-                {
-                    _stale.Add(stale);
-                }
-                StaleAccess?.Invoke(dev, stale);
-            }
-            return Hit(entry, iova);
-        }
-        if (!domain.Walk(iova, out var leaf))
+        if (!Iotlb.LookupOrWalk(domain, iova, out var entry, out var hit))
         {
             return Fault(domain, dev, addr, access, FaultReason.Unmapped);
         }
-        Iotlb.Fill(domain.Id, leaf);
-        if (!Allowed(leaf.Prot, access))
+        if (!Allowed(entry.Prot, access))
         {
             return Fault(domain, dev, addr, access, FaultReason.Permission);
         }
-        return Hit(leaf, iova);
+        // The hardware trusts its cache; the model also looks at the table to tell the user when that trust is misplaced.
+        if (hit && (!domain.Walk(iova, out var now) || now != entry))
+        {
+            var stale = new StaleIotlbAccess(dev.Name, domain.Id, addr, entry.PhysBase + (iova - entry.IovaBase), access, _clock.NowNs);
+            lock (_lock)
+            {
+                _stale.Add(stale);
+            }
+            StaleAccess?.Invoke(dev, stale);
+        }
+        return Hit(entry, iova);
     }
 
     private static Translated Hit(IoPte e, ulong iova)

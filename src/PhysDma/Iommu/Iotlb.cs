@@ -70,6 +70,34 @@ public sealed class Iotlb
         return false;
     }
 
+    /// <summary>
+    /// A lookup that, on a miss, walks <paramref name="domain"/>'s page table and caches the leaf. The walk
+    /// and the fill happen under the IOTLB lock, so an invalidation issued after a concurrent unmap cleared
+    /// the PTE can never be overtaken by a fill of the old translation (hardware orders them the same way).
+    /// False when nothing maps <paramref name="iova"/>; <paramref name="hit"/> says whether the entry was cached.
+    /// </summary>
+    public bool LookupOrWalk(IommuDomain domain, ulong iova, out IoPte entry, out bool hit)
+    {
+        lock (_lock)
+        {
+            foreach (var shift in _shifts)
+            {
+                if (_entries.TryGetValue(new Key(domain.Id, iova & ~((1UL << shift) - 1), shift), out entry))
+                {
+                    hit = true;
+                    return true;
+                }
+            }
+            hit = false;
+            if (!domain.Walk(iova, out entry))
+            {
+                return false;
+            }
+            _entries[new Key(domain.Id, entry.IovaBase, entry.SizeShift)] = entry;
+            return true;
+        }
+    }
+
     public void Fill(int domain, IoPte entry)
     {
         lock (_lock)

@@ -160,7 +160,12 @@ public sealed class IovaFlushQueue
         lock (r.Lock)
         {
             RingFreeLocked(r);
-            if (Full(r))
+            // Usually one flush empties a full ring. But when another CPU's flush started before some
+            // entries here were queued and has not finished yet, the finish count this flush leaves
+            // behind does not cover them, and the ring stays full: flush again rather than let the
+            // append overwrite the oldest entry (its IOVA would never be freed). Each round moves the
+            // finish count forward, so this ends once the flushes in flight elsewhere complete.
+            while (Full(r))
             {
                 FlushIotlb();
                 RingFreeLocked(r);
