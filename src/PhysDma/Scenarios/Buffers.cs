@@ -47,6 +47,7 @@ public sealed class Buffer
         BufferKind.P2PMem => "p2pmem",
         BufferKind.Bar => "bar",
         BufferKind.Coherent => "coherent",
+        BufferKind.KernelText => "kernel_text",
         _ => "resource",
     };
 }
@@ -72,6 +73,7 @@ public sealed class BufferAllocator(Machine machine, DmaApi api)
             BufferKind.Ram => Ram(s, error),
             BufferKind.Kmalloc => Kmalloc(s, error),
             BufferKind.Stack => Stack(s, error),
+            BufferKind.KernelText => KernelText(s, error),
             BufferKind.Vmalloc => Vmalloc(s, error),
             BufferKind.Bar => Bar(s, error),
             BufferKind.Resource => Resource(s, error),
@@ -212,6 +214,38 @@ public sealed class BufferAllocator(Machine machine, DmaApi api)
         };
     }
 
+    private ulong _textUsed;
+
+    /// <summary>
+    /// An object in the kernel image (a table in .rodata, say): packed from the top of the image down,
+    /// reached through the linear map like the rest of it, owned by nobody (it is never freed).
+    /// </summary>
+    private Buffer KernelText(AllocStep s, Func<string, string, ScenarioError> error)
+    {
+        var text = machine.Config.KernelText ?? throw error("kind", "this machine has no kernel_text region");
+        var aligned = Sizes.AlignUp(s.Size, 64);
+        if (_textUsed + aligned > text.Size)
+        {
+            throw error("size", $"the kernel image has only {text.Size} bytes");
+        }
+        _textUsed += aligned;
+        var phys = new PhysAddr(text.Base + text.Size - _textUsed);
+        var first = new PhysAddr(Sizes.AlignDown(phys.Value, PageSize));
+        var n = (int)((Sizes.AlignUp(phys.Value + s.Size, PageSize) - first.Value) / PageSize);
+        return new Buffer
+        {
+            Name = s.Name,
+            Kind = s.Kind,
+            Size = s.Size,
+            Va = machine.Kmap.PhysToVirt(phys),
+            Pages = [.. Enumerable.Range(0, n).Select(i => first + ((ulong)i * PageSize))],
+            FirstOffset = phys.Value - first.Value,
+            HasStructPage = true,
+            Owned = [],
+            PageSize = PageSize,
+        };
+    }
+
     private Buffer Stack(AllocStep s, Func<string, string, ScenarioError> error)
     {
         if (_stack is null)
@@ -222,7 +256,13 @@ public sealed class BufferAllocator(Machine machine, DmaApi api)
             {
                 pages[i] = machine.Allocator.Alloc(PageSize, PageSize) ?? throw error("size", "no free RAM for a task stack");
             }
-            _stack = (pages, machine.Kmap.Vmap(pages, cached: true), 0);
+            var va = machine.Kmap.Vmap(pages, cached: true);
+            // The scenario's driver runs in one task; dma-debug's stack check knows its stack pages.
+            for (var i = 0; i < n; i++)
+            {
+                machine.Stacks.Register(pages[i], va + ((ulong)i * PageSize));
+            }
+            _stack = (pages, va, 0);
         }
         var (stackPages, stackVa, used) = _stack.Value;
         var aligned = Sizes.AlignUp(s.Size, 16);

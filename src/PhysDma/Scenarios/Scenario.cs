@@ -21,6 +21,9 @@ public enum BufferKind
 
     /// <summary>The CPU side of a coherent allocation (<c>alloc_coherent</c>).</summary>
     Coherent,
+
+    /// <summary>An object inside the kernel image (its text or read-only data).</summary>
+    KernelText,
 }
 
 public enum MapApi
@@ -50,7 +53,11 @@ public sealed record CpuWriteStep(string Buf, ulong Offset, DataSpec Data, ulong
 
 public sealed record CpuReadStep(string Buf, ulong Offset, ulong Len) : Step;
 
-public sealed record MapStep(string Dev, string Buf, ulong Offset, ulong? Size, DmaDirection Dir, DmaAttrs Attrs, MapApi Api, string As) : Step;
+public sealed record MapStep(string Dev, string Buf, ulong Offset, ulong? Size, DmaDirection Dir, DmaAttrs Attrs, MapApi Api, string As) : Step
+{
+    /// <summary>For <c>api: single</c>: pass a <c>kmap_local_page</c> address instead of the buffer's own.</summary>
+    public bool Kmap { get; init; }
+}
 
 public sealed record UnmapStep(string Handle, ulong? Size, DmaDirection? Dir, DmaAttrs? Attrs, MapApi? Api) : Step;
 
@@ -68,7 +75,7 @@ public sealed record IommuFlushStep : Step;
 
 public sealed record AllocCoherentStep(string Dev, ulong Size, DmaAttrs Attrs, string As) : Step;
 
-public sealed record FreeCoherentStep(string Handle) : Step;
+public sealed record FreeCoherentStep(string Handle, ulong CpuOffset) : Step;
 
 public sealed record IovaAllocStep(string Dev, ulong Size, string? PhysOf, ulong PhysOfOffset, string As) : Step;
 

@@ -218,7 +218,7 @@ public static class ScenarioParser
             "free" => ["name"],
             "cpu_write" => ["buf", "offset", "data", "len"],
             "cpu_read" => ["buf", "offset", "len"],
-            "map" => ["dev", "buf", "offset", "size", "dir", "attrs", "api", "as"],
+            "map" => ["dev", "buf", "offset", "size", "dir", "attrs", "api", "as", "kmap"],
             "unmap" => ["handle", "size", "dir", "attrs", "api"],
             "mapping_error" => ["handle"],
             "sync" => ["handle", "for", "offset", "size", "dir"],
@@ -227,7 +227,7 @@ public static class ScenarioParser
             "tick" => ["ms"],
             "iommu_flush" => [],
             "alloc_coherent" => ["dev", "size", "attrs", "as"],
-            "free_coherent" => ["handle"],
+            "free_coherent" => ["handle", "cpu_offset"],
             "iova_alloc" => ["dev", "size", "phys_of", "offset", "as"],
             "iova_link" => ["state", "buf", "offset", "size", "at", "dir", "attrs"],
             "iova_sync" => ["state", "at", "size"],
@@ -279,7 +279,7 @@ public static class ScenarioParser
             "dev_write" => DevWrite(f, ctx),
             "iommu_flush" => new IommuFlushStep() { Index = 0, Op = op, Line = 0 },
             "alloc_coherent" => AllocCoherent(f, ctx),
-            "free_coherent" => new FreeCoherentStep(ctx.CoherentHandle(f.Required("handle"))) { Index = 0, Op = op, Line = 0 },
+            "free_coherent" => new FreeCoherentStep(ctx.CoherentHandle(f.Required("handle")), f.Get("cpu_offset")?.AsSize() ?? 0) { Index = 0, Op = op, Line = 0 },
             "iova_alloc" => IovaAlloc(f, ctx),
             "iova_link" => new IovaLinkStep(ctx.IovaState(f.Required("state")), ctx.Buffer(f.Required("buf")), f.Get("offset")?.AsSize() ?? 0,
                 NonZero(f.Required("size")), f.Required("at").AsSize(), Dir(f.Required("dir")), f.Get("attrs") is { } la ? Attrs(la) : DmaAttrs.None)
@@ -308,7 +308,8 @@ public static class ScenarioParser
             throw nameNode.Error($"buffer '{name}' is already allocated by an earlier step");
         }
         var kind = f.Required("kind").AsEnum(("ram", BufferKind.Ram), ("kmalloc", BufferKind.Kmalloc), ("stack", BufferKind.Stack),
-            ("vmalloc", BufferKind.Vmalloc), ("p2pmem", BufferKind.P2PMem), ("bar", BufferKind.Bar), ("resource", BufferKind.Resource));
+            ("vmalloc", BufferKind.Vmalloc), ("p2pmem", BufferKind.P2PMem), ("bar", BufferKind.Bar), ("resource", BufferKind.Resource),
+            ("kernel_text", BufferKind.KernelText));
         var sizeNode = f.Required("size");
         var size = sizeNode.AsSize();
         if (size == 0)
@@ -353,9 +354,15 @@ public static class ScenarioParser
             throw asNode.Error($"handle '{handle}' is already used by an earlier map step");
         }
         ctx.Handles[handle] = dev;
+        var mapApi = f.Get("api") is { } api ? Api(api) : MapApi.Phys;
+        var kmap = f.Get("kmap")?.AsBool() ?? false;
+        if (kmap && mapApi != MapApi.Single)
+        {
+            throw f.Required("kmap").Error("kmap: true only makes sense with api: single (it picks the CPU pointer dma_map_single gets)");
+        }
         return new MapStep(dev, buf, f.Get("offset")?.AsSize() ?? 0, f.Get("size")?.AsSize(), Dir(f.Required("dir")),
-            f.Get("attrs") is { } a ? Attrs(a) : DmaAttrs.None, f.Get("api") is { } api ? Api(api) : MapApi.Phys, handle)
-        { Index = 0, Op = "map", Line = 0 };
+            f.Get("attrs") is { } a ? Attrs(a) : DmaAttrs.None, mapApi, handle)
+        { Index = 0, Op = "map", Line = 0, Kmap = kmap };
     }
 
     private static ulong NonZero(YNode n)

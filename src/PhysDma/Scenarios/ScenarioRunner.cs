@@ -540,6 +540,7 @@ public sealed class ScenarioRunner
         var addr = s.Api switch
         {
             MapApi.Page => _api.MapPage(dev, new Page(phys.Pfn(_m.PageShift)), phys.OffsetInPage(_m.PageSize), size, s.Dir, s.Attrs),
+            MapApi.Single when s.Kmap => _api.MapSingle(dev, _m.Kmap.KmapLocalPfn(phys.Pfn(_m.PageShift)) + phys.OffsetInPage(_m.PageSize), size, s.Dir, s.Attrs),
             MapApi.Single => _api.MapSingle(dev, b.Va + s.Offset, size, s.Dir, s.Attrs),
             MapApi.Resource => _api.MapResource(dev, phys, size, s.Dir, s.Attrs),
             _ => _api.MapPhys(dev, phys, size, s.Dir, s.Attrs),
@@ -807,7 +808,7 @@ public sealed class ScenarioRunner
         r["size"] = (long)h.Size;
         if (!h.Addr.IsError)
         {
-            _api.FreeAttrs(h.Dev, h.Size, h.Buf.Va, h.Addr, h.Attrs);
+            _api.FreeAttrs(h.Dev, h.Size, h.Buf.Va + s.CpuOffset, h.Addr, h.Attrs);
         }
         h.Unmapped = true;
         h.Buf.Freed = true;
