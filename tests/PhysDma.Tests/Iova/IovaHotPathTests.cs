@@ -41,16 +41,7 @@ public class IovaHotPathTests
             api.IovaSync(nic, state, 0, 16 * 4096);
             api.IovaDestroy(nic, state, 16 * 4096, DmaDirection.ToDevice, DmaAttrs.None);
         }
-        for (var i = 0; i < 300; i++)
-        {
-            Round();
-        }
-        var before = GC.GetAllocatedBytesForCurrentThread();
-        for (var i = 0; i < 100; i++)
-        {
-            Round();
-        }
-        Assert.Equal(0, GC.GetAllocatedBytesForCurrentThread() - before);
+        Assert.Equal(0, SteadyState.AllocatedBytes(Round, warmup: 300, perWindow: 100));
     }
 
     [Fact]
@@ -68,16 +59,7 @@ public class IovaHotPathTests
             }
             api.UnmapSgtable(nic, sgt, DmaDirection.ToDevice, DmaAttrs.None);
         }
-        for (var i = 0; i < 300; i++)
-        {
-            Round();
-        }
-        var before = GC.GetAllocatedBytesForCurrentThread();
-        for (var i = 0; i < 100; i++)
-        {
-            Round();
-        }
-        Assert.Equal(0, GC.GetAllocatedBytesForCurrentThread() - before);
+        Assert.Equal(0, SteadyState.AllocatedBytes(Round, warmup: 300, perWindow: 100));
         Assert.Equal(2, sgt.Nents);
     }
 }
