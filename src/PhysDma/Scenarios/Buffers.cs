@@ -221,7 +221,13 @@ public sealed class BufferAllocator(Machine machine, DmaApi api)
             {
                 pages[i] = machine.Allocator.Alloc(PageSize, PageSize) ?? throw error("size", "no free RAM for a task stack");
             }
-            _stack = (pages, machine.Kmap.Vmap(pages, cached: true), 0);
+            var va = machine.Kmap.Vmap(pages, cached: true);
+            // The task's stack pages, so dma-debug's check_for_stack can recognise them.
+            for (var i = 0; i < n; i++)
+            {
+                machine.Stacks.Register(pages[i], va + ((ulong)i * PageSize));
+            }
+            _stack = (pages, va, 0);
         }
         var (stackPages, stackVa, used) = _stack.Value;
         var aligned = Sizes.AlignUp(s.Size, 16);
