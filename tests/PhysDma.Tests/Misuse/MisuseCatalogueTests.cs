@@ -185,4 +185,50 @@ public class MisuseCatalogueTests
             Assert.True(ran >= 2, $"{Path.GetFileName(f)} runs on {ran} machine(s)");
         }
     }
+    private const string CorrectDriver = """
+        # A correct driver: every map checked, synced in its own direction, unmapped with what it was mapped with.
+        machine: default
+        steps:
+          - { op: alloc, name: tx, size: 4KiB, kind: ram }
+          - { op: alloc, name: rx, size: 2KiB, kind: kmalloc }
+          - { op: alloc, name: a, size: 4KiB, kind: ram }
+          - { op: alloc, name: b, size: 4KiB, kind: ram }
+          - { op: map, dev: nic0, buf: tx, size: 1514, dir: to_device, as: t }
+          - { op: mapping_error, handle: t }
+          - { op: map, dev: nic0, buf: rx, dir: from_device, as: r }
+          - { op: mapping_error, handle: r }
+          - { op: dev_write, dev: nic0, handle: r, data: "01 02 03 04" }
+          - { op: sync, handle: r, for: cpu }
+          - { op: cpu_read, buf: rx, len: 4 }
+          - { op: sync, handle: r, for: device }
+          - { op: map_sg, dev: nic0, segments: [{ buf: a, size: 4096 }, { buf: b, size: 4096 }], dir: from_device, as: sg }
+          - { op: sync_sg, handle: sg, for: cpu }
+          - { op: sync_sg, handle: sg, for: device }
+          - { op: unmap_sg, handle: sg }
+          - { op: unmap, handle: r }
+          - { op: unmap, handle: t }
+          - { op: remove_device, dev: nic0 }
+        """;
+
+    public static TheoryData<string> Machines()
+    {
+        var data = new TheoryData<string>();
+        foreach (var m in Profiles.Names)
+        {
+            data.Add(m);
+        }
+        return data;
+    }
+
+    /// <summary>The correct counterpart of the catalogue (single and scatter-gather) reports nothing on any machine.</summary>
+    [Theory]
+    [MemberData(nameof(Machines))]
+    public void CorrectDriverGivesNoDebugReport(string machine)
+    {
+        var r = ScenarioRunner.Run(ScenarioParser.Parse(CorrectDriver, "correct.yaml", machine));
+        Assert.Null(r.Json["bug"]);
+        Assert.Null(r.Json["violation"]);
+        var debug = r.Json["debug"]!.AsArray();
+        Assert.True(debug.Count == 0, $"{machine}: {debug.ToJsonString()}");
+    }
 }
