@@ -725,13 +725,14 @@ public sealed class ScenarioRunner
     private IovaHandle Iova(Step s, string name)
     {
         var h = _iova[name];
+        if (!h.State.UseIova)
+        {
+            // dma_iova_try_alloc said no (no IOMMU, identity domain, ...): a driver maps page by page instead.
+            throw Error(s, "state", $"IOVA state '{name}' has no IOVA on this machine (iova_alloc gave use_iova: false; a driver falls back to map)");
+        }
         if (h.Done)
         {
             throw Error(s, "state", $"IOVA state '{name}' was already freed or destroyed");
-        }
-        if (_api.Iommu is null)
-        {
-            throw Error(s, "state", $"IOVA state '{name}' has no IOVA (this machine has no IOMMU)");
         }
         return h;
     }
@@ -902,6 +903,11 @@ public sealed class ScenarioRunner
         var dir = s.Dir ?? h.Dir;
         var attrs = s.Attrs ?? h.Attrs;
         var nents = s.Nents ?? h.Table.OrigNents;
+        if (nents > h.Table.Sgl.Count)
+        {
+            // The kernel would walk off the end of the list: an oops, not a debug report.
+            throw Error(s, "nents", $"nents {nents} is more than the {h.Table.Sgl.Count} entries of '{s.Handle}'");
+        }
         r["handle"] = h.Name;
         r["dev"] = h.Dev.Name;
         r["dir"] = dir.ScenarioName();
@@ -919,6 +925,11 @@ public sealed class ScenarioRunner
         var h = _sg[s.Handle];
         var dir = s.Dir ?? h.Dir;
         var nents = s.Nents ?? h.Table.OrigNents;
+        if (nents > h.Table.Sgl.Count)
+        {
+            // The kernel would walk off the end of the list: an oops, not a debug report.
+            throw Error(s, "nents", $"nents {nents} is more than the {h.Table.Sgl.Count} entries of '{s.Handle}'");
+        }
         r["handle"] = h.Name;
         r["dev"] = h.Dev.Name;
         r["dir"] = dir.ScenarioName();

@@ -162,4 +162,13 @@ public class BadInputTests
         Assert.Contains($"{file}:6: state: IOVA state 's' was already freed or destroyed", err, StringComparison.Ordinal);
         Assert.DoesNotContain("   at ", err, StringComparison.Ordinal);
     }
+
+    [Fact]
+    public void UnmapSgWithMoreEntriesThanTheListIsABadInputNotACrash()
+    {
+        var (exit, _, err, file) = RunCli(Head + "  - { op: alloc, name: a, size: 4KiB, kind: ram }\n  - { op: map_sg, dev: nic0, segments: [{ buf: a, size: 64 }], dir: to_device, as: s }\n  - { op: unmap_sg, handle: s, nents: 5 }\n");
+        Assert.Equal(2, exit);
+        Assert.Contains($"{file}:5: nents: nents 5 is more than the 1 entries of 's'", err, StringComparison.Ordinal);
+        Assert.DoesNotContain("   at ", err, StringComparison.Ordinal);
+    }
 }
