@@ -515,22 +515,33 @@ public sealed class ScenarioRunner
         return a;
     }
 
-    private void DoMap(MapStep s, JsonObject r)
+    /// <summary>
+    /// What <c>map</c> and <c>p2p_map</c> share before the call: the device, the buffer and the range inside
+    /// it (an offset past the end is bad input), recorded in the step's result.
+    /// </summary>
+    private (Device Dev, Buffer Buf, ulong Size, PhysAddr Phys) BeginMapStep(
+        Step s, string devName, string bufName, ulong offset, ulong? sizeOpt, DmaDirection dir, DmaAttrs attrs, string handle, JsonObject r)
     {
-        var dev = _m.Device(s.Dev);
-        var b = _buffers[s.Buf];
-        if (s.Offset >= b.Size)
+        var dev = _m.Device(devName);
+        var b = _buffers[bufName];
+        if (offset >= b.Size)
         {
-            throw Error(s, "offset", $"offset {s.Offset} is outside buffer '{b.Name}' ({b.Size} bytes)");
+            throw Error(s, "offset", $"offset {offset} is outside buffer '{b.Name}' ({b.Size} bytes)");
         }
-        var size = s.Size ?? b.Size - s.Offset;
-        var phys = b.PhysAt(s.Offset);
-        r["handle"] = s.As;
+        var size = sizeOpt ?? b.Size - offset;
+        var phys = b.PhysAt(offset);
+        r["handle"] = handle;
         r["dev"] = dev.Name;
         r["phys"] = Hex.Format(phys.Value);
         r["size"] = (long)size;
-        r["dir"] = s.Dir.ScenarioName();
-        r["attrs"] = AttrList(s.Attrs);
+        r["dir"] = dir.ScenarioName();
+        r["attrs"] = AttrList(attrs);
+        return (dev, b, size, phys);
+    }
+
+    private void DoMap(MapStep s, JsonObject r)
+    {
+        var (dev, b, size, phys) = BeginMapStep(s, s.Dev, s.Buf, s.Offset, s.Size, s.Dir, s.Attrs, s.As, r);
         if (s.Api == MapApi.Page && !b.HasStructPage)
         {
             throw Error(s, "api", $"api page needs a struct page, and buffer '{b.Name}' ({b.KindName}) has none; use api phys or resource with mmio");
@@ -657,20 +668,7 @@ public sealed class ScenarioRunner
 
     private void DoP2PMap(P2PMapStep s, JsonObject r)
     {
-        var dev = _m.Device(s.Dev);
-        var b = _buffers[s.Buf];
-        if (s.Offset >= b.Size)
-        {
-            throw Error(s, "offset", $"offset {s.Offset} is outside buffer '{b.Name}' ({b.Size} bytes)");
-        }
-        var size = s.Size ?? b.Size - s.Offset;
-        var phys = b.PhysAt(s.Offset);
-        r["handle"] = s.As;
-        r["dev"] = dev.Name;
-        r["phys"] = Hex.Format(phys.Value);
-        r["size"] = (long)size;
-        r["dir"] = s.Dir.ScenarioName();
-        r["attrs"] = AttrList(s.Attrs);
+        var (dev, b, size, phys) = BeginMapStep(s, s.Dev, s.Buf, s.Offset, s.Size, s.Dir, s.Attrs, s.As, r);
         BeginCall();
         var before = _m.Counters.Snapshot();
         P2PMapping m;
