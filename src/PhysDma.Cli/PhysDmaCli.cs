@@ -4,7 +4,7 @@ using Spectre.Console;
 
 namespace PhysDma.Cli;
 
-/// <summary>The <c>physdma</c> command: run scenarios, list and show built-in machines.</summary>
+/// <summary>The <c>physdma</c> command: run scenarios, list and show built-in machines, run the benchmarks.</summary>
 public static class PhysDmaCli
 {
     public const int ExitOk = 0;
@@ -47,6 +47,14 @@ public static class PhysDmaCli
         show.SetAction(p => ShowMachine(p.GetRequiredValue(name), stdout, stderr));
         machines.Add(show);
         root.Add(machines);
+
+        var bench = new Command("bench", "run the BenchmarkDotNet benchmarks in this process (needs a Release build); " +
+                                         "options are BenchmarkDotNet's: --filter PATTERN, --job short, --list flat, ...")
+        {
+            TreatUnmatchedTokensAsErrors = false,
+        };
+        bench.SetAction(p => BenchCommand.Run(p.UnmatchedTokens, stdout, stderr));
+        root.Add(bench);
         return root;
     }
 

@@ -1,0 +1,42 @@
+using System.Diagnostics;
+using System.Reflection;
+using PhysDma.Cli;
+using static PhysDma.Tests.Scenarios.ScenarioTestKit;
+
+namespace PhysDma.Tests.Scenarios;
+
+public class BenchCommandTests
+{
+    private static bool ModelIsDebugBuild =>
+        typeof(PhysDma.Dma.DmaApi).Assembly.GetCustomAttribute<DebuggableAttribute>() is { IsJITOptimizerDisabled: true };
+
+    [Fact]
+    public void Bench_OnADebugBuild_RefusesWithTheReleaseCommand_ElseListsTheBenchmarks()
+    {
+        var (exit, stdout, stderr) = CliArgs("bench", "--filter", "*Swiotlb*", "--list", "flat");
+        if (ModelIsDebugBuild)
+        {
+            // BenchmarkDotNet's options pass through untouched, and the glob is quoted for the shell.
+            Assert.Equal(PhysDmaCli.ExitBadInput, exit);
+            Assert.Equal("", stdout);
+            Assert.Equal(
+                "physdma: bench needs an optimized build, and PhysDma.dll was built for debugging; " +
+                "run it as: dotnet run -c Release --project src/PhysDma.Cli -- bench --filter '*Swiotlb*' --list flat\n",
+                stderr.Replace("\r\n", "\n", StringComparison.Ordinal));
+        }
+        else
+        {
+            Assert.Equal(PhysDmaCli.ExitOk, exit);
+            Assert.Equal("", stderr);
+        }
+    }
+
+    [Fact]
+    public void Bench_IsListedInTheHelp()
+    {
+        var (exit, stdout, _) = CliArgs("--help");
+        Assert.Equal(PhysDmaCli.ExitOk, exit);
+        Assert.Contains("bench", stdout, StringComparison.Ordinal);
+        Assert.Contains("run the BenchmarkDotNet benchmarks in this process", stdout, StringComparison.Ordinal);
+    }
+}
