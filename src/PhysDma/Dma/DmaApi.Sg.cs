@@ -62,8 +62,11 @@ public sealed partial class DmaApi
     /// <summary>Called before a scatter-gather unmap (dma-debug's hook point).</summary>
     internal Action<Device, IReadOnlyList<ScatterEntry>, int, DmaDirection>? SgUnmapping { get; set; }
 
-    /// <summary>Called after a scatter-gather sync (dma-debug's hook point): device, list, nents, dir, for-cpu.</summary>
-    internal Action<Device, IReadOnlyList<ScatterEntry>, int, DmaDirection, bool>? SgSynced { get; set; }
+    /// <summary>
+    /// Called after a scatter-gather sync (dma-debug's hook point): device, list, nents, dir, for-cpu, and the
+    /// count of cache operations on non-RAM before the backend ran.
+    /// </summary>
+    internal Action<Device, IReadOnlyList<ScatterEntry>, int, DmaDirection, bool, long>? SgSynced { get; set; }
 
     /// <summary><c>dma_map_sg_attrs</c>: the segment count, 0 on any failure.</summary>
     public int MapSgAttrs(Device dev, IReadOnlyList<ScatterEntry> sgl, int nents, DmaDirection dir, DmaAttrs attrs)
@@ -124,6 +127,8 @@ public sealed partial class DmaApi
         }
         var ops = GetOps(dev);
         CheckDirection(dir);
+        // dma-debug (PhysDma's cache_op_on_mmio) compares the non-RAM cache-op count across the backend.
+        var opsOnNonRamBefore = SgSynced is null ? 0 : Machine.ArchCache.OpsOnNonRam;
         if (GoDirect(dev, ops))
         {
             if (forCpu)
@@ -145,12 +150,8 @@ public sealed partial class DmaApi
         }
         Trace.SyncSg(forCpu, dev, sgl, nelems, dir);
         // dma-debug hook: debug_dma_sync_sg_for_{cpu,device}().
-        SgSynced?.Invoke(dev, sgl, nelems, dir, forCpu);
+        SgSynced?.Invoke(dev, sgl, nelems, dir, forCpu, opsOnNonRamBefore);
     }
-}
-
-public sealed partial class DmaApi
-{
 }
 
 /// <summary>A backend's scatter-gather entry points (dma-iommu implements it).</summary>

@@ -36,8 +36,11 @@ public sealed partial class DmaDebug
     /// <summary>
     /// <c>cache_op_on_mmio</c>: a sync did CPU cache maintenance on memory that is not RAM. Syncs carry no
     /// attributes, so the DMA layer cannot know a mapping was MMIO and cleans or invalidates device memory.
+    /// A scatterlist sync (<paramref name="what"/> "sync_sg") is named by its first segment whose CPU side is
+    /// not RAM: a host-bridge P2P segment is mapped as RAM by dma-direct, and every sync of the list gives it
+    /// the CPU cache operations of RAM.
     /// </summary>
-    private void CheckCacheOpOnMmio(Device dev, DmaAddr addr, ulong size, bool toCpu, long opsOnNonRamBefore)
+    private void CheckCacheOpOnMmio(Device dev, DmaAddr addr, ulong size, bool toCpu, long opsOnNonRamBefore, string what = "sync")
     {
         var after = _m.ArchCache.OpsOnNonRam;
         if (after == opsOnNonRamBefore || _globalDisable)
@@ -48,7 +51,7 @@ public sealed partial class DmaDebug
         var how = entry is null ? "an unknown mapping"
             : (entry.Attrs & DmaAttrs.Mmio) != 0 ? "a mapping made with DMA_ATTR_MMIO" : "a mapping made without DMA_ATTR_MMIO";
         OwnReport("cache_op_on_mmio", dev, entry?.MappedAt,
-            $"sync for {(toCpu ? "cpu" : "device")} of [device address={Hex.Padded16(addr.Value)}] [size={U(size)} bytes] did " +
+            $"{what} for {(toCpu ? "cpu" : "device")} of [device address={Hex.Padded16(addr.Value)}] [size={U(size)} bytes] did " +
             $"{after - opsOnNonRamBefore} CPU cache maintenance operation(s) on memory that is not RAM ({how}): syncs carry no attributes");
     }
 

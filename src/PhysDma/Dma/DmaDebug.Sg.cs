@@ -62,11 +62,29 @@ public sealed partial class DmaDebug
         }
     }
 
-    private void OnSgSynced(Device dev, IReadOnlyList<ScatterEntry> sgl, int nelems, DmaDirection dir, bool toCpu)
+    private void OnSgSynced(Device dev, IReadOnlyList<ScatterEntry> sgl, int nelems, DmaDirection dir, bool toCpu, long opsOnNonRamBefore)
     {
         if (!_globalDisable)
         {
             SyncSgCore(dev, new ListSg(sgl), nelems, dir, toCpu);
+            if (_m.ArchCache.OpsOnNonRam != opsOnNonRamBefore)
+            {
+                // Name the first segment whose CPU side is not RAM: that is where the cache operations went.
+                var n = Math.Min(nelems, sgl.Count);
+                var culprit = n > 0 ? sgl[0] : null;
+                for (var i = 0; i < n; i++)
+                {
+                    if (!_m.Map.IsRam(sgl[i].Phys, sgl[i].Length))
+                    {
+                        culprit = sgl[i];
+                        break;
+                    }
+                }
+                if (culprit is not null)
+                {
+                    CheckCacheOpOnMmio(dev, culprit.DmaAddress, culprit.DmaLength, toCpu, opsOnNonRamBefore, "sync_sg");
+                }
+            }
         }
     }
 

@@ -4,6 +4,8 @@ using PhysDma.Iommu;
 using PhysDma.Platform;
 using PhysDma.Tests.Iommu;
 
+using PhysDma.Tests.Scenarios;
+
 namespace PhysDma.Tests.Debug;
 
 /// <summary>PhysDma's own checks, beyond the kernel's: never counted in error_count, never printed.</summary>
@@ -64,6 +66,23 @@ public class OwnCheckTests
         var r = Own(d, "cache_op_on_mmio");
         Assert.Equal("PhysDma: dev0: sync for cpu of [device address=0x0000003800000000] [size=128 bytes] did 1 CPU cache maintenance " +
             "operation(s) on memory that is not RAM (a mapping made with DMA_ATTR_MMIO): syncs carry no attributes", r.Message);
+    }
+
+    [Fact]
+    public void CacheOpOnMmio_ASyncSgOfAHostBridgeP2PSegment_NamesThatSegment()
+    {
+        // dma-direct maps the host-bridge P2P segment as RAM; the syncs then clean/invalidate the GPU's BAR.
+        var file = Path.Combine(ScenarioTestKit.RepoRoot, "tests", "PhysDma.Tests", "Misuse", "cache_op_on_mmio.arm64.p2p-sg-synced.yaml");
+        var r = ScenarioTestKit.Run(File.ReadAllText(file), file);
+        var debug = r.Json["debug"]!.AsArray().Select(e => (Step: e!["step"]!.GetValue<int>(), Message: e["message"]!.GetValue<string>())).ToList();
+        Assert.Equal(
+            [
+                (3, "PhysDma: nic0: sync_sg for cpu of [device address=0x0000000040000000] [size=8192 bytes] did 1 CPU cache maintenance " +
+                    "operation(s) on memory that is not RAM (a mapping made without DMA_ATTR_MMIO): syncs carry no attributes"),
+                (4, "PhysDma: nic0: sync_sg for device of [device address=0x0000000040000000] [size=8192 bytes] did 1 CPU cache maintenance " +
+                    "operation(s) on memory that is not RAM (a mapping made without DMA_ATTR_MMIO): syncs carry no attributes"),
+            ],
+            debug);
     }
 
     [Fact]
