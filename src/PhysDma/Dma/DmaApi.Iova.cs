@@ -59,11 +59,9 @@ public sealed partial class DmaApi
     {
         CheckDirection(dir);
         var err = IovaBackend(dev, state, "dma_iova_link").IovaLink(dev, state, phys, offset, size, dir, attrs);
-        if (err == Errno.None)
-        {
-            // dma-debug hook (PhysDma's own check: one state must be all MMIO or all RAM).
-            Debug?.IovaLink(dev, state, phys, offset, size, attrs);
-        }
+        // dma-debug hook (PhysDma's own checks: the MMIO attribute must match the memory map, failed links
+        // included, and one state must be all MMIO or all RAM).
+        Debug?.IovaLink(dev, state, phys, offset, size, attrs, linked: err == Errno.None);
         return err;
     }
 

@@ -299,7 +299,7 @@ public sealed partial class DmaDebug
         }
         try
         {
-            entry.DeviceOwns = !toCpu;
+            OwnershipSet(entry, deviceOwns: !toCpu);
             // Unreachable unless the range arithmetic wraps: a containing match is never larger.
             if (r.Size > entry.Size)
             {

@@ -8,11 +8,20 @@ namespace PhysDma.Dma;
 public sealed partial class DmaDebug
 {
     /// <summary>
-    /// After a successful <c>dma_iova_link</c>: remembers whether the state now holds MMIO, RAM or both, and
-    /// reports <c>iova_mixed_mmio_ram</c> the first time a state gets both.
+    /// After every <c>dma_iova_link</c>: <c>mmio_without_attr</c> / <c>ram_with_mmio_attr</c> as for
+    /// <c>dma_map_phys</c>; then, when the link succeeded (<paramref name="linked"/>), remembers whether the
+    /// state now holds MMIO, RAM or both, and reports <c>iova_mixed_mmio_ram</c> the first time it gets both.
     /// </summary>
-    public void IovaLink(Device dev, DmaIovaState state, PhysAddr phys, ulong offset, ulong size, DmaAttrs attrs)
+    public void IovaLink(Device dev, DmaIovaState state, PhysAddr phys, ulong offset, ulong size, DmaAttrs attrs, bool linked)
     {
+        if (!_globalDisable)
+        {
+            CheckMmioAttr(dev, phys, size, attrs);
+        }
+        if (!linked)
+        {
+            return;
+        }
         var mmio = (attrs & DmaAttrs.Mmio) != 0;
         var mixedBefore = state.LinkedMmio && state.LinkedRam;
         if (mmio)

@@ -9,6 +9,7 @@ public sealed partial class DmaDebug
 {
     private readonly Lock _ownLock = new();
     private DebugEntry? _ownHead;
+    private DebugEntry? _shadowSpare;
 
     /// <summary>
     /// <c>mmio_without_attr</c> and <c>ram_with_mmio_attr</c>: the MMIO attribute must say what the memory map
@@ -143,14 +144,53 @@ public sealed partial class DmaDebug
         entry.DeviceOwns = true;
         lock (_ownLock)
         {
-            entry.OwnPrev = null;
-            entry.OwnNext = _ownHead;
-            if (_ownHead is { } h)
-            {
-                h.OwnPrev = entry;
-            }
-            _ownHead = entry;
-            entry.OwnTracked = true;
+            OwnLink(entry);
+        }
+    }
+
+    /// <summary>
+    /// Tracks a CPU segment of a scatterlist that has no entry of its own: dma-debug pairs CPU segment i with
+    /// DMA segment i, so when the IOMMU merged segments, those past the mapped count would go unwatched. The
+    /// segment rides on the list's <paramref name="first"/> entry: synced and unmapped with it, as
+    /// <c>dma_sync_sg_*</c> and <c>dma_unmap_sg</c> handle the whole list. Shadows come from their own
+    /// spare list, so a steady state allocates nothing.
+    /// </summary>
+    private void OwnershipTrackSegment(DebugEntry first, PhysAddr phys, ulong len)
+    {
+        if (!first.OwnTracked || len == 0)
+        {
+            return;
+        }
+        lock (_ownLock)
+        {
+            var s = _shadowSpare ?? new DebugEntry();
+            _shadowSpare = s.OwnExtra;
+            s.Reset();
+            s.Dev = first.Dev;
+            s.Type = first.Type;
+            s.DevAddr = first.DevAddr;
+            s.Size = first.Size;
+            s.Direction = first.Direction;
+            s.SgCallEnts = first.SgCallEnts;
+            s.SgMappedEnts = first.SgMappedEnts;
+            s.Paddr = phys;
+            s.Attrs = first.Attrs;
+            s.MappedAt = first.MappedAt;
+            s.OwnPhys = phys;
+            s.OwnLen = len;
+            s.DeviceOwns = first.DeviceOwns;
+            s.OwnExtra = first.OwnExtra;
+            first.OwnExtra = s;
+            OwnLink(s);
+        }
+    }
+
+    /// <summary>A sync hands the mapping, and the segments riding on it, to the device or the CPU.</summary>
+    private static void OwnershipSet(DebugEntry entry, bool deviceOwns)
+    {
+        for (var e = entry; e is not null; e = e.OwnExtra)
+        {
+            e.DeviceOwns = deviceOwns;
         }
     }
 
@@ -162,20 +202,45 @@ public sealed partial class DmaDebug
         }
         lock (_ownLock)
         {
-            if (entry.OwnPrev is { } p)
+            OwnUnlink(entry);
+            while (entry.OwnExtra is { } s)
             {
-                p.OwnNext = entry.OwnNext;
+                entry.OwnExtra = s.OwnExtra;
+                OwnUnlink(s);
+                s.Dev = null!;
+                s.OwnExtra = _shadowSpare;
+                _shadowSpare = s;
             }
-            else
-            {
-                _ownHead = entry.OwnNext;
-            }
-            if (entry.OwnNext is { } n)
-            {
-                n.OwnPrev = entry.OwnPrev;
-            }
-            entry.OwnNext = entry.OwnPrev = null;
-            entry.OwnTracked = false;
         }
+    }
+
+    private void OwnLink(DebugEntry entry)
+    {
+        entry.OwnPrev = null;
+        entry.OwnNext = _ownHead;
+        if (_ownHead is { } h)
+        {
+            h.OwnPrev = entry;
+        }
+        _ownHead = entry;
+        entry.OwnTracked = true;
+    }
+
+    private void OwnUnlink(DebugEntry entry)
+    {
+        if (entry.OwnPrev is { } p)
+        {
+            p.OwnNext = entry.OwnNext;
+        }
+        else
+        {
+            _ownHead = entry.OwnNext;
+        }
+        if (entry.OwnNext is { } n)
+        {
+            n.OwnPrev = entry.OwnPrev;
+        }
+        entry.OwnNext = entry.OwnPrev = null;
+        entry.OwnTracked = false;
     }
 }

@@ -138,12 +138,14 @@ public sealed partial class DmaDebug
                 CheckForIllegalArea(dev, s.Phys, s.Length);
             }
         }
+        DebugEntry? first = null;
         for (var i = 0; i < mappedEnts && i < count; i++)
         {
             if (EntryAlloc() is not { } entry)
             {
                 return;
             }
+            first ??= entry;
             var s = sg[i];
             entry.Dev = dev;
             entry.Type = DebugEntryType.ScatterGather;
@@ -159,6 +161,14 @@ public sealed partial class DmaDebug
             entry.OwnLen = s.Length;
             CheckSgSegment(dev, s);
             AddDmaEntry(entry, attrs);
+        }
+        if (first is not null)
+        {
+            for (var i = mappedEnts; i < nents && i < count; i++)
+            {
+                var s = sg[i];
+                OwnershipTrackSegment(first, s.Phys, s.Length);
+            }
         }
     }
 

@@ -610,6 +610,10 @@ public sealed partial class DmaDebug
         public ulong OwnLen;
         public bool DeviceOwns;
 
+        // Ownership-only entries for CPU segments of a merged scatterlist that have no entry of their own
+        // (not in the hash); owned by the list's first entry, and the link of the spare list.
+        public DebugEntry? OwnExtra;
+
         public void Reset()
         {
             Next = Prev = OwnNext = OwnPrev = null;
@@ -626,6 +630,7 @@ public sealed partial class DmaDebug
             OwnPhys = default;
             OwnLen = 0;
             DeviceOwns = false;
+            OwnExtra = null;
         }
 
         public DebugEntryInfo Info() => new(Dev.Name, DevAddr, Size, Type, Direction, SgCallEnts, SgMappedEnts, Paddr,

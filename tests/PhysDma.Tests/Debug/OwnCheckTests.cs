@@ -86,6 +86,36 @@ public class OwnCheckTests
     }
 
     [Fact]
+    public void CpuReadWhileDeviceOwns_EverySegmentOfAMergedIommuList_FollowsSyncsAndUnmap()
+    {
+        // Two CPU segments merged into one IOVA segment: dma-debug has one entry (CPU segment 0 paired with
+        // the merged DMA segment); the second CPU segment is still the device's until the sync or unmap.
+        var r = ScenarioTestKit.Run("""
+            machine: default
+            steps:
+              - { op: alloc, name: a, size: 4KiB, kind: ram }
+              - { op: alloc, name: b, size: 4KiB, kind: ram, phys: 0x200000 }
+              - { op: map_sg, dev: nvme0, segments: [{ buf: a, size: 4096 }, { buf: b, size: 4096 }], dir: from_device, as: req, expect: { nents: 1 } }
+              - { op: cpu_read, buf: b, offset: 512, len: 16 }
+              - { op: sync_sg, handle: req, for: cpu }
+              - { op: cpu_read, buf: b, offset: 512, len: 16 }
+              - { op: sync_sg, handle: req, for: device }
+              - { op: cpu_read, buf: b, len: 4096 }
+              - { op: unmap_sg, handle: req }
+              - { op: cpu_read, buf: b, len: 4096 }
+              - { op: map_sg, dev: nvme0, segments: [{ buf: a, size: 4096 }, { buf: b, size: 4096 }], dir: to_device, as: again }
+              - { op: cpu_read, buf: b, len: 16 }
+              - { op: unmap_sg, handle: again }
+            """);
+        var debug = r.Json["debug"]!.AsArray().Select(e => (Step: e!["step"]!.GetValue<int>(), Check: e["check"]!.GetValue<string>(),
+            Message: e["message"]!.GetValue<string>())).ToList();
+        Assert.Equal([3, 7], debug.Select(d => d.Step));
+        Assert.All(debug, d => Assert.Equal("cpu_read_while_device_owns", d.Check));
+        Assert.Equal("PhysDma: nvme0: CPU reads [phys=0x0000000000200200] [len=16] while the device owns it: [device address=0x00000000bfffe000] " +
+            "[size=8192 bytes] is mapped DMA_FROM_DEVICE as scatter-gather and was not synced for the cpu or unmapped first", debug[0].Message);
+    }
+
+    [Fact]
     public void CacheOpOnMmio_NotOnACoherentDevice()
     {
         var api = DebugMachines.X86();
