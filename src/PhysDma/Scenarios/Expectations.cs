@@ -10,17 +10,15 @@ namespace PhysDma.Scenarios;
 /// </summary>
 public static class Expectations
 {
-    private static readonly HashSet<string> AddressFields = new(StringComparer.Ordinal) { "dma_addr", "phys", "bounce", "addr" };
-    private static readonly HashSet<string> FlagListFields = new(StringComparer.Ordinal) { "attrs", "iommu_prot" };
-
-    /// <summary>Null when the value matches, else why not.</summary>
+    /// <summary>Null when the value matches, else why not. The field's kind comes from <see cref="ResultCatalogue"/>.</summary>
     public static string? Check(string field, YNode expected, JsonNode? actual)
     {
+        var kind = ResultCatalogue.KindOf(field);
         if (expected.IsNull)
         {
             return actual is null ? null : $"wanted null, got {Show(actual)}";
         }
-        if (field == "data")
+        if (kind == FieldKind.Data)
         {
             if (actual is null)
             {
@@ -35,13 +33,13 @@ public static class Expectations
         {
             return $"wanted {Describe(expected)}, got null";
         }
-        if (AddressFields.Contains(field) && actual is JsonValue av && av.TryGetValue<string>(out var s) && s.StartsWith("0x", StringComparison.Ordinal))
+        if (kind == FieldKind.Address && actual is JsonValue av && av.TryGetValue<string>(out var s) && s.StartsWith("0x", StringComparison.Ordinal))
         {
             var want = expected.AsAddress();
             var got = Convert.ToUInt64(s[2..], 16);
             return want == got ? null : $"wanted {Hex.Format(want)}, got {s}";
         }
-        if (FlagListFields.Contains(field) && actual is JsonArray fa)
+        if (kind == FieldKind.FlagSet && actual is JsonArray fa)
         {
             var want = expected.Items().Select(i => i.Scalar).OrderBy(x => x, StringComparer.Ordinal).ToList();
             var got = fa.Select(x => x!.GetValue<string>()).OrderBy(x => x, StringComparer.Ordinal).ToList();

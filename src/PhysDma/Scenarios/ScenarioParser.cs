@@ -9,43 +9,6 @@ namespace PhysDma.Scenarios;
 /// </summary>
 public static class ScenarioParser
 {
-    private static readonly string[] CommonFields = ["op", "id", "cpu", "expect"];
-
-
-    private static readonly string[] StepResultCommon = ["index", "op", "id", "ok", "error"];
-
-    /// <summary>Result fields each op reports, which are also the fields its <c>expect:</c> may name.</summary>
-    public static readonly Dictionary<string, string[]> ResultFields = new(StringComparer.Ordinal)
-    {
-        ["alloc"] = ["buf", "kind", "phys", "size"],
-        ["free"] = ["buf"],
-        ["cpu_write"] = ["buf", "offset", "len"],
-        ["cpu_read"] = ["buf", "offset", "len", "data"],
-        ["map"] = ["handle", "dev", "phys", "size", "dir", "attrs", "dma_addr", "path", "p2p", "bounce", "iommu_prot", "cache_ops", "page_touches", "kernel_mappings"],
-        ["unmap"] = ["handle", "dev", "dma_addr", "size", "dir", "attrs", "cache_ops", "page_touches", "kernel_mappings"],
-        ["mapping_error"] = ["handle", "dev", "dma_addr", "ret"],
-        ["sync"] = ["handle", "dev", "dma_addr", "size", "dir", "for", "cache_ops", "page_touches", "kernel_mappings"],
-        ["dev_read"] = ["dev", "dma_addr", "len", "data"],
-        ["dev_write"] = ["dev", "dma_addr", "len"],
-        ["tick"] = ["ms", "now_ms"],
-        ["iommu_flush"] = ["iotlb_entries"],
-        ["alloc_coherent"] = ["handle", "dev", "size", "attrs", "dma_addr", "phys", "path", "iommu_prot", "page_touches", "kernel_mappings"],
-        ["free_coherent"] = ["handle", "dev", "dma_addr", "size"],
-        ["iova_alloc"] = ["handle", "dev", "size", "dma_addr", "use_iova"],
-        ["iova_link"] = ["handle", "dev", "phys", "size", "at", "dir", "attrs", "dma_addr", "ret", "bounce", "iommu_prot", "cache_ops", "page_touches", "kernel_mappings"],
-        ["iova_sync"] = ["handle", "dev", "at", "size", "ret"],
-        ["iova_unlink"] = ["handle", "dev", "at", "size", "dir", "attrs", "cache_ops"],
-        ["iova_free"] = ["handle", "dev"],
-        ["iova_destroy"] = ["handle", "dev", "mapped_len", "dir", "attrs", "cache_ops"],
-        ["remove_device"] = ["dev", "leaked"],
-        ["map_sg"] = ["handle", "dev", "dir", "attrs", "nents", "segments", "path", "cache_ops", "page_touches", "kernel_mappings"],
-        ["unmap_sg"] = ["handle", "dev", "dir", "attrs", "nents", "cache_ops", "page_touches", "kernel_mappings"],
-        ["sync_sg"] = ["handle", "dev", "dir", "for", "nents", "cache_ops", "page_touches", "kernel_mappings"],
-        ["p2p_map"] = ["handle", "dev", "phys", "size", "dir", "attrs", "dma_addr", "path", "p2p", "bounce", "iommu_prot", "cache_ops", "page_touches", "kernel_mappings"],
-    };
-
-    public static readonly string[] FinalFields = ["live_mappings", "iova_pages_in_use", "swiotlb_slots_used", "iotlb_entries", "debug", "faults", "ok"];
-
     public static Scenario ParseFile(string path, string? machineOverride = null)
     {
         string text;
@@ -76,7 +39,7 @@ public static class ScenarioParser
         }
         var name = f.Get("name")?.AsString() ?? Path.GetFileNameWithoutExtension(file);
         var stepsNode = f.Required("steps");
-        var ctx = new Context(machine);
+        var ctx = new ParseContext(machine);
         var steps = new List<Step>();
         foreach (var s in stepsNode.Items())
         {
@@ -85,7 +48,7 @@ public static class ScenarioParser
         var final = new List<Expectation>();
         if (f.Get("expect") is { } fe)
         {
-            foreach (var (k, v) in fe.Fields(FinalFields).All)
+            foreach (var (k, v) in fe.Fields([.. ResultCatalogue.Final.Select(x => x.Name)]).All)
             {
                 final.Add(new Expectation(k, v));
             }
@@ -93,114 +56,7 @@ public static class ScenarioParser
         return new Scenario(name, file, machine, steps, final);
     }
 
-    private sealed class Context(MachineConfig machine)
-    {
-        public MachineConfig Machine { get; } = machine;
-        public HashSet<string> Buffers { get; } = new(StringComparer.Ordinal);
-        public Dictionary<string, string> Handles { get; } = new(StringComparer.Ordinal);
-
-        public string Device(YNode n)
-        {
-            var name = n.AsName();
-            if (!Machine.Devices.Any(d => d.Name == name))
-            {
-                throw n.Error($"unknown device '{name}' (this machine has: {string.Join(", ", Machine.Devices.Select(d => d.Name))})");
-            }
-            return name;
-        }
-
-        public string Buffer(YNode n)
-        {
-            var name = n.AsName();
-            if (!Buffers.Contains(name))
-            {
-                throw n.Error($"unknown buffer '{name}' (no earlier alloc step names it)");
-            }
-            return name;
-        }
-
-        public HashSet<string> SgHandles { get; } = new(StringComparer.Ordinal);
-
-        public HashSet<string> CoherentHandles { get; } = new(StringComparer.Ordinal);
-
-        public HashSet<string> IovaStates { get; } = new(StringComparer.Ordinal);
-
-        /// <summary>A new handle or state name, not used by any earlier step.</summary>
-        public string NewHandle(YNode asNode, string dev)
-        {
-            var handle = asNode.AsName();
-            if (Handles.ContainsKey(handle))
-            {
-                throw asNode.Error($"handle '{handle}' is already used by an earlier step");
-            }
-            Handles[handle] = dev;
-            return handle;
-        }
-
-        public string CoherentHandle(YNode n)
-        {
-            var name = n.AsName();
-            if (!CoherentHandles.Contains(name))
-            {
-                throw n.Error($"unknown coherent allocation '{name}' (no earlier alloc_coherent step made it with 'as:')");
-            }
-            return name;
-        }
-
-        public string IovaState(YNode n)
-        {
-            var name = n.AsName();
-            if (!IovaStates.Contains(name))
-            {
-                throw n.Error($"unknown IOVA state '{name}' (no earlier iova_alloc step made it with 'as:')");
-            }
-            return name;
-        }
-
-        public string Handle(YNode n)
-        {
-            var name = n.AsName();
-            if (!Handles.ContainsKey(name))
-            {
-                throw n.Error($"unknown handle '{name}' (no earlier map step made it with 'as:')");
-            }
-            if (SgHandles.Contains(name))
-            {
-                throw n.Error($"handle '{name}' is a scatter-gather mapping: use unmap_sg / sync_sg");
-            }
-            if (IovaStates.Contains(name))
-            {
-                throw n.Error($"'{name}' is an IOVA state: use iova_unlink / iova_destroy / iova_free");
-            }
-            return name;
-        }
-
-        public string AnyHandle(YNode n)
-        {
-            var name = n.AsName();
-            if (!Handles.ContainsKey(name))
-            {
-                throw n.Error($"unknown handle '{name}' (no earlier map step made it with 'as:')");
-            }
-            return name;
-        }
-
-        public string SgHandle(YNode n)
-        {
-            var name = n.AsName();
-            if (!Handles.ContainsKey(name))
-            {
-                throw n.Error($"unknown handle '{name}' (no earlier map_sg step made it with 'as:')");
-            }
-            if (!SgHandles.Contains(name))
-            {
-                throw n.Error($"handle '{name}' is not a scatter-gather mapping: use unmap / sync");
-            }
-            return name;
-        }
-    }
-
-    private static Step ParseStep(YNode node, int index, Context ctx)
+    private static Step ParseStep(YNode node, int index, ParseContext ctx)
     {
         if (!node.IsMapping)
         {
@@ -208,46 +64,17 @@ public static class ScenarioParser
         }
         var opNode = node.Fields().Get("op") ?? throw node.Error("step has no 'op' field");
         var op = opNode.Scalar;
-        if (!ResultFields.ContainsKey(op))
+        if (!OpCatalogue.All.TryGetValue(op, out var spec))
         {
-            throw opNode.Error($"unknown op '{op}' (ops: {string.Join(", ", ResultFields.Keys)})");
+            throw opNode.Error($"unknown op '{op}' (ops: {string.Join(", ", OpCatalogue.All.Keys)})");
         }
-        string[] own = op switch
-        {
-            "alloc" => ["name", "size", "kind", "align", "zone", "from", "bar", "offset", "phys"],
-            "free" => ["name"],
-            "cpu_write" => ["buf", "offset", "data", "len"],
-            "cpu_read" => ["buf", "offset", "len"],
-            "map" => ["dev", "buf", "offset", "size", "dir", "attrs", "api", "as", "kmap"],
-            "unmap" => ["handle", "size", "dir", "attrs", "api"],
-            "mapping_error" => ["handle"],
-            "sync" => ["handle", "for", "offset", "size", "dir"],
-            "dev_read" => ["dev", "handle", "addr", "offset", "len"],
-            "dev_write" => ["dev", "handle", "addr", "offset", "data", "len"],
-            "tick" => ["ms"],
-            "iommu_flush" => [],
-            "alloc_coherent" => ["dev", "size", "attrs", "as"],
-            "free_coherent" => ["handle", "cpu_offset"],
-            "iova_alloc" => ["dev", "size", "phys_of", "offset", "as"],
-            "iova_link" => ["state", "buf", "offset", "size", "at", "dir", "attrs"],
-            "iova_sync" => ["state", "at", "size"],
-            "iova_unlink" => ["state", "at", "size", "dir", "attrs"],
-            "iova_free" => ["state"],
-            "iova_destroy" => ["state", "mapped_len", "dir", "attrs"],
-            "remove_device" => ["dev"],
-            "p2p_map" => ["dev", "buf", "offset", "size", "dir", "attrs", "as"],
-            "map_sg" => ["dev", "segments", "dir", "attrs", "as"],
-            "unmap_sg" => ["handle", "dir", "attrs", "nents"],
-            "sync_sg" => ["handle", "for", "dir", "nents"],
-            _ => [],
-        };
-        var f = node.Fields([.. CommonFields, .. own]);
+        var f = node.Fields([.. OpCatalogue.CommonInputs, .. spec.Inputs]);
         var id = f.Get("id")?.AsName();
         var cpu = f.Get("cpu")?.AsInt(0, ctx.Machine.Cpus - 1) ?? 0;
         var expect = new List<Expectation>();
         if (f.Get("expect") is { } e)
         {
-            foreach (var (k, v) in e.Fields([.. StepResultCommon, .. ResultFields[op]]).All)
+            foreach (var (k, v) in e.Fields([.. ResultCatalogue.StepFields(op).Select(x => x.Name)]).All)
             {
                 expect.Add(new Expectation(k, v));
             }
@@ -299,7 +126,7 @@ public static class ScenarioParser
         return step with { Index = index, Op = op, Id = id, Cpu = cpu, Line = node.Line, Expect = expect };
     }
 
-    private static AllocStep Alloc(Fields f, Context ctx)
+    private static AllocStep Alloc(Fields f, ParseContext ctx)
     {
         var nameNode = f.Required("name");
         var name = nameNode.AsName();
@@ -343,7 +170,7 @@ public static class ScenarioParser
         { Index = 0, Op = "alloc", Line = 0 };
     }
 
-    private static MapStep Map(Fields f, Context ctx)
+    private static MapStep Map(Fields f, ParseContext ctx)
     {
         var dev = ctx.Device(f.Required("dev"));
         var buf = ctx.Buffer(f.Required("buf"));
@@ -375,7 +202,7 @@ public static class ScenarioParser
         return size;
     }
 
-    private static AllocCoherentStep AllocCoherent(Fields f, Context ctx)
+    private static AllocCoherentStep AllocCoherent(Fields f, ParseContext ctx)
     {
         var dev = ctx.Device(f.Required("dev"));
         var size = NonZero(f.Required("size"));
@@ -390,7 +217,7 @@ public static class ScenarioParser
         return new AllocCoherentStep(dev, size, f.Get("attrs") is { } a ? Attrs(a) : DmaAttrs.None, handle) { Index = 0, Op = "alloc_coherent", Line = 0 };
     }
 
-    private static IovaAllocStep IovaAlloc(Fields f, Context ctx)
+    private static IovaAllocStep IovaAlloc(Fields f, ParseContext ctx)
     {
         var dev = ctx.Device(f.Required("dev"));
         var size = NonZero(f.Required("size"));
@@ -400,7 +227,7 @@ public static class ScenarioParser
         return new IovaAllocStep(dev, size, physOf, f.Get("offset")?.AsSize() ?? 0, handle) { Index = 0, Op = "iova_alloc", Line = 0 };
     }
 
-    private static MapSgStep MapSg(Fields f, Context ctx)
+    private static MapSgStep MapSg(Fields f, ParseContext ctx)
     {
         var dev = ctx.Device(f.Required("dev"));
         var segs = new List<SgSegmentSpec>();
@@ -430,13 +257,13 @@ public static class ScenarioParser
         { Index = 0, Op = "map_sg", Line = 0 };
     }
 
-    private static P2PMapStep P2PMap(Fields f, Context ctx)
+    private static P2PMapStep P2PMap(Fields f, ParseContext ctx)
     {
         var m = Map(f, ctx);
         return new P2PMapStep(m.Dev, m.Buf, m.Offset, m.Size, m.Dir, m.Attrs, m.As) { Index = 0, Op = "p2p_map", Line = 0 };
     }
 
-    private static (string Dev, string? Handle, ulong? Addr) Target(Fields f, Context ctx)
+    private static (string Dev, string? Handle, ulong? Addr) Target(Fields f, ParseContext ctx)
     {
         string? handle = f.Get("handle") is { } h ? ctx.AnyHandle(h) : null;
         ulong? addr = f.Get("addr")?.AsAddress();
@@ -448,13 +275,13 @@ public static class ScenarioParser
         return (dev, handle, addr);
     }
 
-    private static DevReadStep DevRead(Fields f, Context ctx)
+    private static DevReadStep DevRead(Fields f, ParseContext ctx)
     {
         var (dev, handle, addr) = Target(f, ctx);
         return new DevReadStep(dev, handle, addr, f.Get("offset")?.AsSize() ?? 0, f.Required("len").AsSize()) { Index = 0, Op = "dev_read", Line = 0 };
     }
 
-    private static DevWriteStep DevWrite(Fields f, Context ctx)
+    private static DevWriteStep DevWrite(Fields f, ParseContext ctx)
     {
         var (dev, handle, addr) = Target(f, ctx);
         var data = DataSpec.Parse(f.Required("data"));

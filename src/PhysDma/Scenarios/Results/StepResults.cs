@@ -1,0 +1,362 @@
+using System.Text.Json.Serialization;
+
+namespace PhysDma.Scenarios;
+
+/// <summary>
+/// What one step did, as the result's <c>steps[]</c> entry. Every op has its own record; its properties, in
+/// order, are the step's JSON fields (snake_case), and they are also exactly what the step's <c>expect:</c> may
+/// name (see <see cref="ResultCatalogue"/>): a new result field is one new property here.
+/// </summary>
+[JsonDerivedType(typeof(AllocResult))]
+[JsonDerivedType(typeof(FreeResult))]
+[JsonDerivedType(typeof(CpuWriteResult))]
+[JsonDerivedType(typeof(CpuReadResult))]
+[JsonDerivedType(typeof(MapResult))]
+[JsonDerivedType(typeof(UnmapResult))]
+[JsonDerivedType(typeof(MappingErrorResult))]
+[JsonDerivedType(typeof(SyncResult))]
+[JsonDerivedType(typeof(DevReadResult))]
+[JsonDerivedType(typeof(DevWriteResult))]
+[JsonDerivedType(typeof(TickResult))]
+[JsonDerivedType(typeof(IommuFlushResult))]
+[JsonDerivedType(typeof(AllocCoherentResult))]
+[JsonDerivedType(typeof(FreeCoherentResult))]
+[JsonDerivedType(typeof(IovaAllocResult))]
+[JsonDerivedType(typeof(IovaLinkResult))]
+[JsonDerivedType(typeof(IovaSyncResult))]
+[JsonDerivedType(typeof(IovaUnlinkResult))]
+[JsonDerivedType(typeof(IovaFreeResult))]
+[JsonDerivedType(typeof(IovaDestroyResult))]
+[JsonDerivedType(typeof(RemoveDeviceResult))]
+[JsonDerivedType(typeof(MapSgResult))]
+[JsonDerivedType(typeof(UnmapSgResult))]
+[JsonDerivedType(typeof(SyncSgResult))]
+public abstract record StepResult
+{
+    [JsonPropertyOrder(-3)]
+    public int Index { get; set; }
+
+    [JsonPropertyOrder(-2)]
+    public string Op { get; set; } = "";
+
+    [JsonPropertyOrder(-1)]
+    public string? Id { get; set; }
+
+    /// <summary>The dma-debug checks that reported during the step, in order; absent when there were none.</summary>
+    [JsonPropertyOrder(50)]
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public List<string>? Debug { get; set; }
+
+    /// <summary>
+    /// The step's error: the API's own (<c>DMA_MAPPING_ERROR</c>, an errno name, <c>fault</c>), or <c>BUG</c> /
+    /// <c>model_violation</c> when the run stopped here. Each op places it where its JSON has always had it.
+    /// </summary>
+    public abstract string? Error { get; set; }
+
+    /// <summary>Whether every expectation of the step held.</summary>
+    [JsonPropertyOrder(100)]
+    public bool Ok { get; set; }
+}
+
+/// <summary>The cost of a kernel call, measured around it: cache maintenance, struct page reads, kernel mappings.</summary>
+public interface IMeasured
+{
+    List<CacheOpResult> CacheOps { get; set; }
+
+    long PageTouches { get; set; }
+
+    long KernelMappings { get; set; }
+}
+
+/// <summary>A step around one kernel call whose cost ends its fields.</summary>
+public abstract record MeasuredResult : StepResult, IMeasured
+{
+    [JsonPropertyOrder(40)]
+    public List<CacheOpResult> CacheOps { get; set; } = [];
+
+    [JsonPropertyOrder(41)]
+    public long PageTouches { get; set; }
+
+    [JsonPropertyOrder(42)]
+    public long KernelMappings { get; set; }
+}
+
+/// <summary>One CPU cache maintenance operation on a physical range.</summary>
+public sealed record CacheOpResult(string Op, HexAddr Phys, ulong Size);
+
+/// <summary>One mapped segment of a scatterlist, as the device sees it.</summary>
+public sealed record SegmentResult(HexAddr DmaAddr, ulong Len);
+
+public sealed record AllocResult : StepResult
+{
+    public string? Buf { get; set; }
+    public string? Kind { get; set; }
+    public HexAddr? Phys { get; set; }
+    public ulong? Size { get; set; }
+
+    [JsonPropertyOrder(60)]
+    public override string? Error { get; set; }
+}
+
+public sealed record FreeResult : StepResult
+{
+    public string? Buf { get; set; }
+
+    [JsonPropertyOrder(60)]
+    public override string? Error { get; set; }
+}
+
+public sealed record CpuWriteResult : StepResult
+{
+    public string? Buf { get; set; }
+    public ulong? Offset { get; set; }
+    public ulong? Len { get; set; }
+
+    [JsonPropertyOrder(60)]
+    public override string? Error { get; set; }
+}
+
+public sealed record CpuReadResult : StepResult
+{
+    public string? Buf { get; set; }
+    public ulong? Offset { get; set; }
+    public ulong? Len { get; set; }
+    public ByteDump? Data { get; set; }
+
+    [JsonPropertyOrder(60)]
+    public override string? Error { get; set; }
+}
+
+/// <summary><c>map</c> and <c>p2p_map</c>.</summary>
+public sealed record MapResult : MeasuredResult
+{
+    public string? Handle { get; set; }
+    public string? Dev { get; set; }
+    public HexAddr? Phys { get; set; }
+    public ulong? Size { get; set; }
+    public string? Dir { get; set; }
+    public FlagSet? Attrs { get; set; }
+    public HexAddr? DmaAddr { get; set; }
+    public override string? Error { get; set; }
+    public string? Path { get; set; }
+    public string? P2p { get; set; }
+    public HexAddr? Bounce { get; set; }
+    public FlagSet? IommuProt { get; set; }
+}
+
+public sealed record UnmapResult : MeasuredResult
+{
+    public string? Handle { get; set; }
+    public string? Dev { get; set; }
+    public HexAddr? DmaAddr { get; set; }
+    public ulong? Size { get; set; }
+    public string? Dir { get; set; }
+    public FlagSet? Attrs { get; set; }
+
+    [JsonPropertyOrder(60)]
+    public override string? Error { get; set; }
+}
+
+public sealed record MappingErrorResult : StepResult
+{
+    public string? Handle { get; set; }
+    public string? Dev { get; set; }
+    public HexAddr? DmaAddr { get; set; }
+    public long? Ret { get; set; }
+    public override string? Error { get; set; }
+}
+
+public sealed record SyncResult : MeasuredResult
+{
+    public string? Handle { get; set; }
+    public string? Dev { get; set; }
+    public HexAddr? DmaAddr { get; set; }
+    public ulong? Size { get; set; }
+    public string? Dir { get; set; }
+    public string? For { get; set; }
+
+    [JsonPropertyOrder(60)]
+    public override string? Error { get; set; }
+}
+
+public sealed record DevReadResult : StepResult
+{
+    public string? Dev { get; set; }
+    public HexAddr? DmaAddr { get; set; }
+    public ulong? Len { get; set; }
+    public ByteDump? Data { get; set; }
+    public override string? Error { get; set; }
+}
+
+public sealed record DevWriteResult : StepResult
+{
+    public string? Dev { get; set; }
+    public HexAddr? DmaAddr { get; set; }
+    public ulong? Len { get; set; }
+    public override string? Error { get; set; }
+}
+
+public sealed record TickResult : StepResult
+{
+    public ulong? Ms { get; set; }
+    public ulong? NowMs { get; set; }
+
+    [JsonPropertyOrder(60)]
+    public override string? Error { get; set; }
+}
+
+public sealed record IommuFlushResult : StepResult
+{
+    public long? IotlbEntries { get; set; }
+
+    [JsonPropertyOrder(60)]
+    public override string? Error { get; set; }
+}
+
+/// <summary>
+/// <c>alloc_coherent</c>: measured like a mapping, but its cost comes before the address (and it has no cache
+/// operations of its own to show).
+/// </summary>
+public sealed record AllocCoherentResult : StepResult, IMeasured
+{
+    public string? Handle { get; set; }
+    public string? Dev { get; set; }
+    public ulong? Size { get; set; }
+    public FlagSet? Attrs { get; set; }
+    public long PageTouches { get; set; }
+    public long KernelMappings { get; set; }
+    public HexAddr? DmaAddr { get; set; }
+    public HexAddr? Phys { get; set; }
+    public string? Path { get; set; }
+    public FlagSet? IommuProt { get; set; }
+    public override string? Error { get; set; }
+
+    [JsonIgnore]
+    public List<CacheOpResult> CacheOps { get; set; } = [];
+}
+
+public sealed record FreeCoherentResult : StepResult
+{
+    public string? Handle { get; set; }
+    public string? Dev { get; set; }
+    public HexAddr? DmaAddr { get; set; }
+    public ulong? Size { get; set; }
+
+    [JsonPropertyOrder(60)]
+    public override string? Error { get; set; }
+}
+
+public sealed record IovaAllocResult : StepResult
+{
+    public string? Handle { get; set; }
+    public string? Dev { get; set; }
+    public ulong? Size { get; set; }
+    public HexAddr? DmaAddr { get; set; }
+    public bool? UseIova { get; set; }
+    public override string? Error { get; set; }
+}
+
+public sealed record IovaLinkResult : MeasuredResult
+{
+    public string? Handle { get; set; }
+    public string? Dev { get; set; }
+    public HexAddr? Phys { get; set; }
+    public ulong? Size { get; set; }
+    public ulong? At { get; set; }
+    public string? Dir { get; set; }
+    public FlagSet? Attrs { get; set; }
+    public HexAddr? DmaAddr { get; set; }
+    public long? Ret { get; set; }
+    public override string? Error { get; set; }
+    public HexAddr? Bounce { get; set; }
+    public FlagSet? IommuProt { get; set; }
+}
+
+public sealed record IovaSyncResult : StepResult
+{
+    public string? Handle { get; set; }
+    public string? Dev { get; set; }
+    public ulong? At { get; set; }
+    public ulong? Size { get; set; }
+    public long? Ret { get; set; }
+    public override string? Error { get; set; }
+}
+
+public sealed record IovaUnlinkResult : MeasuredResult
+{
+    public string? Handle { get; set; }
+    public string? Dev { get; set; }
+    public ulong? At { get; set; }
+    public ulong? Size { get; set; }
+    public string? Dir { get; set; }
+    public FlagSet? Attrs { get; set; }
+
+    [JsonPropertyOrder(60)]
+    public override string? Error { get; set; }
+}
+
+public sealed record IovaFreeResult : StepResult
+{
+    public string? Handle { get; set; }
+    public string? Dev { get; set; }
+
+    [JsonPropertyOrder(60)]
+    public override string? Error { get; set; }
+}
+
+public sealed record IovaDestroyResult : MeasuredResult
+{
+    public string? Handle { get; set; }
+    public string? Dev { get; set; }
+    public ulong? MappedLen { get; set; }
+    public string? Dir { get; set; }
+    public FlagSet? Attrs { get; set; }
+
+    [JsonPropertyOrder(60)]
+    public override string? Error { get; set; }
+}
+
+public sealed record RemoveDeviceResult : StepResult
+{
+    public string? Dev { get; set; }
+    public long? Leaked { get; set; }
+
+    [JsonPropertyOrder(60)]
+    public override string? Error { get; set; }
+}
+
+public sealed record MapSgResult : MeasuredResult
+{
+    public string? Handle { get; set; }
+    public string? Dev { get; set; }
+    public string? Dir { get; set; }
+    public FlagSet? Attrs { get; set; }
+    public int? Nents { get; set; }
+    public List<SegmentResult>? Segments { get; set; }
+    public override string? Error { get; set; }
+    public string? Path { get; set; }
+}
+
+public sealed record UnmapSgResult : MeasuredResult
+{
+    public string? Handle { get; set; }
+    public string? Dev { get; set; }
+    public string? Dir { get; set; }
+    public FlagSet? Attrs { get; set; }
+    public int? Nents { get; set; }
+
+    [JsonPropertyOrder(60)]
+    public override string? Error { get; set; }
+}
+
+public sealed record SyncSgResult : MeasuredResult
+{
+    public string? Handle { get; set; }
+    public string? Dev { get; set; }
+    public string? Dir { get; set; }
+    public string? For { get; set; }
+    public int? Nents { get; set; }
+
+    [JsonPropertyOrder(60)]
+    public override string? Error { get; set; }
+}

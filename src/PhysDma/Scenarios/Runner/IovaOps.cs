@@ -1,0 +1,109 @@
+using PhysDma.Core;
+using PhysDma.Dma;
+
+namespace PhysDma.Scenarios;
+
+/// <summary>The two-step IOVA API: <c>iova_alloc</c>, <c>iova_link</c>, <c>iova_sync</c>, <c>iova_unlink</c>, <c>iova_free</c>, <c>iova_destroy</c>.</summary>
+internal sealed class IovaOps(RunState s)
+{
+    public void Register(OpTable t)
+    {
+        t.On<IovaAllocStep, IovaAllocResult>(Alloc);
+        t.On<IovaLinkStep, IovaLinkResult>(Link);
+        t.On<IovaSyncStep, IovaSyncResult>(Sync);
+        t.On<IovaUnlinkStep, IovaUnlinkResult>(Unlink);
+        t.On<IovaFreeStep, IovaFreeResult>(Free);
+        t.On<IovaDestroyStep, IovaDestroyResult>(Destroy);
+    }
+
+    private void Alloc(IovaAllocStep step, IovaAllocResult r)
+    {
+        var dev = s.M.Device(step.Dev);
+        var phys = step.PhysOf is { } po ? s.Buffers[po].PhysAt(step.PhysOfOffset) : new PhysAddr(0);
+        var state = new DmaIovaState();
+        var ok = s.Api.Iommu is not null && s.Api.IovaTryAlloc(dev, state, phys, step.Size);
+        s.Iova[step.As] = new IovaHandle { Dev = dev, State = state, Done = !ok };
+        r.Handle = step.As;
+        r.Dev = dev.Name;
+        r.Size = step.Size;
+        r.DmaAddr = ok ? new HexAddr(state.Addr.Value) : null;
+        r.UseIova = DmaApi.UseIova(state);
+        r.Error = null;
+    }
+
+    private void Link(IovaLinkStep step, IovaLinkResult r)
+    {
+        var h = s.IovaState(step, step.State);
+        var b = s.Buffers[step.Buf];
+        s.CheckRange(step, b, step.Offset, step.Size, "size");
+        var phys = b.PhysAt(step.Offset);
+        r.Handle = step.State;
+        r.Dev = h.Dev.Name;
+        r.Phys = new HexAddr(phys.Value);
+        r.Size = step.Size;
+        r.At = step.At;
+        r.Dir = step.Dir.ScenarioName();
+        r.Attrs = FlagSet.Of(step.Attrs);
+        using (s.Measure(r))
+        {
+            var ret = s.Api.IovaLink(h.Dev, h.State, phys, step.At, step.Size, step.Dir, step.Attrs);
+            var ok = ret == Errno.None;
+            r.DmaAddr = ok ? new HexAddr((h.State.Addr + step.At).Value) : null;
+            r.Ret = -(long)ret;
+            r.Error = ok ? null : ret.ToString();
+            r.Bounce = s.Recorder.Bounce is { } bounce && ok ? new HexAddr(bounce.Value) : null;
+            r.IommuProt = s.Recorder.IommuProt is { } prot && ok ? FlagSet.Prot(prot) : null;
+        }
+    }
+
+    private void Sync(IovaSyncStep step, IovaSyncResult r)
+    {
+        var h = s.IovaState(step, step.State);
+        r.Handle = step.State;
+        r.Dev = h.Dev.Name;
+        r.At = step.At;
+        r.Size = step.Size;
+        var ret = s.Api.IovaSync(h.Dev, h.State, step.At, step.Size);
+        r.Ret = -(long)ret;
+        r.Error = ret == Errno.None ? null : ret.ToString();
+    }
+
+    private void Unlink(IovaUnlinkStep step, IovaUnlinkResult r)
+    {
+        var h = s.IovaState(step, step.State);
+        r.Handle = step.State;
+        r.Dev = h.Dev.Name;
+        r.At = step.At;
+        r.Size = step.Size;
+        r.Dir = step.Dir.ScenarioName();
+        r.Attrs = FlagSet.Of(step.Attrs);
+        using (s.Measure(r))
+        {
+            s.Api.IovaUnlink(h.Dev, h.State, step.At, step.Size, step.Dir, step.Attrs);
+        }
+    }
+
+    private void Free(IovaFreeStep step, IovaFreeResult r)
+    {
+        var h = s.IovaState(step, step.State);
+        r.Handle = step.State;
+        r.Dev = h.Dev.Name;
+        s.Api.IovaFree(h.Dev, h.State);
+        h.Done = true;
+    }
+
+    private void Destroy(IovaDestroyStep step, IovaDestroyResult r)
+    {
+        var h = s.IovaState(step, step.State);
+        r.Handle = step.State;
+        r.Dev = h.Dev.Name;
+        r.MappedLen = step.MappedLen;
+        r.Dir = step.Dir.ScenarioName();
+        r.Attrs = FlagSet.Of(step.Attrs);
+        using (s.Measure(r))
+        {
+            s.Api.IovaDestroy(h.Dev, h.State, step.MappedLen, step.Dir, step.Attrs);
+        }
+        h.Done = true;
+    }
+}
