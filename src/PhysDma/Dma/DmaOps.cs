@@ -23,7 +23,10 @@ public sealed class DmaOps
     public DeviceOpsKind Kind { get; }
     public bool HasMapPage => Kind is DeviceOpsKind.Legacy or DeviceOpsKind.LegacyNoResource;
     public bool HasMapResource => Kind == DeviceOpsKind.Legacy;
-    public bool HasMapPhys => Kind == DeviceOpsKind.Phys;
+    public bool HasMapPhys => Kind is DeviceOpsKind.Phys or DeviceOpsKind.PhysNoMmio;
+
+    /// <summary>Whether the ops can map MMIO at all (<c>map_resource</c>, or a <c>map_phys</c> that takes <c>DMA_ATTR_MMIO</c>).</summary>
+    public bool CanMapMmio => Kind is DeviceOpsKind.Legacy or DeviceOpsKind.Phys;
 
     /// <summary>All kinds have the single sync callbacks.</summary>
     public bool HasSync => true;
@@ -55,9 +58,14 @@ public sealed class DmaOps
         return a;
     }
 
-    /// <summary><c>ops->map_phys</c> (6.19): one callback, MMIO decided by the attribute.</summary>
+    /// <summary>
+    /// <c>ops->map_phys</c> (6.19): one callback, MMIO decided by the attribute; ops converted from ones
+    /// without <c>map_resource</c> refuse MMIO.
+    /// </summary>
     public DmaAddr MapPhys(Device dev, PhysAddr phys, ulong size, DmaDirection dir, DmaAttrs attrs) =>
-        (attrs & DmaAttrs.Mmio) != 0 ? MapResource(dev, phys, size, dir, attrs) : MapRam(dev, phys, size, dir, attrs);
+        (attrs & DmaAttrs.Mmio) == 0 ? MapRam(dev, phys, size, dir, attrs)
+        : CanMapMmio ? MapResource(dev, phys, size, dir, attrs)
+        : DmaAddr.MappingError;
 
     private DmaAddr MapRam(Device dev, PhysAddr phys, ulong size, DmaDirection dir, DmaAttrs attrs)
     {
@@ -116,9 +124,9 @@ public sealed class DmaOps
         for (var i = 0; i < nents; i++)
         {
             var sg = sgl[i];
-            sg.DmaAddress = (attrs & DmaAttrs.Mmio) != 0
-                ? MapResource(dev, sg.Phys, sg.Length, dir, attrs)
-                : MapRam(dev, sg.Phys, sg.Length, dir, attrs);
+            sg.DmaAddress = (attrs & DmaAttrs.Mmio) == 0 ? MapRam(dev, sg.Phys, sg.Length, dir, attrs)
+                : CanMapMmio ? MapResource(dev, sg.Phys, sg.Length, dir, attrs)
+                : DmaAddr.MappingError;
             if (sg.DmaAddress.IsError)
             {
                 UnmapSg(dev, sgl, i, dir, attrs | DmaAttrs.SkipCpuSync);

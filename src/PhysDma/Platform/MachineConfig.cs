@@ -66,6 +66,12 @@ public enum DeviceOpsKind
 
     /// <summary>6.19 ops with <c>map_phys</c>.</summary>
     Phys,
+
+    /// <summary>
+    /// 6.19 ops whose <c>map_phys</c> refuses <c>DMA_ATTR_MMIO</c> with <c>DMA_MAPPING_ERROR</c>: what ops without
+    /// <c>map_resource</c> became in the conversion (x86 GART, sparc IOMMU and others).
+    /// </summary>
+    PhysNoMmio,
 }
 
 public sealed record DeviceConfig

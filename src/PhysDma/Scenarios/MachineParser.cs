@@ -31,6 +31,8 @@ public static class MachineParser
         // KMSAN's in-page offset loss is not among them: KMSAN is not modelled.
         "sg_bus_addr_no_len", "sg_host_bridge_break", "iova_unlink_ignores_mmio", "iommu_sg_bus_addr_head_len",
         "iommu_sg_host_bridge_cache",
+        // The pre-series behaviour for single host-bridge P2P mappings (P2PImport.QuirkHostBridgeAsRam).
+        "p2p_host_bridge_as_ram",
     ];
 
     /// <summary>Resolves a <c>machine:</c> value; <paramref name="baseDir"/> anchors relative machine-file paths.</summary>
@@ -277,7 +279,8 @@ public static class MachineParser
                 "ops" => d with
                 {
                     Ops = v.AsEnum(("none", DeviceOpsKind.None), ("legacy", DeviceOpsKind.Legacy),
-                        ("legacy_no_resource", DeviceOpsKind.LegacyNoResource), ("phys", DeviceOpsKind.Phys)),
+                        ("legacy_no_resource", DeviceOpsKind.LegacyNoResource), ("phys", DeviceOpsKind.Phys),
+                        ("phys_no_mmio", DeviceOpsKind.PhysNoMmio)),
                 },
                 _ => throw v.Error($"unknown field '{key}'"),
             };
