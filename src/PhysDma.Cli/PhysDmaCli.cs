@@ -36,9 +36,14 @@ public static class PhysDmaCli
         var json = new Option<bool>("--json") { Description = "print the JSON result instead of the table" };
         var outFile = new Option<string?>("--out") { Description = "also write the JSON result to this file" };
         var trace = new Option<string?>("--trace") { Description = "write the dma trace events, in ftrace text format, to this file" };
-        var run = new Command("run", "run a scenario and report what every step did") { file, machine, json, outFile, trace };
-        run.SetAction(p => Run(p.GetRequiredValue(file), p.GetValue(machine), p.GetValue(json), p.GetValue(outFile), p.GetValue(trace), stdout, stderr));
+        var strict = new Option<bool>("--strict") { Description = "also fail on any dma-debug report, device fault, WARN or BUG that no expect names" };
+        var html = new Option<string?>("--html") { Description = "write a self-contained HTML report to this file" };
+        var explain = new Option<bool>("--explain") { Description = "show each step's decision trail under it" };
+        var run = new Command("run", "run a scenario and report what every step did") { file, machine, json, outFile, trace, strict, html, explain };
+        run.SetAction(p => Run(p.GetRequiredValue(file), p.GetValue(machine), p.GetValue(json), p.GetValue(outFile), p.GetValue(trace), stdout, stderr,
+            new RunExtras(p.GetValue(strict), p.GetValue(html), p.GetValue(explain))));
         root.Add(run);
+        MatrixCommand.Register(root, stdout, stderr);
 
         var machines = new Command("machines", "list the built-in machine profiles");
         machines.SetAction(_ => ListMachines(stdout));
@@ -58,7 +63,7 @@ public static class PhysDmaCli
         return root;
     }
 
-    private static IAnsiConsole Console(TextWriter w)
+    internal static IAnsiConsole Console(TextWriter w)
     {
         var terminal = ReferenceEquals(w, System.Console.Out) && !System.Console.IsOutputRedirected;
         var console = AnsiConsole.Create(new AnsiConsoleSettings
@@ -75,15 +80,30 @@ public static class PhysDmaCli
         return console;
     }
 
-    public static int Run(string path, string? machine, bool json, string? outFile, string? tracePath, TextWriter stdout, TextWriter stderr)
+    /// <summary>The options of <c>run</c> added after the first five.</summary>
+    public sealed record RunExtras(bool Strict = false, string? Html = null, bool Explain = false);
+
+    public static int Run(string path, string? machine, bool json, string? outFile, string? tracePath, TextWriter stdout, TextWriter stderr,
+        RunExtras? extras = null)
     {
+        extras ??= new RunExtras();
         RunResult result;
         ScenarioRunner runner;
+        Scenario scenario;
+        Scenarios.Report.ReportRecorder? rec = null;
         try
         {
-            var scenario = ScenarioParser.ParseFile(path, machine);
+            if (extras.Html is not null)
+            {
+                Report.HtmlReport.CheckWritable(extras.Html);
+            }
+            scenario = ScenarioParser.ParseFile(path, machine);
             runner = new ScenarioRunner(scenario);
             runner.Api.Trace.Enabled = tracePath is not null;
+            if (extras.Html is not null)
+            {
+                rec = Scenarios.Report.ReportRecorder.Attach(runner);
+            }
             result = runner.Run();
         }
         catch (ScenarioError e)
@@ -102,6 +122,10 @@ public static class PhysDmaCli
             {
                 File.WriteAllText(tracePath, runner.Api.Trace.ToText());
             }
+            if (rec is not null)
+            {
+                Report.HtmlReport.WriteRun(extras.Html!, rec.Build(result, path));
+            }
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
@@ -114,9 +138,14 @@ public static class PhysDmaCli
         }
         else
         {
-            ResultView.Render(Console(stdout), result);
+            ResultView.Render(Console(stdout), result, extras.Explain);
         }
-        return result.Ok ? ExitOk : ExitExpectFailed;
+        var unexpected = extras.Strict ? StrictCheck.Unexpected(scenario, result) : [];
+        foreach (var u in unexpected)
+        {
+            stderr.WriteLine($"physdma: --strict: {u}");
+        }
+        return result.Ok && unexpected.Count == 0 ? ExitOk : ExitExpectFailed;
     }
 
     private static int ListMachines(TextWriter stdout)

@@ -10,7 +10,7 @@ public static class ResultView
     private static string Prot(JsonObject step) =>
         step["iommu_prot"] is JsonArray prot ? " [" + string.Join(" ", prot.Select(p => S(p))) + "]" : "";
 
-    public static void Render(IAnsiConsole console, RunResult result)
+    public static void Render(IAnsiConsole console, RunResult result, bool explain = false)
     {
         var j = result.Json;
         console.MarkupLine($"[bold]{Markup.Escape(S(j["scenario"]))}[/] on [bold]{Markup.Escape(S(j["machine"]))}[/]");
@@ -29,6 +29,11 @@ public static class ResultView
                 Markup.Escape(CacheOps(step)),
                 Markup.Escape(step.ContainsKey("page_touches") ? $"{S(step["page_touches"])}/{S(step["kernel_mappings"])}" : ""),
                 step["ok"]!.GetValue<bool>() ? "[green]ok[/]" : "[red]FAIL[/]");
+            if (explain && step["why"] is JsonArray why && why.Count > 0)
+            {
+                table.AddRow(new Markup(""), new Markup("[dim]why[/]"), new Markup("[dim]" + Markup.Escape(string.Join("\n", why.Select(w => S(w)))) + "[/]"),
+                    new Markup(""), new Markup(""), new Markup(""), new Markup(""), new Markup(""));
+            }
             // dma-debug reports sit under the step that caused them.
             foreach (var d in (j["debug"] as JsonArray ?? []).Where(d => S(d!["step"]) == S(step["index"])))
             {

@@ -11,7 +11,7 @@ public sealed record OpSpec(string Name, IReadOnlyList<string> Inputs, Type Resu
 public static class OpCatalogue
 {
     /// <summary>Fields every step takes besides its op's own.</summary>
-    public static readonly IReadOnlyList<string> CommonInputs = ["op", "id", "cpu", "expect"];
+    public static readonly IReadOnlyList<string> CommonInputs = ["op", "id", "cpu", "expect", "expect_on"];
 
     public static readonly IReadOnlyDictionary<string, OpSpec> All = new[]
     {

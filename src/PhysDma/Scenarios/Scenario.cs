@@ -7,7 +7,11 @@ namespace PhysDma.Scenarios;
 public sealed record Scenario(string Name, string File, MachineConfig Machine, IReadOnlyList<Step> Steps, IReadOnlyList<Expectation> FinalExpect);
 
 /// <summary>One <c>expect:</c> entry: a result field and the value it must have, with where it was written.</summary>
-public sealed record Expectation(string Field, YNode Value);
+/// <remarks><c>On</c> names the machine of an <c>expect_on:</c> entry (null for a plain <c>expect:</c>).</remarks>
+public sealed record Expectation(string Field, YNode Value)
+{
+    public string? On { get; init; }
+}
 
 public enum BufferKind
 {

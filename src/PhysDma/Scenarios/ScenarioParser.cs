@@ -79,6 +79,7 @@ public static class ScenarioParser
                 expect.Add(new Expectation(k, v));
             }
         }
+        ExpectOn.Merge(f.Get("expect_on"), ctx.Machine.Name, [.. ResultCatalogue.StepFields(op).Select(x => x.Name)], expect);
         Step step = op switch
         {
             "alloc" => Alloc(f, ctx),

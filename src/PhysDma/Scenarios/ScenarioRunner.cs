@@ -49,6 +49,11 @@ public sealed class ScenarioRunner
     public Machine Machine => _s.M;
     public DmaApi Api => _s.Api;
 
+    /// <summary>Called after every step with its result (the HTML report takes its snapshots here).</summary>
+    public Action<Step, StepResult>? AfterStep { get; set; }
+
+    internal RunState State => _s;
+
     public static RunResult Run(Scenario scenario) => new ScenarioRunner(scenario).Run();
 
     public RunResult Run()
@@ -95,6 +100,7 @@ public sealed class ScenarioRunner
             r.Ok = Check(step.Index, [.. step.Expect.Where(e => e.Field != "ok")], f => StepNode(r)[f]);
             r.Ok &= Check(step.Index, [.. step.Expect.Where(e => e.Field == "ok")], _ => JsonValue.Create(r.Ok));
             steps.Add(r);
+            AfterStep?.Invoke(step, r);
             if (bug is not null || violation is not null)
             {
                 break;
