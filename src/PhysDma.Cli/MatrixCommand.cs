@@ -60,7 +60,7 @@ public static class MatrixCommand
         }
         catch (ScenarioError e)
         {
-            stderr.WriteLine($"physdma: {e.Formatted}");
+            stderr.WriteLine($"physdma: {Describe(e)}");
             return PhysDmaCli.ExitBadInput;
         }
 
@@ -105,6 +105,10 @@ public static class MatrixCommand
         return run.ExitCode;
     }
 
+    /// <summary>An error in an option names the option; one in a file names file, line and field.</summary>
+    public static string Describe(ScenarioError e) =>
+        e.File.StartsWith("--", StringComparison.Ordinal) && e.Line == 0 ? $"{e.File}: {e.Message}" : e.Formatted;
+
     public static int Merge(string[] paths, TextWriter stdout, TextWriter stderr)
     {
         try
@@ -127,7 +131,7 @@ public static class MatrixCommand
         }
         catch (ScenarioError e)
         {
-            stderr.WriteLine($"physdma: {e.Formatted}");
+            stderr.WriteLine($"physdma: {Describe(e)}");
             return PhysDmaCli.ExitBadInput;
         }
     }

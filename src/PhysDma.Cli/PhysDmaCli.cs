@@ -108,7 +108,7 @@ public static class PhysDmaCli
         }
         catch (ScenarioError e)
         {
-            stderr.WriteLine($"physdma: {e.Formatted}");
+            stderr.WriteLine($"physdma: {MatrixCommand.Describe(e)}");
             return ExitBadInput;
         }
         var text = result.ToJson();

@@ -84,8 +84,15 @@ public sealed class MatrixRun
                 list.AddRange(Profiles.Names.Select(n => new MatrixMachine(n, n)));
                 continue;
             }
-            var cfg = MachineParser.Resolve(new YNode(new YamlScalarNode(a), "--machines", ""), Directory.GetCurrentDirectory());
-            list.Add(new MatrixMachine(cfg.Name, a));
+            try
+            {
+                var cfg = MachineParser.Resolve(new YNode(new YamlScalarNode(a), "--machines", ""), Directory.GetCurrentDirectory());
+                list.Add(new MatrixMachine(cfg.Name, a));
+            }
+            catch (ScenarioError e) when (e.File == "--machines")
+            {
+                throw new ScenarioError("--machines", 0, "", e.Message);
+            }
         }
         var dup = list.GroupBy(m => m.Name).FirstOrDefault(g => g.Count() > 1);
         if (dup is not null)
