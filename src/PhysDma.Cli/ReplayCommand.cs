@@ -53,7 +53,7 @@ public static class ReplayCommand
         try
         {
             var config = MachineParser.Resolve(new YNode(new YamlDotNet.RepresentationModel.YamlScalarNode(machineName), "--machine", ""), Directory.GetCurrentDirectory());
-            replay = new TraceReplay(config, new ReplayOptions { DeviceMap = map, Relocate = relocate, Progress = pos => progress?.Invoke(pos) });
+            replay = new TraceReplay(config, new ReplayOptions { DeviceMap = map, Relocate = relocate, KeepCalls = true, Progress = pos => progress?.Invoke(pos) });
         }
         catch (ScenarioError e)
         {

@@ -14,7 +14,7 @@ public sealed class ReplayOptions
     /// <summary>Place traced pages in free model RAM instead of using the traced addresses.</summary>
     public bool Relocate { get; init; }
 
-    /// <summary>Keep every mapping call's traced and model address in the report (for small traces).</summary>
+    /// <summary>Keep each mapping call's traced and model address in the report (the first <see cref="TraceReplay.MaxKeptCalls"/>).</summary>
     public bool KeepCalls { get; init; }
 
     /// <summary>Called every 64 Ki lines with the bytes read so far.</summary>
@@ -253,8 +253,14 @@ public sealed class TraceReplay
         {
             _report.AddressesDiffering++;
         }
-        _report.Calls?.Add(new ReplayedCall(_reader.LineNumber, d.Counts.Traced, TracePayload.Name(kind), traced, model));
+        if (_report.Calls is { Count: < MaxKeptCalls } calls)
+        {
+            calls.Add(new ReplayedCall(_reader.LineNumber, d.Counts.Traced, TracePayload.Name(kind), traced, model));
+        }
     }
+
+    /// <summary>At most this many calls are kept in the report (memory stays flat for long traces).</summary>
+    public const int MaxKeptCalls = 100_000;
 
     /// <summary>The model address for a traced physical range: as traced (RAM is claimed from the model's allocator), or relocated.</summary>
     private PhysAddr GivePhys(ulong phys, ulong size, DmaAttrs attrs)
@@ -351,7 +357,7 @@ public sealed class TraceReplay
     {
         var lines = Api.Log.Lines;
         var msg = lines.Count > logBefore ? string.Join("; ", lines.Skip(logBefore).Select(l => l.Message)) : null;
-        return msg ?? $"DMA_MAPPING_ERROR on the {DmaRecorder.PathName(_rec.Path)} path";
+        return msg ?? "DMA_MAPPING_ERROR (no new kernel message: the model's warnings print once, see the device's first failure)";
     }
 
     /// <summary>Accounting for a new live mapping: IOVA pages, swiotlb peak and its holders.</summary>
