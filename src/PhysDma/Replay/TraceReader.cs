@@ -133,17 +133,23 @@ public sealed class TraceReader : IDisposable
     {
         var line = Line;
         var trimmed = line.TrimStart(' ');
-        if (trimmed.IsEmpty || trimmed[0] == '#' || IsReportHeader(trimmed))
+        if (trimmed.IsEmpty || trimmed[0] == '#')
         {
             Kind = TraceLineKind.Header;
-            return;
         }
-        if (!TryParseEvent(line))
+        else if (TryParseEvent(line))
+        {
+            Kind = TraceLineKind.Event;
+        }
+        else if (IsReportHeader(trimmed))
+        {
+            Kind = TraceLineKind.Header;
+        }
+        else
         {
             throw new TraceFormatException(LineNumber, new string(line),
                 "not a trace line (expected TASK-PID [CPU] FLAGS TIMESTAMP: EVENT: PAYLOAD)");
         }
-        Kind = TraceLineKind.Event;
     }
 
     /// <summary>The lines <c>trace-cmd report</c> prints before and between events.</summary>

@@ -33,6 +33,8 @@ public sealed class TraceReplay
     private readonly Dictionary<string, DevState> _devs = new(StringComparer.Ordinal);
     private readonly Dictionary<string, DevState>.AlternateLookup<ReadOnlySpan<char>> _devLookup;
     private readonly HashSet<ulong> _claimed = [];
+    private readonly Dictionary<string, long> _skipped = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, long>.AlternateLookup<ReadOnlySpan<char>> _skippedLookup;
     private readonly Dictionary<ulong, ulong> _reloc = [];
     private readonly List<ulong> _a = [];
     private readonly List<ulong> _b = [];
@@ -54,6 +56,7 @@ public sealed class TraceReplay
         Api = new DmaApi(Machine);
         Api.Recorder = _rec;
         _devLookup = _devs.GetAlternateLookup<ReadOnlySpan<char>>();
+        _skippedLookup = _skipped.GetAlternateLookup<ReadOnlySpan<char>>();
         _page = Machine.PageSize;
         _pageShift = Machine.PageShift;
         if (Machine.ArchCache.HasNonCoherentDma)
@@ -97,7 +100,9 @@ public sealed class TraceReplay
                 var kind = TracePayload.KindOf(_reader.EventName);
                 if (kind is TraceEventKind.Other or TraceEventKind.Derived)
                 {
-                    Skip(kind == TraceEventKind.Derived ? "derived: " + _reader.EventName.ToString() : _reader.EventName.ToString());
+                    // Counted by name without a string per line (a whole-system trace is mostly other events).
+                    var name = _reader.EventName;
+                    _skippedLookup[name] = _skippedLookup.TryGetValue(name, out var n) ? n + 1 : 1;
                     continue;
                 }
                 try
@@ -121,13 +126,17 @@ public sealed class TraceReplay
             }
         }
         _opt.Progress?.Invoke(input.CanSeek ? input.Length : 0);
+        foreach (var (name, n) in _skipped)
+        {
+            Skip(TracePayload.KindOf(name) == TraceEventKind.Derived ? "derived: " + name : name, n);
+        }
         Finish();
         return _report;
     }
 
-    private void Skip(string what)
+    private void Skip(string what, long n = 1)
     {
-        _report.Skipped[what] = _report.Skipped.GetValueOrDefault(what) + 1;
+        _report.Skipped[what] = _report.Skipped.GetValueOrDefault(what) + n;
     }
 
     private void CountCacheOps()
@@ -196,7 +205,7 @@ public sealed class TraceReplay
         {
             Machine.Clock.Advance(_reader.TimeNs - now);
         }
-        using var cpu = Machine.OnCpu(Math.Clamp(_reader.Cpu, 0, Machine.Cpus - 1));
+        using var cpu = Machine.OnCpu(_reader.Cpu % Machine.Cpus);
         _about = null;
         try
         {

@@ -299,21 +299,35 @@ public sealed class DmaTrace(Clock clock) : IIommuTraceSink
         }
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public void UnmapSg(Device dev, IReadOnlyList<ScatterEntry> sgl, int nents, DmaDirection dir, DmaAttrs attrs)
     {
         if (_dma)
         {
-            Emit("dma_unmap_sg", $"{DevName(dev)} dir={Dir(dir)} phys_addrs={Array(sgl.Take(nents).Select(s => s.Phys.Value))} attrs={Attrs(attrs)}");
+            EmitUnmapSg(dev, sgl, nents, dir, attrs);
         }
     }
 
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private void EmitUnmapSg(Device dev, IReadOnlyList<ScatterEntry> sgl, int nents, DmaDirection dir, DmaAttrs attrs)
+    {
+        Emit("dma_unmap_sg", $"{DevName(dev)} dir={Dir(dir)} phys_addrs={Array(sgl.Take(nents).Select(s => s.Phys.Value))} attrs={Attrs(attrs)}");
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public void SyncSg(bool forCpu, Device dev, IReadOnlyList<ScatterEntry> sgl, int nents, DmaDirection dir)
     {
         if (_dma)
         {
-            Emit(forCpu ? "dma_sync_sg_for_cpu" : "dma_sync_sg_for_device",
-                $"{DevName(dev)} dir={Dir(dir)} dma_addrs={Array(sgl.Take(nents).Select(s => s.DmaAddress.Value))} sizes={SizeArray(sgl.Take(nents).Select(s => s.DmaLength))}");
+            EmitSyncSg(forCpu, dev, sgl, nents, dir);
         }
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private void EmitSyncSg(bool forCpu, Device dev, IReadOnlyList<ScatterEntry> sgl, int nents, DmaDirection dir)
+    {
+        Emit(forCpu ? "dma_sync_sg_for_cpu" : "dma_sync_sg_for_device",
+            $"{DevName(dev)} dir={Dir(dir)} dma_addrs={Array(sgl.Take(nents).Select(s => s.DmaAddress.Value))} sizes={SizeArray(sgl.Take(nents).Select(s => s.DmaLength))}");
     }
 
     /// <summary>
