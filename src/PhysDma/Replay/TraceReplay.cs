@@ -366,7 +366,7 @@ public sealed class TraceReplay
     {
         var lines = Api.Log.Lines;
         var msg = lines.Count > logBefore ? string.Join("; ", lines.Skip(logBefore).Select(l => l.Message)) : null;
-        return msg ?? "DMA_MAPPING_ERROR (no new kernel message: the model's warnings print once, see the device's first failure)";
+        return msg ?? "DMA_MAPPING_ERROR (no new kernel message: a warning prints once, see the first failure of this kind above)";
     }
 
     /// <summary>Accounting for a new live mapping: IOVA pages, swiotlb peak and its holders.</summary>

@@ -70,6 +70,25 @@ public sealed class ReplayHandWrittenTraceTests
     }
 
     [Fact]
+    public void A_machine_file_replays_like_the_built_in_machine_it_copies()
+    {
+        var dir = Path.Combine(Path.GetTempPath(), $"physdma-machine-{Guid.NewGuid():N}");
+        Directory.CreateDirectory(dir);
+        var machine = Path.Combine(dir, "guest.yaml");
+        File.WriteAllText(machine, PhysDma.Scenarios.Profiles.YamlOf("coco"));
+        var trace = Path.Combine(dir, "driver.trace");
+        File.WriteAllText(trace, Trace);
+        var (exit, stdout, stderr) = CliArgs("replay", trace, "--machine", machine, "--json");
+        Assert.Equal(0, exit);
+        Assert.Equal("", stderr);
+        var json = System.Text.Json.Nodes.JsonNode.Parse(stdout)!;
+        Assert.Equal(["0xbe000000", "0xbe000800"], json["calls"]!.AsArray().Select(c => Str(c!["dma_addr"])));
+        Assert.Equal("as_traced", Str(json["phys_policy"]));
+        Assert.Equal(["free_not_allocated", "leak_on_unbind"], json["dma_debug_reports"]!.AsArray().Select(r => Str(r!["check"])));
+        Assert.Equal(2, CliArgs("replay", trace, "--machine", Path.Combine(dir, "missing.yaml")).Exit);
+    }
+
+    [Fact]
     public void Trace_cmd_report_output_replays_like_the_trace_file()
     {
         // trace-cmd report: a "cpus=" header, no irq flags column, the event name padded, nanosecond timestamps.
