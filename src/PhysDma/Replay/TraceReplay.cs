@@ -250,6 +250,10 @@ public sealed class TraceReplay
         {
             Fail(d, kind, "the kernel would BUG() here: " + e.Message);
         }
+        catch (ModelViolation e)
+        {
+            Fail(d, kind, "model violation (a bug in PhysDma, please report it): " + e.Message);
+        }
     }
 
     private void Fail(DevState d, TraceEventKind kind, string reason) =>
@@ -366,7 +370,7 @@ public sealed class TraceReplay
     {
         var lines = Api.Log.Lines;
         var msg = lines.Count > logBefore ? string.Join("; ", lines.Skip(logBefore).Select(l => l.Message)) : null;
-        return msg ?? "DMA_MAPPING_ERROR (no new kernel message: a warning prints once, see the first failure of this kind above)";
+        return msg ?? "DMA_MAPPING_ERROR (no new kernel message: the path printed none, or printed it once already)";
     }
 
     /// <summary>Accounting for a new live mapping: IOVA pages, swiotlb peak and its holders.</summary>
