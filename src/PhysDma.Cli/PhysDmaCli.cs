@@ -1,4 +1,5 @@
 using System.CommandLine;
+using PhysDma.Dma.Trace;
 using PhysDma.Scenarios;
 using Spectre.Console;
 
@@ -35,10 +36,12 @@ public static class PhysDmaCli
         var machine = new Option<string?>("--machine") { Description = "run on this machine instead of the scenario's (a built-in name or a machine file)" };
         var json = new Option<bool>("--json") { Description = "print the JSON result instead of the table" };
         var outFile = new Option<string?>("--out") { Description = "also write the JSON result to this file" };
-        var trace = new Option<string?>("--trace") { Description = "write the dma trace events, in ftrace text format, to this file" };
-        var run = new Command("run", "run a scenario and report what every step did") { file, machine, json, outFile, trace };
-        run.SetAction(p => Run(p.GetRequiredValue(file), p.GetValue(machine), p.GetValue(json), p.GetValue(outFile), p.GetValue(trace), stdout, stderr));
+        var trace = new Option<string?>("--trace") { Description = "write the trace events, as the tracefs trace file shows them, to this file" };
+        var traceEvents = new Option<string>("--trace-events") { Description = "event systems to trace, like trace-cmd record -e: any of dma,swiotlb,iommu", DefaultValueFactory = _ => "dma" };
+        var run = new Command("run", "run a scenario and report what every step did") { file, machine, json, outFile, trace, traceEvents };
+        run.SetAction(p => Run(p.GetRequiredValue(file), p.GetValue(machine), p.GetValue(json), p.GetValue(outFile), p.GetValue(trace), stdout, stderr, p.GetValue(traceEvents) ?? "dma"));
         root.Add(run);
+        root.Add(ReplayCommand.Build(stdout, stderr));
 
         var machines = new Command("machines", "list the built-in machine profiles");
         machines.SetAction(_ => ListMachines(stdout));
@@ -75,15 +78,21 @@ public static class PhysDmaCli
         return console;
     }
 
-    public static int Run(string path, string? machine, bool json, string? outFile, string? tracePath, TextWriter stdout, TextWriter stderr)
+    public static int Run(string path, string? machine, bool json, string? outFile, string? tracePath, TextWriter stdout, TextWriter stderr,
+        string traceEvents = "dma")
     {
+        if (DmaTrace.ParseEvents(traceEvents, out var eventsError) is not { } events)
+        {
+            stderr.WriteLine($"physdma: --trace-events: {eventsError}");
+            return ExitBadInput;
+        }
         RunResult result;
         ScenarioRunner runner;
         try
         {
             var scenario = ScenarioParser.ParseFile(path, machine);
             runner = new ScenarioRunner(scenario);
-            runner.Api.Trace.Enabled = tracePath is not null;
+            runner.Api.Trace.Events = tracePath is null ? TraceEvents.None : events;
             result = runner.Run();
         }
         catch (ScenarioError e)
@@ -100,7 +109,8 @@ public static class PhysDmaCli
             }
             if (tracePath is not null)
             {
-                File.WriteAllText(tracePath, runner.Api.Trace.ToText());
+                using var w = new StreamWriter(tracePath);
+                runner.Api.Trace.WriteTo(w, runner.Api.Machine.Cpus);
             }
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
