@@ -1,4 +1,5 @@
 using System.CommandLine;
+using PhysDma.Dma.Trace;
 using PhysDma.Scenarios;
 using Spectre.Console;
 
@@ -35,14 +36,16 @@ public static class PhysDmaCli
         var machine = new Option<string?>("--machine") { Description = "run on this machine instead of the scenario's (a built-in name or a machine file)" };
         var json = new Option<bool>("--json") { Description = "print the JSON result instead of the table" };
         var outFile = new Option<string?>("--out") { Description = "also write the JSON result to this file" };
-        var trace = new Option<string?>("--trace") { Description = "write the dma trace events, in ftrace text format, to this file" };
+        var trace = new Option<string?>("--trace") { Description = "write the trace events, as the tracefs trace file shows them, to this file" };
+        var traceEvents = new Option<string>("--trace-events") { Description = "event systems to trace, like trace-cmd record -e: any of dma,swiotlb,iommu", DefaultValueFactory = _ => "dma" };
         var strict = new Option<bool>("--strict") { Description = "also fail on any dma-debug report, device fault, WARN or BUG that no expect names" };
         var html = new Option<string?>("--html") { Description = "write a self-contained HTML report to this file" };
         var explain = new Option<bool>("--explain") { Description = "show each step's decision trail under it" };
-        var run = new Command("run", "run a scenario and report what every step did") { file, machine, json, outFile, trace, strict, html, explain };
-        run.SetAction(p => Run(p.GetRequiredValue(file), p.GetValue(machine), p.GetValue(json), p.GetValue(outFile), p.GetValue(trace), stdout, stderr,
+        var run = new Command("run", "run a scenario and report what every step did") { file, machine, json, outFile, trace, traceEvents, strict, html, explain };
+        run.SetAction(p => Run(p.GetRequiredValue(file), p.GetValue(machine), p.GetValue(json), p.GetValue(outFile), p.GetValue(trace), stdout, stderr, p.GetValue(traceEvents) ?? "dma",
             new RunExtras(p.GetValue(strict), p.GetValue(html), p.GetValue(explain))));
         root.Add(run);
+        root.Add(ReplayCommand.Build(stdout, stderr));
         MatrixCommand.Register(root, stdout, stderr);
 
         var machines = new Command("machines", "list the built-in machine profiles");
@@ -84,9 +87,14 @@ public static class PhysDmaCli
     public sealed record RunExtras(bool Strict = false, string? Html = null, bool Explain = false);
 
     public static int Run(string path, string? machine, bool json, string? outFile, string? tracePath, TextWriter stdout, TextWriter stderr,
-        RunExtras? extras = null)
+        string traceEvents = "dma", RunExtras? extras = null)
     {
         extras ??= new RunExtras();
+        if (DmaTrace.ParseEvents(traceEvents, out var eventsError) is not { } events)
+        {
+            stderr.WriteLine($"physdma: --trace-events: {eventsError}");
+            return ExitBadInput;
+        }
         RunResult result;
         ScenarioRunner runner;
         Scenario scenario;
@@ -99,7 +107,7 @@ public static class PhysDmaCli
             }
             scenario = ScenarioParser.ParseFile(path, machine);
             runner = new ScenarioRunner(scenario);
-            runner.Api.Trace.Enabled = tracePath is not null;
+            runner.Api.Trace.Events = tracePath is null ? TraceEvents.None : events;
             if (extras.Html is not null)
             {
                 rec = Scenarios.Report.ReportRecorder.Attach(runner);
@@ -120,7 +128,8 @@ public static class PhysDmaCli
             }
             if (tracePath is not null)
             {
-                File.WriteAllText(tracePath, runner.Api.Trace.ToText());
+                using var w = new StreamWriter(tracePath);
+                runner.Api.Trace.WriteTo(w, runner.Api.Machine.Cpus);
             }
             if (rec is not null)
             {

@@ -28,6 +28,7 @@ public sealed partial class DmaApi
         if (Iommu is not null)
         {
             Debug?.WatchIommu(Iommu.Unit);
+            Trace.AttachIommu(Iommu.Unit);
         }
         foreach (var dev in machine.Devices)
         {

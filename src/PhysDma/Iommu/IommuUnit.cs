@@ -136,6 +136,9 @@ public sealed class IommuUnit
         }
     }
 
+    /// <summary>The trace events' destination; null when the iommu events are not traced.</summary>
+    public IIommuTraceSink? TraceSink { get; set; }
+
     public IReadOnlyList<IommuFault> Faults
     {
         get
@@ -214,6 +217,7 @@ public sealed class IommuUnit
         {
             _faults.Add(new IommuFault(dev.Name, domain.Id, addr, access, reason, _clock.NowNs));
         }
+        TraceSink?.IoPageFault(dev, addr.Value, access == DmaAccess.Write);
         return new Translated(PhysAddr.Invalid, 0, reason);
     }
 

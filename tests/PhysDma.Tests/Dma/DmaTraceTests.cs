@@ -44,7 +44,7 @@ public sealed class DmaTraceTests
         r.Api.Trace.Enabled = false;
         r.Api.MapPhys(r.Dev, new PhysAddr(0x1000), 64, DmaDirection.ToDevice, DmaAttrs.None);
         Assert.Equal(0, r.Api.Trace.Count);
-        Assert.Equal("# tracer: nop\n#\n", r.Api.Trace.ToText());
+        Assert.Equal(TraceHeader(0, 1), r.Api.Trace.ToText());
     }
 
     [Fact]
@@ -62,7 +62,7 @@ public sealed class DmaTraceTests
         Assert.Equal(
             "         physdma-1       [001] .....     1.234567: dma_map_phys: nic0 dir=TO_DEVICE dma_addr=1000 size=64 phys_addr=1000 attrs=",
             rec.ToFtraceLine());
-        Assert.Equal("# tracer: nop\n#\n" + rec.ToFtraceLine() + "\n", r.Api.Trace.ToText());
+        Assert.Equal(TraceHeader(1, 2) + rec.ToFtraceLine() + "\n", r.Api.Trace.ToText(2));
     }
 
     [Fact]
@@ -73,4 +73,16 @@ public sealed class DmaTraceTests
         t.SwiotlbBounced(m.Device(Nic), 0x1234, 64, force: false);
         Assert.Equal("dev_name: nic0 dma_mask=0 dev_addr=1234 size=64 NORMAL", t.Records.Single().Payload);
     }
+
+    /// <summary>The tracefs header of the nop tracer with its buffer counts and CPU count.</summary>
+    private static string TraceHeader(int entries, int cpus) =>
+        $"# tracer: nop\n#\n# entries-in-buffer/entries-written: {entries}/{entries}   #P:{cpus}\n#\n" +
+        "#                                _-----=> irqs-off/BH-disabled\n" +
+        "#                               / _----=> need-resched\n" +
+        "#                              | / _---=> hardirq/softirq\n" +
+        "#                              || / _--=> preempt-depth\n" +
+        "#                              ||| / _-=> migrate-disable\n" +
+        "#                              |||| /     delay\n" +
+        "#           TASK-PID     CPU#  |||||  TIMESTAMP  FUNCTION\n" +
+        "#              | |         |   |||||     |         |\n";
 }

@@ -111,7 +111,7 @@ public class ResultFormatTests
         File.Delete(traceFile);
         Assert.Equal(2, lines.Count(l => l.Contains(": dma_map_phys: ", StringComparison.Ordinal)));
         Assert.Equal(2, lines.Count(l => l.Contains(": dma_unmap_phys: ", StringComparison.Ordinal)));
-        Assert.Contains(lines, l => l.EndsWith("dma_map_phys: nic0 dir=TO_DEVICE dma_addr=1000 size=64 phys_addr=1000 attrs=", StringComparison.Ordinal));
+        Assert.Contains(lines, l => l.EndsWith("dma_map_phys: 0000:01:00.0 dir=TO_DEVICE dma_addr=1000 size=64 phys_addr=1000 attrs=", StringComparison.Ordinal));
     }
 
     [Fact]
