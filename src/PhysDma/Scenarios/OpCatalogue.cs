@@ -29,7 +29,7 @@ public static class OpCatalogue
         Op<IommuFlushResult>("iommu_flush"),
         Op<AllocCoherentResult>("alloc_coherent", "dev", "size", "attrs", "as"),
         Op<FreeCoherentResult>("free_coherent", "handle", "cpu_offset"),
-        Op<IovaAllocResult>("iova_alloc", "dev", "size", "phys_of", "offset", "as"),
+        Op<IovaAllocResult>("iova_alloc", "dev", "size", "phys_of", "offset", "as", "fallback"),
         Op<IovaLinkResult>("iova_link", "state", "buf", "offset", "size", "at", "dir", "attrs"),
         Op<IovaSyncResult>("iova_sync", "state", "at", "size"),
         Op<IovaUnlinkResult>("iova_unlink", "state", "at", "size", "dir", "attrs"),

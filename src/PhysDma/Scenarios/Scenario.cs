@@ -81,7 +81,14 @@ public sealed record AllocCoherentStep(string Dev, ulong Size, DmaAttrs Attrs, s
 
 public sealed record FreeCoherentStep(string Handle, ulong CpuOffset) : Step;
 
-public sealed record IovaAllocStep(string Dev, ulong Size, string? PhysOf, ulong PhysOfOffset, string As) : Step;
+public sealed record IovaAllocStep(string Dev, ulong Size, string? PhysOf, ulong PhysOfOffset, string As) : Step
+{
+    /// <summary>
+    /// <c>fallback: map_phys</c>: what the driver does when <c>dma_iova_try_alloc</c> says no (no IOMMU, identity
+    /// domain, a confidential guest): each link is a <c>dma_map_phys</c>, each unlink a <c>dma_unmap_phys</c>.
+    /// </summary>
+    public bool FallbackMapPhys { get; init; }
+}
 
 public sealed record IovaLinkStep(string State, string Buf, ulong Offset, ulong Size, ulong At, DmaDirection Dir, DmaAttrs Attrs) : Step;
 

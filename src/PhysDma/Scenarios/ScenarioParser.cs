@@ -225,7 +225,13 @@ public static class ScenarioParser
         var physOf = f.Get("phys_of") is { } po ? ctx.Buffer(po) : null;
         var handle = ctx.NewHandle(f.Required("as"), dev);
         ctx.IovaStates.Add(handle);
-        return new IovaAllocStep(dev, size, physOf, f.Get("offset")?.AsSize() ?? 0, handle) { Index = 0, Op = "iova_alloc", Line = 0 };
+        return new IovaAllocStep(dev, size, physOf, f.Get("offset")?.AsSize() ?? 0, handle)
+        {
+            Index = 0,
+            Op = "iova_alloc",
+            Line = 0,
+            FallbackMapPhys = f.Get("fallback") is { } fb && fb.AsEnum(("map_phys", true), ("none", false)),
+        };
     }
 
     private static MapSgStep MapSg(Fields f, ParseContext ctx)

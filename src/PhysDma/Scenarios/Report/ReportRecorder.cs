@@ -66,6 +66,13 @@ public sealed class ReportRecorder
         {
             yield return (h.Dev, h.Name, h.Phys.Value, h.Size, h.Addr.Value, h.Size);
         }
+        foreach (var (name, iova) in _s.Iova.Where(kv => kv.Value.Fallback))
+        {
+            foreach (var l in iova.Links.Where(l => !l.Unmapped && !l.Addr.IsError))
+            {
+                yield return (iova.Dev, name, l.Phys.Value, l.Size, l.Addr.Value, l.Size);
+            }
+        }
         foreach (var sg in _s.Sg.Values.Where(h => h.Mapped && !h.Unmapped))
         {
             var nents = Math.Max(1, sg.Table.Nents);

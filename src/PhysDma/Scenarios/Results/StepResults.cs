@@ -258,6 +258,15 @@ public sealed record IovaAllocResult : StepResult
 
 public sealed record IovaLinkResult : MeasuredResult
 {
+    /// <summary>Set when the state has no IOVA and the scenario's fallback mapped the link instead (<c>dma_map_phys</c>).</summary>
+    [JsonPropertyOrder(30)]
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public string? Fallback { get; set; }
+
+    [JsonPropertyOrder(31)]
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public string? Path { get; set; }
+
     public string? Handle { get; set; }
     public string? Dev { get; set; }
     public HexAddr? Phys { get; set; }

@@ -45,6 +45,29 @@ internal sealed class IovaHandle
     public required Device Dev { get; init; }
     public required DmaIovaState State { get; init; }
     public bool Done { get; set; }
+
+    /// <summary>The state has no IOVA and the scenario said to map each link with <c>dma_map_phys</c> instead.</summary>
+    public bool Fallback { get; init; }
+
+    /// <summary>The fallback's mappings, one per link.</summary>
+    public List<FallbackLink> Links { get; } = [];
+
+    /// <summary>The device address of an offset into the state: the IOVA, or the fallback mapping that covers it.</summary>
+    public DmaAddr Target(ulong offset)
+    {
+        if (!Fallback)
+        {
+            return State.Addr + offset;
+        }
+        var l = Links.FirstOrDefault(l => !l.Unmapped && offset >= l.At && offset - l.At < l.Size);
+        return l is null || l.Addr.IsError ? DmaAddr.MappingError : l.Addr + (offset - l.At);
+    }
+}
+
+/// <summary>One link of an IOVA state made by the fallback: an ordinary streaming mapping.</summary>
+internal sealed record FallbackLink(ulong At, PhysAddr Phys, ulong Size, DmaDirection Dir, DmaAttrs Attrs, DmaAddr Addr)
+{
+    public bool Unmapped { get; set; }
 }
 
 /// <summary>
@@ -116,7 +139,7 @@ internal sealed class RunState(Scenario scenario, Machine machine, DmaApi api)
     public IovaHandle IovaState(Step s, string name)
     {
         var h = Iova[name];
-        if (!h.State.UseIova)
+        if (!h.State.UseIova && !h.Fallback)
         {
             // dma_iova_try_alloc said no (no IOMMU, identity domain, ...): a driver maps page by page instead.
             throw Error(s, "state", $"IOVA state '{name}' has no IOVA on this machine (iova_alloc gave use_iova: false; a driver falls back to map)");
@@ -132,7 +155,7 @@ internal sealed class RunState(Scenario scenario, Machine machine, DmaApi api)
     public DmaAddr Target(string? handle, ulong? addr, ulong offset) =>
         handle is null ? new DmaAddr(addr!.Value + offset)
         : Sg.TryGetValue(handle, out var sg) ? sg.Table.Sgl[0].DmaAddress + offset
-        : Iova.TryGetValue(handle, out var iova) ? iova.State.Addr + offset
+        : Iova.TryGetValue(handle, out var iova) ? iova.Target(offset)
         : Handles[handle].Addr + offset;
 
     /// <summary>How many bytes a handle covers on the device side.</summary>
@@ -143,7 +166,8 @@ internal sealed class RunState(Scenario scenario, Machine machine, DmaApi api)
 
     /// <summary>How many DMA-API mappings are still live.</summary>
     public long LiveMappings =>
-        Handles.Values.Count(h => !h.Unmapped && h.IsDmaMapping) + Sg.Values.Count(h => h.Mapped && !h.Unmapped) + Iova.Values.Count(h => !h.Done);
+        Handles.Values.Count(h => !h.Unmapped && h.IsDmaMapping) + Sg.Values.Count(h => h.Mapped && !h.Unmapped)
+        + Iova.Values.Sum(h => h.Fallback ? h.Links.Count(l => !l.Unmapped && !l.Addr.IsError) : h.Done ? 0 : 1);
 }
 
 /// <summary>Handlers of the ops, by step type: each op family registers its own.</summary>
