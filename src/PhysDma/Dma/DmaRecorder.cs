@@ -25,6 +25,12 @@ public sealed class DmaRecorder
     public PhysAddr? Bounce { get; set; }
     public int? IommuProt { get; set; }
 
+    /// <summary>
+    /// The decision trail of the call: each entry names the kernel function and the values it compared. Null
+    /// unless the caller asks for it (scenario runs do; replay does not), so layers add to it only when it is set.
+    /// </summary>
+    public List<string>? Why { get; set; }
+
     public void Reset()
     {
         Path = DmaPath.None;

@@ -76,6 +76,7 @@ public sealed class ScenarioRunner
                 // dma-debug's "Mapped at:" names the step that made a mapping, as the kernel names the caller.
                 dbg.CurrentSite = $"{Path.GetFileName(_scenario.File)}:{step.Line} (step {step.Index}, {step.Op})";
             }
+            _s.Recorder.Why!.Clear();
             try
             {
                 using (_s.M.OnCpu(step.Cpu))
@@ -93,6 +94,7 @@ public sealed class ScenarioRunner
                 r.Error = "model_violation";
                 violation = e.Message;
             }
+            r.Why = [.. _s.Recorder.Why];
             CollectFaults(step, faultsBefore);
             CollectLog(step, logBefore);
             CollectDebug(step, debugBefore, r);

@@ -42,6 +42,13 @@ public abstract record StepResult
     [JsonPropertyOrder(-1)]
     public string? Id { get; set; }
 
+    /// <summary>
+    /// The decision trail: the kernel decisions that produced the step's outcome, in order, each naming the
+    /// function and the values it compared (empty for steps no kernel code decided).
+    /// </summary>
+    [JsonPropertyOrder(49)]
+    public List<string> Why { get; set; } = [];
+
     /// <summary>The dma-debug checks that reported during the step, in order; absent when there were none.</summary>
     [JsonPropertyOrder(50)]
     [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]

@@ -83,7 +83,7 @@ internal sealed class RunState(Scenario scenario, Machine machine, DmaApi api)
     public DmaApi Api { get; } = api;
     public BufferAllocator Alloc { get; } = new(machine, api);
     public P2PImport Importer { get; } = new(api);
-    public DmaRecorder Recorder { get; } = new();
+    public DmaRecorder Recorder { get; } = new() { Why = [] };
     public Dictionary<string, Buffer> Buffers { get; } = new(StringComparer.Ordinal);
     public Dictionary<string, Handle> Handles { get; } = new(StringComparer.Ordinal);
     public Dictionary<string, SgHandle> Sg { get; } = new(StringComparer.Ordinal);
