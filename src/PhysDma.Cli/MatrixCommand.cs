@@ -20,13 +20,14 @@ public static class MatrixCommand
         var ignore = new Option<bool>("--ignore-expect") { Description = "check no expectations: show outcomes only" };
         var explain = new Option<bool>("--explain") { Description = "show each cell's decision trail under it" };
         var shard = new Option<string?>("--shard") { Description = "run only the i-th of n slices of the scenario x machine product (i/n)" };
+        var device = new Option<string[]>("--device") { Description = "the device a scenario calls ALIAS is the machine's NAME: ALIAS=NAME (repeatable)" };
         var jobs = new Option<int?>("--jobs") { Description = "how many runs at once (default: the number of cores)" };
         var matrix = new Command("matrix", "run every scenario on every machine and show step x machine, differences marked")
         {
-            files, machines, json, html, strict, ignore, explain, shard, jobs,
+            files, machines, device, json, html, strict, ignore, explain, shard, jobs,
         };
         matrix.SetAction(p => Run(p.GetRequiredValue(files), p.GetValue(machines) ?? [], p.GetValue(json), p.GetValue(html),
-            p.GetValue(strict), p.GetValue(ignore), p.GetValue(explain), p.GetValue(shard), p.GetValue(jobs), stdout, stderr));
+            p.GetValue(strict), p.GetValue(ignore), p.GetValue(explain), p.GetValue(shard), p.GetValue(jobs), stdout, stderr, p.GetValue(device) ?? []));
         root.Add(matrix);
 
         var pieces = new Argument<string[]>("RESULT") { Description = "matrix --json results of the shards of one matrix", Arity = ArgumentArity.OneOrMore };
@@ -36,7 +37,7 @@ public static class MatrixCommand
     }
 
     public static int Run(string[] files, string[] machineArgs, bool json, string? html, bool strict, bool ignoreExpect, bool explain,
-        string? shardText, int? jobs, TextWriter stdout, TextWriter stderr)
+        string? shardText, int? jobs, TextWriter stdout, TextWriter stderr, string[]? devices = null)
     {
         MatrixRun run;
         Shard shard;
@@ -51,7 +52,7 @@ public static class MatrixCommand
             {
                 Files = files,
                 Machines = MatrixRun.ResolveMachines(machineArgs),
-                Options = new MatrixOptions(strict, ignoreExpect, html is not null),
+                Options = new MatrixOptions(strict, ignoreExpect, html is not null) { Devices = DeviceAliases.Parse(devices ?? []) },
             };
             if (html is not null)
             {

@@ -9,7 +9,7 @@ namespace PhysDma.Scenarios;
 /// </summary>
 public static class ScenarioParser
 {
-    public static Scenario ParseFile(string path, string? machineOverride = null)
+    public static Scenario ParseFile(string path, string? machineOverride = null, Func<MachineConfig, MachineConfig>? adjustMachine = null)
     {
         string text;
         try
@@ -20,10 +20,11 @@ public static class ScenarioParser
         {
             throw new ScenarioError(path, 0, "", $"cannot read scenario: {e.Message}");
         }
-        return Parse(text, path, machineOverride);
+        return Parse(text, path, machineOverride, adjustMachine);
     }
 
-    public static Scenario Parse(string text, string file, string? machineOverride = null)
+    /// <param name="adjustMachine">applied to the machine before the steps are checked against it (e.g. device aliases).</param>
+    public static Scenario Parse(string text, string file, string? machineOverride = null, Func<MachineConfig, MachineConfig>? adjustMachine = null)
     {
         var root = YNode.Load(text, file);
         var f = root.Fields("name", "description", "machine", "steps", "expect");
@@ -37,6 +38,7 @@ public static class ScenarioParser
         {
             machine = MachineParser.Resolve(f.Required("machine"), baseDir);
         }
+        machine = adjustMachine?.Invoke(machine) ?? machine;
         var name = f.Get("name")?.AsString() ?? Path.GetFileNameWithoutExtension(file);
         var stepsNode = f.Required("steps");
         var ctx = new ParseContext(machine);

@@ -185,4 +185,26 @@ public class MatrixTests
         var alloc = o.Split('\n').First(l => l.Contains(" alloc ", StringComparison.Ordinal));
         Assert.DoesNotContain("≠", alloc);
     }
+
+    [Fact]
+    public void Device_alias_names_a_machine_device_on_every_machine()
+    {
+        var file = Write("""
+            machine: x86-noiommu
+            steps:
+              - { op: alloc, name: b, size: 4KiB, kind: ram }
+              - { op: map, dev: eth, buf: b, size: 64, dir: to_device, as: h }
+            """);
+        var (exit, o, err) = CliArgs("matrix", file, "--machines", "x86-noiommu,x86-iommu-strict", "--device", "eth=nic0", "--json");
+        Assert.True(exit == 0, err);
+        var cells = JsonNode.Parse(o)!["cells"]!.AsArray();
+        Assert.Equal("direct", (string?)cells[0]!["result"]!["steps"]![1]!["path"]);
+        Assert.Equal("iommu", (string?)cells[1]!["result"]!["steps"]![1]!["path"]);
+        Assert.Equal("eth", (string?)cells[1]!["result"]!["steps"]![1]!["dev"]);
+        // Without the alias there is no such device: bad input in every cell.
+        Assert.Equal(2, CliArgs("matrix", file, "--machines", "x86-noiommu").Item1);
+        var (bexit, _, berr) = CliArgs("matrix", file, "--device", "eth");
+        Assert.Equal(2, bexit);
+        Assert.Equal("physdma: --device: 'eth': expected ALIAS=NAME, e.g. --device nic0=eth1\n", berr);
+    }
 }

@@ -7,7 +7,11 @@ using YamlDotNet.RepresentationModel;
 namespace PhysDma.Scenarios.Matrix;
 
 /// <summary>What a matrix run does beyond running: which expectations bind, whether it is strict, whether reports are kept.</summary>
-public sealed record MatrixOptions(bool Strict = false, bool IgnoreExpect = false, bool Report = false);
+public sealed record MatrixOptions(bool Strict = false, bool IgnoreExpect = false, bool Report = false)
+{
+    /// <summary><c>--device ALIAS=NAME</c> pairs.</summary>
+    public IReadOnlyList<(string Alias, string Name)> Devices { get; init; } = [];
+}
 
 /// <summary>A slice of the scenario × machine product: the <c>I</c>-th (1-based) of <c>N</c> contiguous slices.</summary>
 public readonly record struct Shard(int I, int N)
@@ -137,7 +141,7 @@ public sealed class MatrixRun
     {
         try
         {
-            var scenario = ScenarioParser.ParseFile(c.File, m.Arg);
+            var scenario = ScenarioParser.ParseFile(c.File, m.Arg, Options.Devices.Count == 0 ? null : cfg => DeviceAliases.Apply(cfg, Options.Devices));
             if (Options.IgnoreExpect)
             {
                 scenario = ExpectOn.None(scenario);
@@ -196,7 +200,12 @@ public sealed class MatrixRun
             ["format"] = Format,
             ["files"] = new JsonArray([.. Files.Select(f => (JsonNode)JsonValue.Create(f)!)]),
             ["machines"] = new JsonArray([.. Machines.Select(m => (JsonNode)new JsonObject { ["name"] = m.Name, ["arg"] = m.Arg })]),
-            ["options"] = new JsonObject { ["strict"] = Options.Strict, ["ignore_expect"] = Options.IgnoreExpect },
+            ["options"] = new JsonObject
+            {
+                ["strict"] = Options.Strict,
+                ["ignore_expect"] = Options.IgnoreExpect,
+                ["devices"] = new JsonArray([.. Options.Devices.Select(d => (JsonNode)JsonValue.Create($"{d.Alias}={d.Name}")!)]),
+            },
             ["shard"] = shard.N == 1 ? null : shard.ToString(),
             ["total"] = Total,
             ["cells"] = cells,
