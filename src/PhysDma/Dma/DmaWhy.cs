@@ -44,7 +44,7 @@ internal static class DmaWhy
         {
             to = ops!.HasMapPhys ? "ops->map_phys → ops->map_phys" : "ops without map_phys → ops->map_page";
         }
-        why.Insert(0, $"dma_map_phys: {to}");
+        why.Add($"dma_map_phys: {to}");
     }
 
     /// <summary><c>is_swiotlb_force_bounce</c> in <c>dma_direct_map_phys</c>.</summary>
