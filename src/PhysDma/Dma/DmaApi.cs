@@ -40,7 +40,8 @@ public sealed partial class DmaApi
             {
                 if (SetMask(dev, dev.DmaMask) != Errno.None)
                 {
-                    throw new MachineConfigException("dma_mask",
+                    var index = machine.Config.Devices.ToList().IndexOf(dev.Config);
+                    throw new MachineConfigException(ConfigProperty.Item(nameof(MachineConfig.Devices), index).Then(nameof(DeviceConfig.DmaMaskBits)),
                         $"device '{dev.Name}': dma_set_mask({Hex.Format(dev.DmaMask)}) fails with -EIO: the mask cannot reach ZONE_DMA");
                 }
                 SetCoherentMask(dev, dev.CoherentDmaMask);

@@ -32,18 +32,18 @@ public sealed class IommuUnit
         _clock = clock;
         if (config.PageSizes.Count == 0 || config.PageSizes.Any(s => !Sizes.IsPowerOfTwo(s)))
         {
-            throw new MachineConfigException("iommu.page_sizes", "iommu page_sizes must be a non-empty list of powers of two");
+            throw new MachineConfigException(ConfigProperty.Of(nameof(MachineConfig.Iommu)).Then(nameof(IommuConfig.PageSizes)), "the IOMMU page sizes must be a non-empty list of powers of two");
         }
         var granule = config.PageSizes.Min();
         if (granule > cpuPageSize || granule < 4096)
         {
-            throw new MachineConfigException("iommu.page_sizes",
+            throw new MachineConfigException(ConfigProperty.Of(nameof(MachineConfig.Iommu)).Then(nameof(IommuConfig.PageSizes)),
                 $"the smallest IOMMU page ({granule}) must be between 4096 and the CPU page size ({cpuPageSize})");
         }
         GranuleShift = Sizes.Log2(granule);
         if (config.ApertureBits < 32 || config.ApertureBits > 64)
         {
-            throw new MachineConfigException("iommu.aperture_bits", $"aperture_bits must be between 32 and 64, not {config.ApertureBits}");
+            throw new MachineConfigException(ConfigProperty.Of(nameof(MachineConfig.Iommu)).Then(nameof(IommuConfig.ApertureBits)), $"the IOMMU aperture must be between 32 and 64 bits, not {config.ApertureBits}");
         }
         ApertureBits = config.ApertureBits;
         foreach (var s in config.PageSizes)
@@ -51,7 +51,7 @@ public sealed class IommuUnit
             var shift = Sizes.Log2(s);
             if (!IoPageTable.IsLevelSize(GranuleShift, shift) || shift >= ApertureBits)
             {
-                throw new MachineConfigException("iommu.page_sizes",
+                throw new MachineConfigException(ConfigProperty.Of(nameof(MachineConfig.Iommu)).Then(nameof(IommuConfig.PageSizes)),
                     $"page size {s} is not the size of a page-table level for a {granule}-byte granule");
             }
             PgsizeBitmap |= s;

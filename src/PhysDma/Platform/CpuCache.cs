@@ -24,7 +24,7 @@ public sealed class CpuCache
     {
         if (!Sizes.IsPowerOfTwo(lineSize))
         {
-            throw new ArgumentException($"cache_line must be a power of two, not {lineSize}");
+            throw new ArgumentException($"the cache line size must be a power of two, not {lineSize}");
         }
         _memory = memory;
         LineSize = lineSize;

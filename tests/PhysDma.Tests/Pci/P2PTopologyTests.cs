@@ -147,8 +147,8 @@ public class P2PTopologyTests
     public void BadTopologiesAreRefusedWithTheField()
     {
         var e = Assert.Throws<MachineConfigException>(() => Build(Topology.Replace("- { name: rp1, type: root_port, parent: hb0 }", "- { name: rp1, type: root_port, parent: sw0 }", StringComparison.Ordinal)));
-        Assert.Equal("pci[2].parent", e.Field);
+        Assert.Equal("Pci[2].Parent", e.Property.Path);
         var e2 = Assert.Throws<MachineConfigException>(() => Build(Topology.Replace("p2pmem: { bar: 1, offset: 0, size: 256MiB }", "p2pmem: { bar: 2, offset: 0, size: 256MiB }", StringComparison.Ordinal)));
-        Assert.Equal("devices[2].p2pmem.bar", e2.Field);
+        Assert.Equal("Devices[2].P2PMem.Bar", e2.Property.Path);
     }
 }

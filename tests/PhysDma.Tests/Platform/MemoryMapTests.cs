@@ -83,10 +83,10 @@ public sealed class MemoryMapTests
     public void Machine_ReportsTheOffendingField()
     {
         var overlapping = X86Config(Nic64, Gpu(new PhysAddr(0x1000_0000)));
-        Assert.Equal("devices[1].bars[0]", Assert.Throws<MachineConfigException>(() => new Machine(overlapping)).Field);
+        Assert.Equal("Devices[1].Bars[0]", Assert.Throws<MachineConfigException>(() => new Machine(overlapping)).Property.Path);
         var unaligned = X86Config() with { Ram = [new AddrRange(0, 3 * GiB), new AddrRange(4 * GiB + 1, GiB)] };
-        Assert.Equal("ram[1]", Assert.Throws<MachineConfigException>(() => new Machine(unaligned)).Field);
+        Assert.Equal("Ram[1]", Assert.Throws<MachineConfigException>(() => new Machine(unaligned)).Property.Path);
         var coherentOnly = X86Config(Nic64 with { Coherent = false });
-        Assert.Equal("devices[0].coherent", Assert.Throws<MachineConfigException>(() => new Machine(coherentOnly)).Field);
+        Assert.Equal("Devices[0].Coherent", Assert.Throws<MachineConfigException>(() => new Machine(coherentOnly)).Property.Path);
     }
 }
