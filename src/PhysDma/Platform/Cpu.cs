@@ -7,7 +7,7 @@ namespace PhysDma.Platform;
 /// uncached ones (ioremap) straight to memory. Which modelled CPU runs the caller is a thread binding
 /// (<see cref="Machine.OnCpu"/>); the data cache is shared, as a coherent CPU cluster's is.
 /// </summary>
-public sealed class Cpu
+public sealed class Cpu : IMemoryAccess<KernelVirt>
 {
     private readonly KernelMappings _kmap;
     private readonly CpuCache _cache;
@@ -24,68 +24,39 @@ public sealed class Cpu
 
     public void Read(KernelVirt va, Span<byte> dest)
     {
-        while (!dest.IsEmpty)
+        foreach (var (a, at, n) in Chunks.Split(va.Value, dest.Length, _pageSize))
         {
-            var n = (int)Math.Min((ulong)dest.Length, _pageSize - (va.Value & (_pageSize - 1)));
-            var (p, cached) = _kmap.Translate(va);
+            var (p, cached) = _kmap.Translate(new KernelVirt(a));
             if (cached)
             {
-                _cache.Load(p, dest[..n]);
+                _cache.Load(p, dest.Slice(at, n));
             }
             else
             {
-                _memory.Read(p, dest[..n]);
+                _memory.Read(p, dest.Slice(at, n));
             }
-            dest = dest[n..];
-            va += (ulong)n;
         }
     }
 
     public void Write(KernelVirt va, ReadOnlySpan<byte> src)
     {
-        while (!src.IsEmpty)
+        foreach (var (a, at, n) in Chunks.Split(va.Value, src.Length, _pageSize))
         {
-            var n = (int)Math.Min((ulong)src.Length, _pageSize - (va.Value & (_pageSize - 1)));
-            var (p, cached) = _kmap.Translate(va);
+            var (p, cached) = _kmap.Translate(new KernelVirt(a));
             if (cached)
             {
-                _cache.Store(p, src[..n]);
+                _cache.Store(p, src.Slice(at, n));
             }
             else
             {
-                _memory.Write(p, src[..n]);
+                _memory.Write(p, src.Slice(at, n));
             }
-            src = src[n..];
-            va += (ulong)n;
         }
     }
 
     /// <summary><c>memcpy</c> between two kernel virtual addresses, through the cache as the CPU does it.</summary>
-    public void Memcpy(KernelVirt dst, KernelVirt src, ulong len)
-    {
-        Span<byte> buf = stackalloc byte[256];
-        while (len > 0)
-        {
-            var n = (int)Math.Min(len, (ulong)buf.Length);
-            Read(src, buf[..n]);
-            Write(dst, buf[..n]);
-            src += (ulong)n;
-            dst += (ulong)n;
-            len -= (ulong)n;
-        }
-    }
+    public void Memcpy(KernelVirt dst, KernelVirt src, ulong len) => MemoryAccess.Copy(this, dst, src, len);
 
     /// <summary><c>memset</c> through the cache.</summary>
-    public void Memset(KernelVirt dst, byte value, ulong len)
-    {
-        Span<byte> buf = stackalloc byte[256];
-        buf.Fill(value);
-        while (len > 0)
-        {
-            var n = (int)Math.Min(len, (ulong)buf.Length);
-            Write(dst, buf[..n]);
-            dst += (ulong)n;
-            len -= (ulong)n;
-        }
-    }
+    public void Memset(KernelVirt dst, byte value, ulong len) => MemoryAccess.Fill(this, dst, value, len);
 }
