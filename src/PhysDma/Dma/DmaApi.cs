@@ -309,39 +309,8 @@ public sealed partial class DmaApi
         CheckDirection(dir);
         // dma-debug (PhysDma's cache_op_on_mmio) compares the non-RAM cache-op count across the backend.
         var opsOnNonRamBefore = Debug is null ? 0 : Machine.ArchCache.OpsOnNonRam;
-        if (GoDirect(dev, ops))
-        {
-            if (forCpu)
-            {
-                Direct.SyncSingleForCpu(dev, addr, size, dir);
-            }
-            else
-            {
-                Direct.SyncSingleForDevice(dev, addr, size, dir);
-            }
-        }
-        else if (dev.DmaIommu)
-        {
-            if (forCpu)
-            {
-                Iommu!.SyncSingleForCpu(dev, addr, size, dir);
-            }
-            else
-            {
-                Iommu!.SyncSingleForDevice(dev, addr, size, dir);
-            }
-        }
-        else if (ops!.HasSync)
-        {
-            if (forCpu)
-            {
-                ops.SyncSingleForCpu(dev, addr, size, dir);
-            }
-            else
-            {
-                ops.SyncSingleForDevice(dev, addr, size, dir);
-            }
-        }
+        // Every backend has both sync callbacks (a legacy ops table with none is not modelled: HasSync is true).
+        Backend(dev, ops).SyncSingle(dev, addr, size, dir, forCpu);
         Trace.SyncSingle(forCpu, dev, addr, size, dir);
         // dma-debug hook: debug_dma_sync_single_for_{cpu,device}().
         Debug?.SyncSingle(dev, addr, size, dir, forCpu, opsOnNonRamBefore);

@@ -8,7 +8,7 @@ namespace PhysDma.Dma;
 /// carry: a fixed bus-offset mapper with CPU cache maintenance for non-coherent devices. Which callbacks
 /// exist is the point: 6.18 ops have <c>map_page</c> and maybe <c>map_resource</c>; 6.19 ops have <c>map_phys</c>.
 /// </summary>
-public sealed class DmaOps
+public sealed class DmaOps : IDmaBackend
 {
     private readonly DmaApi _api;
     private readonly Machine _m;
@@ -141,14 +141,7 @@ public sealed class DmaOps
     {
         for (var i = 0; i < nents; i++)
         {
-            if (forCpu)
-            {
-                SyncSingleForCpu(dev, sgl[i].DmaAddress, sgl[i].Length, dir);
-            }
-            else
-            {
-                SyncSingleForDevice(dev, sgl[i].DmaAddress, sgl[i].Length, dir);
-            }
+            ((IDmaBackend)this).SyncSingle(dev, sgl[i].DmaAddress, sgl[i].Length, dir, forCpu);
         }
     }
 }

@@ -105,35 +105,35 @@ internal sealed class DirectSg(DmaApi api)
         }
     }
 
-    /// <summary><c>dma_direct_sync_sg_for_device</c>: every entry, bus addresses included, by <c>sg->length</c>.</summary>
-    public void SyncSgForDevice(Device dev, IReadOnlyList<ScatterEntry> sgl, int nents, DmaDirection dir)
+    /// <summary>
+    /// <c>dma_direct_sync_sg_for_device</c> / <c>_for_cpu</c>: every entry, bus addresses included, by
+    /// <c>sg->length</c>; for the device bounce then clean, for the CPU invalidate then bounce back, with one
+    /// <c>arch_sync_dma_for_cpu_all</c> at the end.
+    /// </summary>
+    public void SyncSg(Device dev, IReadOnlyList<ScatterEntry> sgl, int nents, DmaDirection dir, bool forCpu)
     {
         for (var i = 0; i < nents; i++)
         {
             var sg = sgl[i];
             var paddr = api.Direct.DmaToPhys(dev, sg.DmaAddress);
-            api.Swiotlb.SyncSingleForDevice(dev, paddr, sg.Length, dir);
-            if (!dev.Coherent)
+            if (forCpu)
             {
-                M.ArchCache.SyncForDevice(paddr, sg.Length, dir);
+                if (!dev.Coherent)
+                {
+                    M.ArchCache.SyncForCpu(paddr, sg.Length, dir);
+                }
+                api.Swiotlb.SyncSingleForCpu(dev, paddr, sg.Length, dir);
+            }
+            else
+            {
+                api.Swiotlb.SyncSingleForDevice(dev, paddr, sg.Length, dir);
+                if (!dev.Coherent)
+                {
+                    M.ArchCache.SyncForDevice(paddr, sg.Length, dir);
+                }
             }
         }
-    }
-
-    /// <summary><c>dma_direct_sync_sg_for_cpu</c>.</summary>
-    public void SyncSgForCpu(Device dev, IReadOnlyList<ScatterEntry> sgl, int nents, DmaDirection dir)
-    {
-        for (var i = 0; i < nents; i++)
-        {
-            var sg = sgl[i];
-            var paddr = api.Direct.DmaToPhys(dev, sg.DmaAddress);
-            if (!dev.Coherent)
-            {
-                M.ArchCache.SyncForCpu(paddr, sg.Length, dir);
-            }
-            api.Swiotlb.SyncSingleForCpu(dev, paddr, sg.Length, dir);
-        }
-        if (!dev.Coherent)
+        if (forCpu && !dev.Coherent)
         {
             M.ArchCache.SyncForCpuAll();
         }

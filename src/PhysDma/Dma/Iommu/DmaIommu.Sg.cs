@@ -8,7 +8,7 @@ namespace PhysDma.Dma;
 // Scatter-gather for dma-iommu (iommu_dma_map_sg and friends, spec §4.7): the whole list in one IOVA
 // allocation, entries padded to granules and to the segment boundary, merged into DMA segments on the way
 // out, P2P bus addresses passed through in their own output slots.
-public sealed partial class DmaIommu : ISgBackend
+public sealed partial class DmaIommu : IDmaBackend
 {
     /// <summary>Known 6.18 defect: a BUS_ADDR entry's DMA length is the list head's length.</summary>
     public const string QuirkSgBusAddrHeadLen = "iommu_sg_bus_addr_head_len";
@@ -43,7 +43,7 @@ public sealed partial class DmaIommu : ISgBackend
             s.DmaAddress = MapPhys(dev, s.Phys, s.Length, dir, attrs);
             if (s.DmaAddress.IsError)
             {
-                ((ISgBackend)this).UnmapSg(dev, sgl, i, dir, attrs | DmaAttrs.SkipCpuSync);
+                ((IDmaBackend)this).UnmapSg(dev, sgl, i, dir, attrs | DmaAttrs.SkipCpuSync);
                 return -(int)Errno.EIO;
             }
             s.DmaLength = s.Length;
@@ -52,7 +52,7 @@ public sealed partial class DmaIommu : ISgBackend
     }
 
     /// <summary><c>iommu_dma_map_sg</c>: the number of DMA segments, or -EREMOTEIO, -ENOMEM or -EINVAL.</summary>
-    int ISgBackend.MapSg(Device dev, IReadOnlyList<ScatterEntry> sgl, int nents, DmaDirection dir, DmaAttrs attrs)
+    int IDmaBackend.MapSg(Device dev, IReadOnlyList<ScatterEntry> sgl, int nents, DmaDirection dir, DmaAttrs attrs)
     {
         if (nents == 0)
         {
@@ -70,7 +70,7 @@ public sealed partial class DmaIommu : ISgBackend
         var hostBridgeProt = Quirk(QuirkSgHostBridgeCache) ? prot : InfoToProt(dir, coherent, attrs | DmaAttrs.Mmio);
         if ((attrs & DmaAttrs.SkipCpuSync) == 0)
         {
-            SyncSgForDevice(dev, sgl, nents, dir);
+            ((IDmaBackend)this).SyncSg(dev, sgl, nents, dir, forCpu: false);
         }
 
         var p2p = default(P2PMapState);
@@ -292,7 +292,7 @@ public sealed partial class DmaIommu : ISgBackend
     }
 
     /// <summary><c>iommu_dma_unmap_sg</c>: one IOVA range from the first to the last IOVA segment.</summary>
-    void ISgBackend.UnmapSg(Device dev, IReadOnlyList<ScatterEntry> sgl, int nents, DmaDirection dir, DmaAttrs attrs)
+    void IDmaBackend.UnmapSg(Device dev, IReadOnlyList<ScatterEntry> sgl, int nents, DmaDirection dir, DmaAttrs attrs)
     {
         if (nents > 0 && sgl[0].UsedSwiotlb)
         {
@@ -305,7 +305,7 @@ public sealed partial class DmaIommu : ISgBackend
         }
         if ((attrs & DmaAttrs.SkipCpuSync) == 0)
         {
-            SyncSgForCpu(dev, sgl, nents, dir);
+            ((IDmaBackend)this).SyncSg(dev, sgl, nents, dir, forCpu: true);
         }
         var start = 0UL;
         var end = 0UL;
@@ -345,50 +345,28 @@ public sealed partial class DmaIommu : ISgBackend
         }
     }
 
-    void ISgBackend.SyncSg(Device dev, IReadOnlyList<ScatterEntry> sgl, int nents, DmaDirection dir, bool forCpu)
+    /// <summary>
+    /// <c>iommu_dma_sync_sg_for_{cpu,device}</c>: a bounced list syncs entry by entry (bounce and cache);
+    /// otherwise only a non-coherent device needs cache maintenance of every entry's CPU range.
+    /// </summary>
+    void IDmaBackend.SyncSg(Device dev, IReadOnlyList<ScatterEntry> sgl, int nents, DmaDirection dir, bool forCpu)
     {
-        if (forCpu)
+        var bounced = nents > 0 && sgl[0].UsedSwiotlb;
+        if (!bounced && dev.Coherent)
         {
-            SyncSgForCpu(dev, sgl, nents, dir);
+            return;
         }
-        else
+        for (var i = 0; i < nents; i++)
         {
-            SyncSgForDevice(dev, sgl, nents, dir);
-        }
-    }
-
-    /// <summary><c>iommu_dma_sync_sg_for_cpu</c>.</summary>
-    private void SyncSgForCpu(Device dev, IReadOnlyList<ScatterEntry> sgl, int nents, DmaDirection dir)
-    {
-        if (nents > 0 && sgl[0].UsedSwiotlb)
-        {
-            for (var i = 0; i < nents; i++)
+            if (bounced)
             {
-                SyncSingleForCpu(dev, sgl[i].DmaAddress, sgl[i].Length, dir);
+                ((IDmaBackend)this).SyncSingle(dev, sgl[i].DmaAddress, sgl[i].Length, dir, forCpu);
             }
-        }
-        else if (!dev.Coherent)
-        {
-            for (var i = 0; i < nents; i++)
+            else if (forCpu)
             {
                 _m.ArchCache.SyncForCpu(sgl[i].Phys, sgl[i].Length, dir);
             }
-        }
-    }
-
-    /// <summary><c>iommu_dma_sync_sg_for_device</c>.</summary>
-    private void SyncSgForDevice(Device dev, IReadOnlyList<ScatterEntry> sgl, int nents, DmaDirection dir)
-    {
-        if (nents > 0 && sgl[0].UsedSwiotlb)
-        {
-            for (var i = 0; i < nents; i++)
-            {
-                SyncSingleForDevice(dev, sgl[i].DmaAddress, sgl[i].Length, dir);
-            }
-        }
-        else if (!dev.Coherent)
-        {
-            for (var i = 0; i < nents; i++)
+            else
             {
                 _m.ArchCache.SyncForDevice(sgl[i].Phys, sgl[i].Length, dir);
             }
