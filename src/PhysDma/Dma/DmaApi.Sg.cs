@@ -16,6 +16,18 @@ public sealed partial class DmaApi
     /// </summary>
     private IDmaBackend Backend(Device dev, DmaOps? ops) => GoDirect(dev, ops) ? Direct : dev.DmaIommu ? Iommu! : ops!;
 
+    /// <summary>
+    /// What every sync does before its backend: the backend chosen, the direction checked, and, when dma-debug
+    /// is <paramref name="watched"/>, the non-RAM cache-op count it compares afterwards (PhysDma's cache_op_on_mmio).
+    /// </summary>
+    private IDmaBackend SyncBackend(Device dev, DmaDirection dir, bool watched, out long opsOnNonRamBefore)
+    {
+        var ops = GetOps(dev);
+        CheckDirection(dir);
+        opsOnNonRamBefore = watched ? Machine.ArchCache.OpsOnNonRam : 0;
+        return Backend(dev, ops);
+    }
+
     /// <summary><c>__dma_map_sg_attrs</c>: the segment count, or a negative errno of the expected set (others become -EIO).</summary>
     private int MapSgInternal(Device dev, IReadOnlyList<ScatterEntry> sgl, int nents, DmaDirection dir, DmaAttrs attrs)
     {
@@ -100,11 +112,7 @@ public sealed partial class DmaApi
         {
             return;
         }
-        var ops = GetOps(dev);
-        CheckDirection(dir);
-        // dma-debug (PhysDma's cache_op_on_mmio) compares the non-RAM cache-op count across the backend.
-        var opsOnNonRamBefore = SgSynced is null ? 0 : Machine.ArchCache.OpsOnNonRam;
-        Backend(dev, ops).SyncSg(dev, sgl, nelems, dir, forCpu);
+        SyncBackend(dev, dir, SgSynced is not null, out var opsOnNonRamBefore).SyncSg(dev, sgl, nelems, dir, forCpu);
         Trace.SyncSg(forCpu, dev, sgl, nelems, dir);
         // dma-debug hook: debug_dma_sync_sg_for_{cpu,device}().
         SgSynced?.Invoke(dev, sgl, nelems, dir, forCpu, opsOnNonRamBefore);

@@ -305,12 +305,8 @@ public sealed partial class DmaApi
 
     private void SyncSingle(Device dev, DmaAddr addr, ulong size, DmaDirection dir, bool forCpu)
     {
-        var ops = GetOps(dev);
-        CheckDirection(dir);
-        // dma-debug (PhysDma's cache_op_on_mmio) compares the non-RAM cache-op count across the backend.
-        var opsOnNonRamBefore = Debug is null ? 0 : Machine.ArchCache.OpsOnNonRam;
         // Every backend has both sync callbacks (a legacy ops table with none is not modelled: HasSync is true).
-        Backend(dev, ops).SyncSingle(dev, addr, size, dir, forCpu);
+        SyncBackend(dev, dir, Debug is not null, out var opsOnNonRamBefore).SyncSingle(dev, addr, size, dir, forCpu);
         Trace.SyncSingle(forCpu, dev, addr, size, dir);
         // dma-debug hook: debug_dma_sync_single_for_{cpu,device}().
         Debug?.SyncSingle(dev, addr, size, dir, forCpu, opsOnNonRamBefore);

@@ -111,23 +111,8 @@ public sealed class DmaOps : IDmaBackend
     }
 
     /// <summary><c>ops->map_sg</c>: every entry mapped on its own (no merging).</summary>
-    public int MapSg(Device dev, IReadOnlyList<ScatterEntry> sgl, int nents, DmaDirection dir, DmaAttrs attrs)
-    {
-        for (var i = 0; i < nents; i++)
-        {
-            var sg = sgl[i];
-            sg.DmaAddress = (attrs & DmaAttrs.Mmio) != 0
-                ? MapResource(dev, sg.Phys, sg.Length, dir, attrs)
-                : MapRam(dev, sg.Phys, sg.Length, dir, attrs);
-            if (sg.DmaAddress.IsError)
-            {
-                UnmapSg(dev, sgl, i, dir, attrs | DmaAttrs.SkipCpuSync);
-                return -(int)Errno.EIO;
-            }
-            sg.DmaLength = sg.Length;
-        }
-        return nents;
-    }
+    public int MapSg(Device dev, IReadOnlyList<ScatterEntry> sgl, int nents, DmaDirection dir, DmaAttrs attrs) =>
+        ((IDmaBackend)this).MapSgEntryByEntry(dev, sgl, nents, dir, attrs);
 
     public void UnmapSg(Device dev, IReadOnlyList<ScatterEntry> sgl, int nents, DmaDirection dir, DmaAttrs attrs)
     {

@@ -46,7 +46,10 @@ internal sealed class DirectSg(DmaApi api)
 {
     private Machine M => api.Machine;
 
-    private bool Quirk(string name) => M.Config.KernelQuirks.Contains(name);
+    private bool Quirk(string name) => M.Config.HasQuirk(name);
+
+    private int Unwind(Device dev, IReadOnlyList<ScatterEntry> sgl, int mapped, DmaDirection dir, DmaAttrs attrs, Errno error) =>
+        ((IDmaBackend)api.Direct).UnwindSg(dev, sgl, mapped, dir, attrs, error);
 
     /// <summary><c>dma_direct_map_sg</c>: entry by entry, no merging; returns nents or a negative errno.</summary>
     public int MapSg(Device dev, IReadOnlyList<ScatterEntry> sgl, int nents, DmaDirection dir, DmaAttrs attrs)
@@ -58,7 +61,7 @@ internal sealed class DirectSg(DmaApi api)
             var page = M.MemMap.Read(M.MemMap.PhysToPage(sg.Phys));
             switch (state.State(api.P2P, dev, page))
             {
-                case P2PMapType.ThruHostBridge when Quirk("sg_host_bridge_break"):
+                case P2PMapType.ThruHostBridge when Quirk(KernelQuirk.SgHostBridgeBreak):
                     // 6.18 as released: 'break' skipped the mapping and left dma_address as it was.
                     break;
                 case P2PMapType.None:
@@ -67,21 +70,19 @@ internal sealed class DirectSg(DmaApi api)
                     sg.DmaAddress = api.Direct.MapPhys(dev, sg.Phys, sg.Length, dir, attrs);
                     if (sg.DmaAddress.IsError)
                     {
-                        UnmapSg(dev, sgl, i, dir, attrs | DmaAttrs.SkipCpuSync);
-                        return -(int)Errno.EIO;
+                        return Unwind(dev, sgl, i, dir, attrs, Errno.EIO);
                     }
                     break;
                 case P2PMapType.BusAddr:
                     sg.DmaAddress = P2PDma.BusAddrMap(state.Provider!, sg.Phys);
-                    if (!Quirk("sg_bus_addr_no_len"))
+                    if (!Quirk(KernelQuirk.SgBusAddrNoLen))
                     {
                         sg.DmaLength = sg.Length;
                     }
                     sg.IsBusAddress = true;
                     continue;
                 default:
-                    UnmapSg(dev, sgl, i, dir, attrs | DmaAttrs.SkipCpuSync);
-                    return -(int)Errno.EREMOTEIO;
+                    return Unwind(dev, sgl, i, dir, attrs, Errno.EREMOTEIO);
             }
             sg.DmaLength = sg.Length;
         }

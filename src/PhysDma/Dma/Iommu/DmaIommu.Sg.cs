@@ -10,12 +10,6 @@ namespace PhysDma.Dma;
 // out, P2P bus addresses passed through in their own output slots.
 public sealed partial class DmaIommu : IDmaBackend
 {
-    /// <summary>Known 6.18 defect: a BUS_ADDR entry's DMA length is the list head's length.</summary>
-    public const string QuirkSgBusAddrHeadLen = "iommu_sg_bus_addr_head_len";
-
-    /// <summary>Known 6.18 defect: host-bridge P2P entries are mapped with the call's prot (IOMMU_CACHE on a coherent device) instead of IOMMU_MMIO.</summary>
-    public const string QuirkSgHostBridgeCache = "iommu_sg_host_bridge_cache";
-
     /// <summary><c>dev_use_sg_swiotlb</c>: untrusted, or some entry a kmalloc bounce would be needed for.</summary>
     private bool DevUseSgSwiotlb(Device dev, IReadOnlyList<ScatterEntry> sgl, int nents, DmaDirection dir)
     {
@@ -37,18 +31,7 @@ public sealed partial class DmaIommu : IDmaBackend
     private int MapSgSwiotlb(Device dev, IReadOnlyList<ScatterEntry> sgl, int nents, DmaDirection dir, DmaAttrs attrs)
     {
         sgl[0].UsedSwiotlb = true;
-        for (var i = 0; i < nents; i++)
-        {
-            var s = sgl[i];
-            s.DmaAddress = MapPhys(dev, s.Phys, s.Length, dir, attrs);
-            if (s.DmaAddress.IsError)
-            {
-                ((IDmaBackend)this).UnmapSg(dev, sgl, i, dir, attrs | DmaAttrs.SkipCpuSync);
-                return -(int)Errno.EIO;
-            }
-            s.DmaLength = s.Length;
-        }
-        return nents;
+        return ((IDmaBackend)this).MapSgEntryByEntry(dev, sgl, nents, dir, attrs);
     }
 
     /// <summary><c>iommu_dma_map_sg</c>: the number of DMA segments, or -EREMOTEIO, -ENOMEM or -EINVAL.</summary>
@@ -67,7 +50,7 @@ public sealed partial class DmaIommu : IDmaBackend
         var mask = dev.SegBoundaryMask;
         var coherent = dev.Coherent;
         var prot = InfoToProt(dir, coherent, attrs);
-        var hostBridgeProt = Quirk(QuirkSgHostBridgeCache) ? prot : InfoToProt(dir, coherent, attrs | DmaAttrs.Mmio);
+        var hostBridgeProt = Quirk(KernelQuirk.IommuSgHostBridgeCache) ? prot : InfoToProt(dir, coherent, attrs | DmaAttrs.Mmio);
         if ((attrs & DmaAttrs.SkipCpuSync) == 0)
         {
             ((IDmaBackend)this).SyncSg(dev, sgl, nents, dir, forCpu: false);
@@ -102,7 +85,7 @@ public sealed partial class DmaIommu : IDmaBackend
                 case P2PMapType.BusAddr:
                     // Skipped by the IOMMU; finalise copies it to its own output segment.
                     s.DmaAddress = P2PDma.BusAddrMap(p2p.Provider!, s.Phys);
-                    s.DmaLength = Quirk(QuirkSgBusAddrHeadLen) ? sgl[0].Length : s.Length;
+                    s.DmaLength = Quirk(KernelQuirk.IommuSgBusAddrHeadLen) ? sgl[0].Length : s.Length;
                     s.IsBusAddress = true;
                     continue;
                 default:
