@@ -9,50 +9,31 @@ namespace PhysDma.Platform;
 /// </summary>
 public sealed class Cpu : IMemoryAccess<KernelVirt>
 {
-    private readonly KernelMappings _kmap;
-    private readonly CpuCache _cache;
-    private readonly PhysicalMemory _memory;
-    private readonly ulong _pageSize;
+    private readonly Machine _m;
 
-    internal Cpu(KernelMappings kmap, CpuCache cache, PhysicalMemory memory, ulong pageSize)
-    {
-        _kmap = kmap;
-        _cache = cache;
-        _memory = memory;
-        _pageSize = pageSize;
-    }
+    /// <summary>The CPU of <paramref name="m"/>: its kernel mappings, cache and memory must exist already.</summary>
+    internal Cpu(Machine m) => _m = m;
 
     public void Read(KernelVirt va, Span<byte> dest)
     {
-        foreach (var (a, at, n) in Chunks.Split(va.Value, dest.Length, _pageSize))
+        foreach (var (a, at, n) in Chunks.Split(va.Value, dest.Length, _m.PageSize))
         {
-            var (p, cached) = _kmap.Translate(new KernelVirt(a));
-            if (cached)
-            {
-                _cache.Load(p, dest.Slice(at, n));
-            }
-            else
-            {
-                _memory.Read(p, dest.Slice(at, n));
-            }
+            var (p, cached) = _m.Kmap.Translate(new KernelVirt(a));
+            Target(cached).Read(p, dest.Slice(at, n));
         }
     }
 
     public void Write(KernelVirt va, ReadOnlySpan<byte> src)
     {
-        foreach (var (a, at, n) in Chunks.Split(va.Value, src.Length, _pageSize))
+        foreach (var (a, at, n) in Chunks.Split(va.Value, src.Length, _m.PageSize))
         {
-            var (p, cached) = _kmap.Translate(new KernelVirt(a));
-            if (cached)
-            {
-                _cache.Store(p, src.Slice(at, n));
-            }
-            else
-            {
-                _memory.Write(p, src.Slice(at, n));
-            }
+            var (p, cached) = _m.Kmap.Translate(new KernelVirt(a));
+            Target(cached).Write(p, src.Slice(at, n));
         }
     }
+
+    /// <summary>Where a CPU access goes: the cache for a cacheable mapping, memory itself for an uncached one (ioremap).</summary>
+    private IMemoryAccess<PhysAddr> Target(bool cached) => cached ? _m.Cache : _m.Memory;
 
     /// <summary><c>memcpy</c> between two kernel virtual addresses, through the cache as the CPU does it.</summary>
     public void Memcpy(KernelVirt dst, KernelVirt src, ulong len) => MemoryAccess.Copy(this, dst, src, len);

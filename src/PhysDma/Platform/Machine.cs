@@ -74,7 +74,7 @@ public sealed class Machine
         Kmap = new KernelMappings(Arch, Map, Counters, PageShift, config.HighmemAbove);
         Cache = new CpuCache(Memory, config.CacheLine);
         ArchCache = new ArchCacheHooks(Arch, Kmap, Cache, Map);
-        Cpu = new Cpu(Kmap, Cache, Memory, PageSize);
+        Cpu = new Cpu(this);
         Stacks = new TaskStacks(PageShift);
         Clock = new Clock();
         Log = new KernelLog(Clock);
