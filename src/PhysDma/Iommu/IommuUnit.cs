@@ -20,8 +20,8 @@ public sealed class IommuUnit
     private readonly Lock _lock = new();
     private readonly Dictionary<Device, IommuDomain> _attached = [];
     private readonly List<IommuDomain> _domains = [];
-    private readonly List<StaleIotlbAccess> _stale = [];
-    private readonly List<IommuFault> _faults = [];
+    private readonly AppendLog<StaleIotlbAccess> _stale = new();
+    private readonly AppendLog<IommuFault> _faults = new();
     private readonly Clock _clock;
     private int _nextDomainId = 1;
 
@@ -114,49 +114,13 @@ public sealed class IommuUnit
     public event Action<Device, StaleIotlbAccess>? StaleAccess;
 
     /// <summary>Every access made through a stale IOTLB entry, in order.</summary>
-    public IReadOnlyList<StaleIotlbAccess> StaleAccesses
-    {
-        get
-        {
-            lock (_lock)
-            {
-                return [.. _stale];
-            }
-        }
-    }
+    public IReadOnlyList<StaleIotlbAccess> StaleAccesses => _stale.Snapshot();
 
-    public int StaleAccessCount
-    {
-        get
-        {
-            lock (_lock)
-            {
-                return _stale.Count;
-            }
-        }
-    }
+    public int StaleAccessCount => _stale.Count;
 
-    public IReadOnlyList<IommuFault> Faults
-    {
-        get
-        {
-            lock (_lock)
-            {
-                return [.. _faults];
-            }
-        }
-    }
+    public IReadOnlyList<IommuFault> Faults => _faults.Snapshot();
 
-    public int FaultCount
-    {
-        get
-        {
-            lock (_lock)
-            {
-                return _faults.Count;
-            }
-        }
-    }
+    public int FaultCount => _faults.Count;
 
     /// <summary>Invalidates the whole IOTLB (every domain).</summary>
     public void FlushAll() => Iotlb.InvalidateAll();
@@ -188,10 +152,7 @@ public sealed class IommuUnit
         if (hit && (!domain.Walk(iova, out var now) || now != entry))
         {
             var stale = new StaleIotlbAccess(dev.Name, domain.Id, addr, entry.PhysBase + (iova - entry.IovaBase), access, _clock.NowNs);
-            lock (_lock)
-            {
-                _stale.Add(stale);
-            }
+            _stale.Add(stale);
             StaleAccess?.Invoke(dev, stale);
         }
         return Hit(entry, iova);
@@ -210,10 +171,7 @@ public sealed class IommuUnit
 
     private Translated Fault(IommuDomain domain, Device dev, DmaAddr addr, DmaAccess access, FaultReason reason)
     {
-        lock (_lock)
-        {
-            _faults.Add(new IommuFault(dev.Name, domain.Id, addr, access, reason, _clock.NowNs));
-        }
+        _faults.Add(new IommuFault(dev.Name, domain.Id, addr, access, reason, _clock.NowNs));
         return new Translated(PhysAddr.Invalid, 0, reason);
     }
 

@@ -15,8 +15,7 @@ public sealed class Machine
     private static int t_cpu;
 
     private readonly Dictionary<string, Device> _devices = new(StringComparer.Ordinal);
-    private readonly List<DmaFault> _faults = [];
-    private readonly Lock _faultLock = new();
+    private readonly AppendLog<DmaFault> _faults = new();
 
     public Machine(MachineConfig config)
     {
@@ -218,35 +217,14 @@ public sealed class Machine
         public bool Contains(ulong p) => p >= Lo && p < Hi;
     }
 
-    public IReadOnlyList<DmaFault> Faults
-    {
-        get
-        {
-            lock (_faultLock)
-            {
-                return [.. _faults];
-            }
-        }
-    }
+    public IReadOnlyList<DmaFault> Faults => _faults.Snapshot();
 
-    public int FaultCount
-    {
-        get
-        {
-            lock (_faultLock)
-            {
-                return _faults.Count;
-            }
-        }
-    }
+    public int FaultCount => _faults.Count;
 
     private DmaFault RecordFault(Device dev, DmaAddr addr, DmaAccess access, FaultReason reason)
     {
         var f = new DmaFault(dev.Name, addr, access, reason);
-        lock (_faultLock)
-        {
-            _faults.Add(f);
-        }
+        _faults.Add(f);
         return f;
     }
 
