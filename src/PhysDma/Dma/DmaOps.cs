@@ -8,7 +8,7 @@ namespace PhysDma.Dma;
 /// carry: a fixed bus-offset mapper with CPU cache maintenance for non-coherent devices. Which callbacks
 /// exist is the point: 6.18 ops have <c>map_page</c> and maybe <c>map_resource</c>; 6.19 ops have <c>map_phys</c>.
 /// </summary>
-public sealed class DmaOps
+public sealed class DmaOps : IDmaBackend
 {
     private readonly DmaApi _api;
     private readonly Machine _m;
@@ -119,23 +119,8 @@ public sealed class DmaOps
     }
 
     /// <summary><c>ops->map_sg</c>: every entry mapped on its own (no merging).</summary>
-    public int MapSg(Device dev, IReadOnlyList<ScatterEntry> sgl, int nents, DmaDirection dir, DmaAttrs attrs)
-    {
-        for (var i = 0; i < nents; i++)
-        {
-            var sg = sgl[i];
-            sg.DmaAddress = (attrs & DmaAttrs.Mmio) == 0 ? MapRam(dev, sg.Phys, sg.Length, dir, attrs)
-                : CanMapMmio ? MapResource(dev, sg.Phys, sg.Length, dir, attrs)
-                : DmaAddr.MappingError;
-            if (sg.DmaAddress.IsError)
-            {
-                UnmapSg(dev, sgl, i, dir, attrs | DmaAttrs.SkipCpuSync);
-                return -(int)Errno.EIO;
-            }
-            sg.DmaLength = sg.Length;
-        }
-        return nents;
-    }
+    public int MapSg(Device dev, IReadOnlyList<ScatterEntry> sgl, int nents, DmaDirection dir, DmaAttrs attrs) =>
+        ((IDmaBackend)this).MapSgEntryByEntry(dev, sgl, nents, dir, attrs);
 
     public void UnmapSg(Device dev, IReadOnlyList<ScatterEntry> sgl, int nents, DmaDirection dir, DmaAttrs attrs)
     {
@@ -149,14 +134,7 @@ public sealed class DmaOps
     {
         for (var i = 0; i < nents; i++)
         {
-            if (forCpu)
-            {
-                SyncSingleForCpu(dev, sgl[i].DmaAddress, sgl[i].Length, dir);
-            }
-            else
-            {
-                SyncSingleForDevice(dev, sgl[i].DmaAddress, sgl[i].Length, dir);
-            }
+            ((IDmaBackend)this).SyncSingle(dev, sgl[i].DmaAddress, sgl[i].Length, dir, forCpu);
         }
     }
 }

@@ -18,14 +18,8 @@ public readonly record struct P2PMapping(DmaAddr Addr, P2PMapType Type, Errno Er
 /// </summary>
 public sealed class P2PImport(DmaApi api)
 {
-    /// <summary>
-    /// Pre-series (6.17) behaviour: importers mapped PCI_P2PDMA_MAP_THRU_HOST_BRIDGE memory like RAM, without
-    /// <c>DMA_ATTR_MMIO</c>, so dma-iommu gave it IOMMU_CACHE on a coherent device (the defect the series fixed).
-    /// </summary>
-    public const string QuirkHostBridgeAsRam = "p2p_host_bridge_as_ram";
-
     private DmaAttrs HostBridgeAttrs(DmaAttrs attrs) =>
-        api.Machine.Config.KernelQuirks.Contains(QuirkHostBridgeAsRam) ? attrs : attrs | DmaAttrs.Mmio;
+        api.Machine.Config.KernelQuirks.Contains(KernelQuirk.P2PHostBridgeAsRam) ? attrs : attrs | DmaAttrs.Mmio;
 
     /// <summary>By page: <c>pci_p2pdma_state</c> on the page, then the map type's action.</summary>
     public P2PMapping MapPage(ref P2PMapState state, Device dev, Page page, PhysAddr phys, ulong size, DmaDirection dir, DmaAttrs attrs)

@@ -8,7 +8,7 @@ namespace PhysDma.Platform;
 /// stale data and a missing clean always leaves the device reading old memory: the worst case, repeatably.
 /// Coherent devices snoop it; non-coherent devices bypass it.
 /// </summary>
-public sealed class CpuCache
+public sealed class CpuCache : IMemoryAccess<PhysAddr>
 {
     private sealed class Line(byte[] data)
     {
@@ -24,7 +24,7 @@ public sealed class CpuCache
     {
         if (!Sizes.IsPowerOfTwo(lineSize))
         {
-            throw new ArgumentException($"cache_line must be a power of two, not {lineSize}");
+            throw new ArgumentException($"the cache line size must be a power of two, not {lineSize}");
         }
         _memory = memory;
         LineSize = lineSize;
@@ -75,61 +75,53 @@ public sealed class CpuCache
     {
         lock (_lock)
         {
-            var a = p.Value;
-            while (!dest.IsEmpty)
+            foreach (var (a, at, n) in Chunks.Split(p.Value, dest.Length, LineSize))
             {
                 var lineAddr = Sizes.AlignDown(a, LineSize);
-                var off = (int)(a - lineAddr);
-                var n = Math.Min(dest.Length, (int)LineSize - off);
-                Fill(lineAddr).Data.AsSpan(off, n).CopyTo(dest);
-                dest = dest[n..];
-                a += (ulong)n;
+                Fill(lineAddr).Data.AsSpan((int)(a - lineAddr), n).CopyTo(dest[at..]);
             }
         }
     }
+
+    void IMemoryAccess<PhysAddr>.Read(PhysAddr addr, Span<byte> dest) => Load(addr, dest);
+
+    void IMemoryAccess<PhysAddr>.Write(PhysAddr addr, ReadOnlySpan<byte> src) => Store(addr, src);
 
     /// <summary>A CPU store to cacheable memory (write-allocate; memory is updated only by a clean).</summary>
     public void Store(PhysAddr p, ReadOnlySpan<byte> src)
     {
         lock (_lock)
         {
-            var a = p.Value;
-            while (!src.IsEmpty)
+            foreach (var (a, at, n) in Chunks.Split(p.Value, src.Length, LineSize))
             {
                 var lineAddr = Sizes.AlignDown(a, LineSize);
-                var off = (int)(a - lineAddr);
-                var n = Math.Min(src.Length, (int)LineSize - off);
                 var line = Fill(lineAddr);
-                src[..n].CopyTo(line.Data.AsSpan(off, n));
+                src.Slice(at, n).CopyTo(line.Data.AsSpan((int)(a - lineAddr), n));
                 line.Dirty = true;
-                src = src[n..];
-                a += (ulong)n;
             }
         }
     }
 
-    /// <summary>Clean (write back) every dirty line touching the range; lines stay cached.</summary>
-    public void Clean(PhysAddr p, ulong size)
+    private enum Maintenance
     {
-        if (size == 0)
-        {
-            return;
-        }
-        lock (_lock)
-        {
-            var endAddr = p.Value + size;
-            for (var a = Sizes.AlignDown(p.Value, LineSize); a < endAddr; a += LineSize)
-            {
-                WriteBack(a);
-            }
-        }
+        Clean,
+        Invalidate,
+        Flush,
     }
+
+    /// <summary>Clean (write back) every dirty line touching the range; lines stay cached.</summary>
+    public void Clean(PhysAddr p, ulong size) => Maintain(p, size, Maintenance.Clean);
 
     /// <summary>
     /// Invalidate the range. Lines only partly inside it are cleaned first (as arm64's
     /// <c>dcache_inval_poc</c> does with <c>dc civac</c>), so bytes outside the range are not lost.
     /// </summary>
-    public void Invalidate(PhysAddr p, ulong size)
+    public void Invalidate(PhysAddr p, ulong size) => Maintain(p, size, Maintenance.Invalidate);
+
+    /// <summary>Clean and invalidate.</summary>
+    public void Flush(PhysAddr p, ulong size) => Maintain(p, size, Maintenance.Flush);
+
+    private void Maintain(PhysAddr p, ulong size, Maintenance op)
     {
         if (size == 0)
         {
@@ -137,31 +129,21 @@ public sealed class CpuCache
         }
         lock (_lock)
         {
-            var endAddr = p.Value + size;
-            for (var a = Sizes.AlignDown(p.Value, LineSize); a < endAddr; a += LineSize)
-            {
-                if (a < p.Value || a + LineSize > endAddr)
-                {
-                    WriteBack(a);
-                }
-                _lines.Remove(a);
-            }
+            MaintainLocked(p.Value, p.Value + size, op);
         }
     }
 
-    /// <summary>Clean and invalidate.</summary>
-    public void Flush(PhysAddr p, ulong size)
+    /// <summary>One maintenance operation on every line touching <c>[start, end)</c>.</summary>
+    private void MaintainLocked(ulong start, ulong end, Maintenance op)
     {
-        if (size == 0)
+        for (var a = Sizes.AlignDown(start, LineSize); a < end; a += LineSize)
         {
-            return;
-        }
-        lock (_lock)
-        {
-            var endAddr = p.Value + size;
-            for (var a = Sizes.AlignDown(p.Value, LineSize); a < endAddr; a += LineSize)
+            if (op != Maintenance.Invalidate || a < start || a + LineSize > end)
             {
                 WriteBack(a);
+            }
+            if (op != Maintenance.Clean)
+            {
                 _lines.Remove(a);
             }
         }
@@ -201,12 +183,7 @@ public sealed class CpuCache
     {
         lock (_lock)
         {
-            var endAddr = p.Value + (ulong)src.Length;
-            for (var lineAddr = Sizes.AlignDown(p.Value, LineSize); lineAddr < endAddr; lineAddr += LineSize)
-            {
-                WriteBack(lineAddr);
-                _lines.Remove(lineAddr);
-            }
+            MaintainLocked(p.Value, p.Value + (ulong)src.Length, Maintenance.Flush);
             _memory.Write(p, src);
         }
     }

@@ -116,6 +116,9 @@ public sealed record MachineConfig
     public int Cpus { get; init; } = 2;
     public bool Debug { get; init; } = true;
     public IReadOnlyList<string> KernelQuirks { get; init; } = [];
+
+    /// <summary>Whether the machine reproduces the <see cref="KernelQuirk"/> <paramref name="name"/>.</summary>
+    public bool HasQuirk(string name) => KernelQuirks.Contains(name);
     public IReadOnlyList<AddrRange> Ram { get; init; } = [];
     public ulong? HighmemAbove { get; init; }
     public AddrRange? KernelText { get; init; }

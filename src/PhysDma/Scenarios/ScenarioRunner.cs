@@ -35,7 +35,7 @@ public sealed class ScenarioRunner
         }
         catch (MachineConfigException e)
         {
-            throw new ScenarioError(scenario.File, 1, "machine." + e.Field, e.Message);
+            throw e.ToScenarioError(scenario.File);
         }
         _s = new RunState(scenario, m, api);
         new BufferOps(_s).Register(_ops);

@@ -38,7 +38,7 @@ public sealed class DmaTraceTests
     }
 
     [Fact]
-    public void Disabled_RecordsNothing()
+    public void Disabled_records_nothing()
     {
         var r = X86();
         r.Api.Trace.Enabled = false;
@@ -48,7 +48,7 @@ public sealed class DmaTraceTests
     }
 
     [Fact]
-    public void FtraceText_HasCpuTimeEventAndPayload()
+    public void Ftrace_text_has_cpu_time_event_and_payload()
     {
         var r = X86();
         r.Machine.Clock.Advance(1_234_567_891);
@@ -66,7 +66,7 @@ public sealed class DmaTraceTests
     }
 
     [Fact]
-    public void SwiotlbBounced_NullMaskPrintsZero()
+    public void Swiotlb_bounced_null_mask_prints_zero()
     {
         var m = new Machine(X86Config(Nic64 with { DmaMaskBits = null }));
         var t = new DmaTrace(m.Clock) { Enabled = true };
