@@ -320,6 +320,18 @@ public sealed class BufferAllocator(Machine machine, DmaApi api)
 
     private Buffer Resource(AllocStep s, Func<string, string, ScenarioError> error)
     {
+        if (s.Phys is null)
+        {
+            // from: + bar: (+ offset:): a register inside a device's BAR, wherever the machine put that BAR.
+            var dev = machine.Device(s.From!);
+            var bar = dev.Config.Bars.FirstOrDefault(b => b.Bar == s.Bar)
+                ?? throw error("bar", $"device '{dev.Name}' has no BAR {s.Bar}");
+            if (s.Offset + s.Size > bar.Size)
+            {
+                throw error("size", $"offset {Hex.Format(s.Offset)} + size {Hex.Format(s.Size)} runs past BAR {s.Bar} ({Hex.Format(bar.Size)} bytes)");
+            }
+            s = s with { Phys = bar.Base + s.Offset };
+        }
         var phys = new PhysAddr(s.Phys!.Value);
         for (var a = phys.Value; a < phys.Value + s.Size; a += PageSize)
         {

@@ -16,12 +16,15 @@ public static class Profiles
             iommu: off
             pci:
               - { name: hb0, type: host_bridge, vendor: 0x8086, device: 0x2020, p2p_allowed: true,
-                  windows: [{ base: 0xc0000000, size: 1GiB }] }
+                  windows: [{ base: 0xc0000000, size: 1GiB }, { base: 0x3800000000, size: 64GiB }] }
               - { name: rp0, type: root_port, parent: hb0 }
               - { name: rp1, type: root_port, parent: hb0 }
+              - { name: rp2, type: root_port, parent: hb0 }
+              - { name: sw0, type: switch, parent: rp2, acs_redirect: false }
             devices:
             {{Nic("rp0", "0000:01:00.0")}}
             {{Legacy32("rp1", "0000:10:00.0", "0xc0100000")}}
+            {{GpuAndNvme("", "0xc0200000")}}
             """),
         ("default", """
             base: x86-iommu-lazy
@@ -67,11 +70,13 @@ public static class Profiles
             swiotlb: { size: 64MiB, areas: 2, force: true, dynamic: false, base: null }
             iommu: off
             {{HostBridge("0x1af4", "0x1000")}}
+              - { name: rp2, type: root_port, parent: hb0 }
             devices:
             {{GpuAndNvme(ForceBounce)}}
             {{Nic("rp1", "0000:02:00.0") + ForceBounce}}
+            {{Legacy32("rp2", "0000:06:00.0", "0xc0200000") + ForceBounce}}
             """),
-        ("arm64-noncoherent", """
+        ("arm64-noncoherent", $$"""
             description: arm64 SoC whose DMA masters do not snoop the CPU caches; every sync is cache maintenance
             arch: arm64
             page_size: 4096
@@ -87,14 +92,26 @@ public static class Profiles
             kernel_text: { base: 0x80200000, size: 32MiB }
             swiotlb: { size: 64MiB, areas: 2, force: false, dynamic: false, base: null }
             iommu: off
-            pci: []
+            pci:
+              - { name: hb0, type: host_bridge, vendor: 0x1b36, device: 0x0008, p2p_allowed: false,
+                  windows: [{ base: 0x40000000, size: 1GiB }, { base: 0x3800000000, size: 64GiB }] }
+              - { name: rp0, type: root_port, parent: hb0 }
+              - { name: sw0, type: switch, parent: rp0, acs_redirect: false }
+              - { name: rp1, type: root_port, parent: hb0 }
+              - { name: rp2, type: root_port, parent: hb0 }
             devices:
               - name: nic0
+                parent: rp2
+                bdf: "0000:02:00.0"
+                bars:
+                  - { bar: 0, base: 0x40000000, size: 1MiB, bus_base: 0x40000000 }
                 dma_mask: 40
                 coherent_dma_mask: 40
                 coherent: false
                 max_seg_size: 65536
                 seg_boundary_mask: 0xffffffff
+            {{GpuAndNvme(NonCoherent, "0x40100000")}}
+            {{Legacy32("rp1", "0000:06:00.0", "0x40200000") + NonCoherent}}
             """),
     ];
 
@@ -131,8 +148,10 @@ public static class Profiles
 
     private const string ForceBounce = "\n    force_bounce: true";
 
+    private const string NonCoherent = "\n    coherent: false";
+
     /// <summary>A GPU with a 1 GiB p2pmem pool and an NVMe drive, peers below switch sw0.</summary>
-    private static string GpuAndNvme(string extra) => $$"""
+    private static string GpuAndNvme(string extra, string nvmeBar = "0xc0100000") => $$"""
           - name: gpu0
             parent: sw0
             bdf: "0000:04:00.0"
@@ -145,7 +164,7 @@ public static class Profiles
             parent: sw0
             bdf: "0000:05:00.0"
             bars:
-              - { bar: 0, base: 0xc0100000, size: 16KiB, bus_base: 0xc0100000 }
+              - { bar: 0, base: {{nvmeBar}}, size: 16KiB, bus_base: {{nvmeBar}} }
             dma_mask: 64
             coherent_dma_mask: 64
             min_align_mask: 0xfff

@@ -161,9 +161,9 @@ public static class ScenarioParser
         {
             throw f.Owner.Error($"kind {f.Required("kind").Scalar} needs 'from:' (the device that owns the memory)");
         }
-        if (kind == BufferKind.Resource && !f.Has("phys"))
+        if (kind == BufferKind.Resource && !f.Has("phys") && !(from is not null && f.Has("bar")))
         {
-            throw f.Owner.Error("kind resource needs 'phys:' (the MMIO address)");
+            throw f.Owner.Error("kind resource needs 'phys:' (the MMIO address), or 'from:' and 'bar:' (a register in a device's BAR)");
         }
         if (kind == BufferKind.Bar && !f.Has("bar"))
         {
