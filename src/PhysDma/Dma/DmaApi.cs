@@ -139,6 +139,10 @@ public sealed partial class DmaApi
             return DmaAddr.MappingError;
         }
 
+        if (Recorder?.Why is { } why)
+        {
+            DmaWhy.Dispatch(why, dev, ops, isMmio, !isMmio && ArchMapPhysDirect is { } a && a(dev, phys + size));
+        }
         DmaAddr addr;
         if (GoDirect(dev, ops) || (!isMmio && ArchMapPhysDirect is { } arch && arch(dev, phys + size)))
         {

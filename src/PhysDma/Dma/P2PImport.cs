@@ -38,6 +38,10 @@ public sealed class P2PImport(DmaApi api)
 
     private P2PMapping Map(Device dev, P2PMapType type, P2PProvider? provider, PhysAddr phys, ulong size, DmaDirection dir, DmaAttrs attrs)
     {
+        if (api.Recorder?.Why is { } why)
+        {
+            DmaWhy.MapType(why, api.P2P, provider?.Owner, dev, type);
+        }
         switch (type)
         {
             case P2PMapType.BusAddr:

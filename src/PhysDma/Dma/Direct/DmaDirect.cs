@@ -101,6 +101,10 @@ public sealed class DmaDirect : IDmaBackend
         DmaAddr dmaAddr = default;
         if (Swiotlb.IsForceBounce(dev))
         {
+            if (_api.Recorder?.Why is { } fb)
+            {
+                DmaWhy.ForceBounce(fb, _m, dev, (attrs & DmaAttrs.Mmio) != 0);
+            }
             if ((attrs & DmaAttrs.Mmio) != 0)
             {
                 return Overflow(dev, dmaAddr, size);
@@ -119,6 +123,10 @@ public sealed class DmaDirect : IDmaBackend
         else
         {
             dmaAddr = PhysToDma(dev, phys);
+            if (_api.Recorder?.Why is { } why)
+            {
+                DmaWhy.Capable(why, dev, dmaAddr, size, KmallocNeedsBounce(dev, size, dir), Swiotlb.IsActive(dev));
+            }
             if (!DmaCapable(dev, dmaAddr, size, isRam: true) || KmallocNeedsBounce(dev, size, dir))
             {
                 if (Swiotlb.IsActive(dev))

@@ -132,6 +132,14 @@ public sealed partial class DmaIommu
         var mmio = (attrs & DmaAttrs.Mmio) != 0;
         var bounced = false;
 
+        if (_api.Recorder?.Why is { } why)
+        {
+            if (DevUseSwiotlb(dev, size, dir))
+            {
+                DmaWhy.UseSwiotlb(why, dev, phys, size, iovad.Granule, ((phys.Value | size) & (iovad.Granule - 1)) != 0);
+            }
+            DmaWhy.Prot(why, coherent, attrs, prot);
+        }
         if (DevUseSwiotlb(dev, size, dir) && ((phys.Value | size) & (iovad.Granule - 1)) != 0)
         {
             if (mmio)
@@ -256,12 +264,21 @@ public sealed partial class DmaIommu
             var pfn32 = iovad.AllocIovaFast(pages, Sizes.DmaBitMask(32) >> shift, flushRcache: false);
             if (pfn32 != 0)
             {
+                if (_api.Recorder?.Why is { } low)
+                {
+                    DmaWhy.AllocIova(low, dev, dmaLimit, triedLow: true, pfn32 << shift, size);
+                }
                 return pfn32 << shift;
             }
             dev.Pci32BitWorkaround = false;
             NoticeDac(dev, dmaLimit);
         }
-        return iovad.AllocIovaFast(pages, dmaLimit >> shift, flushRcache: true) << shift;
+        var iova = iovad.AllocIovaFast(pages, dmaLimit >> shift, flushRcache: true) << shift;
+        if (_api.Recorder?.Why is { } why)
+        {
+            DmaWhy.AllocIova(why, dev, dmaLimit, triedLow: false, iova, size);
+        }
+        return iova;
     }
 
     private void NoticeDac(Device dev, ulong dmaLimit) =>

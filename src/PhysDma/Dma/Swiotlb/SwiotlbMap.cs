@@ -272,6 +272,10 @@ public sealed partial class Swiotlb
         {
             rec.Path = DmaPath.Swiotlb;
             rec.Bounce = tlb;
+            if (rec.Why is { } why)
+            {
+                DmaWhy.Slot(why, phys, tlb, size);
+            }
         }
         return dma;
     }
