@@ -36,8 +36,9 @@ public static class PhysDmaCli
         var json = new Option<bool>("--json") { Description = "print the JSON result instead of the table" };
         var outFile = new Option<string?>("--out") { Description = "also write the JSON result to this file" };
         var trace = new Option<string?>("--trace") { Description = "write the dma trace events, in ftrace text format, to this file" };
-        var run = new Command("run", "run a scenario and report what every step did") { file, machine, json, outFile, trace };
-        run.SetAction(p => Run(p.GetRequiredValue(file), p.GetValue(machine), p.GetValue(json), p.GetValue(outFile), p.GetValue(trace), stdout, stderr));
+        var device = new Option<string[]>("--device") { Description = "NAME=TARGET: run the scenario's device NAME on the machine's device TARGET (a name or a PCI address); repeatable" };
+        var run = new Command("run", "run a scenario and report what every step did") { file, machine, json, outFile, trace, device };
+        run.SetAction(p => Run(p.GetRequiredValue(file), p.GetValue(machine), p.GetValue(json), p.GetValue(outFile), p.GetValue(trace), stdout, stderr, p.GetValue(device)));
         root.Add(run);
 
         var machines = new Command("machines", "list the built-in machine profiles");
@@ -46,6 +47,7 @@ public static class PhysDmaCli
         var show = new Command("show", "print a built-in machine as a machine file (YAML)") { name };
         show.SetAction(p => ShowMachine(p.GetRequiredValue(name), stdout, stderr));
         machines.Add(show);
+        MachinesImportCommand.Register(machines, stdout, stderr);
         root.Add(machines);
 
         var bench = new Command("bench", "run the BenchmarkDotNet benchmarks in this process (needs a Release build); " +
@@ -75,13 +77,13 @@ public static class PhysDmaCli
         return console;
     }
 
-    public static int Run(string path, string? machine, bool json, string? outFile, string? tracePath, TextWriter stdout, TextWriter stderr)
+    public static int Run(string path, string? machine, bool json, string? outFile, string? tracePath, TextWriter stdout, TextWriter stderr, string[]? devices = null)
     {
         RunResult result;
         ScenarioRunner runner;
         try
         {
-            var scenario = ScenarioParser.ParseFile(path, machine);
+            var scenario = ScenarioParser.ParseFile(path, machine, [.. (devices ?? []).Select(DeviceAliases.ParseOption)]);
             runner = new ScenarioRunner(scenario);
             runner.Api.Trace.Enabled = tracePath is not null;
             result = runner.Run();

@@ -105,10 +105,6 @@ public sealed class PciTopology
             {
                 continue;
             }
-            if (_configs[d.Parent].Type == PciNodeType.HostBridge)
-            {
-                throw new MachineConfigException($"devices[{i}].parent", $"device '{d.Name}' must sit below a root port or switch, not host bridge '{d.Parent}'");
-            }
             var bdf = d.Bdf ?? throw new MachineConfigException($"devices[{i}].bdf", $"PCI device '{d.Name}' needs a bdf");
             if (_bdf.Values.Contains(bdf))
             {
@@ -116,8 +112,16 @@ public sealed class PciTopology
             }
             _bdf[d.Name] = bdf;
             var slot = bdf[..^2];
-            var upstream = PortFor(d.Parent, slot);
-            _endpoints[d.Name] = new PciNode(d.Name, PciNodeKind.Endpoint, upstream, false, upstream.HostBridge);
+            if (_configs[d.Parent].Type == PciNodeType.HostBridge)
+            {
+                // A root-complex integrated endpoint: on the root bus, no upstream bridge.
+                _endpoints[d.Name] = new PciNode(d.Name, PciNodeKind.Endpoint, null, false, d.Parent);
+            }
+            else
+            {
+                var upstream = PortFor(d.Parent, slot);
+                _endpoints[d.Name] = new PciNode(d.Name, PciNodeKind.Endpoint, upstream, false, upstream.HostBridge);
+            }
             foreach (var b in d.Bars)
             {
                 _bars.Add(new PciBar(d.Name, b.Bar, new PhysAddr(b.Base), b.BusBase, b.Size));

@@ -46,7 +46,7 @@ public static class ScenarioParser
 
     public static readonly string[] FinalFields = ["live_mappings", "iova_pages_in_use", "swiotlb_slots_used", "iotlb_entries", "debug", "faults", "ok"];
 
-    public static Scenario ParseFile(string path, string? machineOverride = null)
+    public static Scenario ParseFile(string path, string? machineOverride = null, IReadOnlyList<(string Name, string Target)>? devices = null)
     {
         string text;
         try
@@ -57,10 +57,10 @@ public static class ScenarioParser
         {
             throw new ScenarioError(path, 0, "", $"cannot read scenario: {e.Message}");
         }
-        return Parse(text, path, machineOverride);
+        return Parse(text, path, machineOverride, devices);
     }
 
-    public static Scenario Parse(string text, string file, string? machineOverride = null)
+    public static Scenario Parse(string text, string file, string? machineOverride = null, IReadOnlyList<(string Name, string Target)>? devices = null)
     {
         var root = YNode.Load(text, file);
         var f = root.Fields("name", "description", "machine", "steps", "expect");
@@ -74,6 +74,7 @@ public static class ScenarioParser
         {
             machine = MachineParser.Resolve(f.Required("machine"), baseDir);
         }
+        machine = DeviceAliases.Apply(machine, devices ?? []);
         var name = f.Get("name")?.AsString() ?? Path.GetFileNameWithoutExtension(file);
         var stepsNode = f.Required("steps");
         var ctx = new Context(machine);
