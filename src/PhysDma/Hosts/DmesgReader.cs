@@ -68,6 +68,9 @@ public static partial class DmesgReader
     [GeneratedRegex(@"^Linux version (?<v>\S+)")]
     private static partial Regex Version();
 
+    [GeneratedRegex(@"^hcc params (?<p>0x[0-9a-f]+)")]
+    private static partial Regex HccParams();
+
     public static bool Looks(string firstLine) => Stamp().IsMatch(firstLine) || Journal().IsMatch(firstLine);
 
     public static void Read(string[] lines, string file, HostInfo host)
@@ -342,6 +345,16 @@ public static partial class DmesgReader
         if (host.Functions.TryGetValue(a, out var known) && drv is not ("pci_bus" or "vmd" or "brcm-pcie"))
         {
             known.Driver ??= drv;
+            // xhci_gen_setup: a controller with 64-bit addressing (HCCPARAMS1 AC64) gets a 64-bit DMA mask.
+            if (drv == "xhci_hcd" && HccParams().Match(msg) is { Success: true } hcc && (Hex(hcc.Groups["p"].Value) & 1) != 0)
+            {
+                if (known.DmaMaskBits is null)
+                {
+                    known.DmaMaskBits = 64;
+                    known.CoherentDmaMaskBits = 64;
+                    host.Notes.Add($"{a}: dma_mask 64 because xhci_hcd reports 64-bit addressing (hcc params AC64)");
+                }
+            }
         }
         return false;
     }

@@ -9,7 +9,7 @@ namespace PhysDma.Hosts;
 /// </summary>
 public static partial class LspciReader
 {
-    [GeneratedRegex(@"^\s*(?:[+\\]-)?\[[0-9a-f]{4,8}:[0-9a-f]{2}\]-")]
+    [GeneratedRegex(@"^\s*(?:[+\\]-|-)?\[[0-9a-f]{4,8}:[0-9a-f]{2}\]-")]
     private static partial Regex TreeStart();
 
     [GeneratedRegex(@"^(?<path>(?:[0-9a-f]{4,8}:)?[0-9a-f]{2}:[0-9a-f]{2}\.[0-7](?:/(?:[0-9a-f]{2}:)?[0-9a-f]{2}\.[0-7])*) (?<rest>[^:]+?(?: \[(?<cls>[0-9a-f]{4})\])?: .*)$")]

@@ -65,8 +65,8 @@ public static class MachineWriter
                 ram.Add((4 * Sizes.GiB, 4 * Sizes.GiB + total - low));
             }
             ramFrom = host.MemTotal is null
-                ? Assume(assumed, "", $"ram: 16 GiB (the input shows no memory map): {Hex.Format(low)} bytes at 0, the rest at 4 GiB")
-                : Assume(assumed, "", $"ram layout: MemTotal {host.MemTotal} bytes placed at 0 and 4 GiB (the memory map was unreadable: /proc/iomem without root shows zeros)");
+                ? Assume(assumed, "an assumption", $"ram: 16 GiB (the input shows no memory map): {Hex.Format(low)} bytes at 0, the rest at 4 GiB")
+                : Assume(assumed, "/proc/meminfo MemTotal", $"ram layout: MemTotal {host.MemTotal} bytes placed at 0 and 4 GiB (the memory map was unreadable: /proc/iomem without root shows zeros)");
         }
         if (host.IomemHidden && host.Ram.Count == 0)
         {
@@ -164,7 +164,8 @@ public static class MachineWriter
         var devices = new List<ImportedDevice>();
         var counters = new Dictionary<string, int>(StringComparer.Ordinal);
         var maskAssumed = 0;
-        foreach (var f in tree.Endpoints)
+        var guessedBars = 0;
+        foreach (var f in tree.Endpoints.OrderBy(f => f.Address))
         {
             var stem = Stem(f);
             counters.TryGetValue(stem, out var n);
@@ -192,7 +193,7 @@ public static class MachineWriter
             }
             if (f.BarIndexGuessed && bars.Count > 0)
             {
-                assumed.Add($"{f.Address}: BAR numbers by address order (the input shows ranges without BAR numbers)");
+                guessedBars++;
             }
             var masksAssumed = f.DmaMaskBits is null;
             if (masksAssumed)
@@ -203,6 +204,10 @@ public static class MachineWriter
             var limit = hb.DmaRanges.Count == 0 ? 0UL : hb.DmaRanges.Max(r => r.Dma + r.Size - 1);
             devices.Add(new ImportedDevice($"{stem}{n}", f.Address, tree.ParentName(f), bars, f.DmaMaskBits ?? 32, f.CoherentDmaMaskBits ?? f.DmaMaskBits ?? 32,
                 masksAssumed, tree.Untrusted(f), iommu, hb.DmaRanges, limit, offset));
+        }
+        if (guessedBars > 0)
+        {
+            assumed.Add($"BAR numbers of {guessedBars} device(s) by address order (the input shows their ranges without BAR numbers)");
         }
         if (maskAssumed > 0)
         {
@@ -258,7 +263,7 @@ public static class MachineWriter
                 sb2.Append("#   - ").Append(nline).Append('\n');
             }
         }
-        sb2.Append(CultureInfo.InvariantCulture, $"description: {Quote($"{name}: imported {(host.Model is null ? "host" : OneLine(host.Model))}")}\n");
+        sb2.Append(CultureInfo.InvariantCulture, $"description: {Quote($"{name}: {(host.Model is null ? "Linux host" : OneLine(host.Model))}, imported from {string.Join(", ", host.Sources)}")}\n");
         sb2.Append(CultureInfo.InvariantCulture, $"arch: {arch}\n");
         sb2.Append(CultureInfo.InvariantCulture, $"page_size: {page}\n");
         sb2.Append("cache_line: 64\n");
@@ -421,6 +426,10 @@ public static class MachineWriter
         if (f.Driver == "thunderbolt" || (f.Class is { } c && c == 0x0c0340) || text.Contains(" NHI", StringComparison.Ordinal))
         {
             return "tbt";
+        }
+        if (f.Driver == "nvme")
+        {
+            return "nvme";
         }
         if (f.Class is null && f.Driver is null && f.Description is not null && DeviceNames.ClassFromText(f.Description) is { } guess)
         {

@@ -236,10 +236,10 @@ internal sealed class Tree(HostInfo host, List<string> assumed, List<string> not
             {
                 external = true;
             }
-            else if (host.Thunderbolt && (f.HotPlugSurprise || subtree.Any(IsThunderbolt)))
+            else if (host.Thunderbolt && (f.HotPlugSurprise || (subtree.Any(IsThunderbolt) && subtree.Any(s => s.IsBridgeLike))))
             {
                 external = true;
-                assumed.Add($"{name} ({f.Address}) is external-facing: a Thunderbolt/USB4 host and a {(f.HotPlugSurprise ? "surprise hot-plug" : "Thunderbolt")} root port (the firmware's ExternalFacingPort mark is not in the input)");
+                assumed.Add($"{name} ({f.Address}) is external-facing: a Thunderbolt/USB4 host and a root port {(f.HotPlugSurprise ? "with surprise hot-plug" : "above a Thunderbolt controller's PCIe switch")} (the firmware's ExternalFacingPort mark is not in the input)");
             }
         }
         _external[name] = external;
