@@ -356,6 +356,10 @@ public static class MachineWriter
                     $"      - {{ bar: {b.Index}, base: {Hex.Format(b.Base)}, size: {Hex.Format(b.Size)}, bus_base: {Hex.Format(b.Base - d.BusOffset)} }}  # {flags}\n");
             }
             sb2.Append(CultureInfo.InvariantCulture, $"    dma_mask: {d.DmaMask}\n    coherent_dma_mask: {d.CoherentDmaMask}\n");
+            if (arch == "arm64" && tree.HostBridgeOf(f).DmaCoherent is { } coherent)
+            {
+                sb2.Append(coherent ? "    coherent: true  # dma-coherent\n" : "    coherent: false  # no dma-coherent\n");
+            }
             if (d.Untrusted)
             {
                 sb2.Append("    untrusted: true\n");
