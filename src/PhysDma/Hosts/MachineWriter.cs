@@ -117,7 +117,7 @@ public static class MachineWriter
         ulong? swBase = null;
         if (host.SwiotlbBase is { } sb)
         {
-            var fits = Sizes.IsAligned(sb, page) && pageRam.Any(r => r.Start <= sb && sb + swSize <= r.End)
+            var fits = sb >= page && Sizes.IsAligned(sb, page) && pageRam.Any(r => r.Start <= sb && sb + swSize <= r.End)
                 && (kernel is not { } k || sb + swSize <= k.Start || sb >= k.End);
             if (fits)
             {

@@ -168,7 +168,9 @@ public sealed class PciTopology
     {
         if (!_ports.TryGetValue(cfg.Name, out var usp))
         {
-            var above = PortFor(cfg.Parent!, cfg.Name);
+            // A switch with its own address hangs from the downstream port of its slot, shared with any
+            // other function in that slot (a switch's management endpoint).
+            var above = PortFor(cfg.Parent!, cfg.Bdf is { } b ? b[..^2] : cfg.Name);
             usp = new PciNode(cfg.Name, PciNodeKind.SwitchUpstreamPort, above, false, above.HostBridge);
             _ports[cfg.Name] = usp;
         }

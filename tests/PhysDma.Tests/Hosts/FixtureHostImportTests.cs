@@ -129,6 +129,9 @@ public class FixtureHostImportTests
         var (type, dist) = api.P2P.Distance("gpu0", "nic0");
         Assert.Equal(P2PMapType.BusAddr, type);
         Assert.Equal(8, dist);
+        // The Switchtec management function 46:00.1 shares the downstream port of its slot (44:01.0) with
+        // the next switch level (46:00.0): 1 hop up to that port, 5 from the GPU (the kernel's distance).
+        Assert.Equal((P2PMapType.BusAddr, 6), api.P2P.Distance(Dev(c, "0000:46:00.1").Name, "gpu0"));
     }
 
     [Fact]
