@@ -8,11 +8,12 @@ public static class MachinesImportCommand
 {
     public static void Register(Command machines, TextWriter stdout, TextWriter stderr)
     {
-        var root = new Option<string?>("--root") { Description = "read the host's /proc and /sys under DIR (an unpacked capture) instead of this host's" };
-        var outFile = new Option<string?>("--out") { Description = "write the machine file here (default: standard output)" };
-        var name = new Option<string?>("--name") { Description = "the machine's name in its description (default: host)" };
+        var root = new Option<string?>("--root") { HelpName = "DIR", Description = "read the host's /proc and /sys under DIR (an unpacked capture) instead of this host's" };
+        var outFile = new Option<string?>("--out") { HelpName = "FILE", Description = "write the machine file here (default: standard output)" };
+        var name = new Option<string?>("--name") { HelpName = "NAME", Description = "the machine's name in its description (default: host)" };
         var fromText = new Option<string[]>("--from-text")
         {
+            HelpName = "FILE",
             Description = "read text as posted in bug reports instead: /proc/iomem, lspci -tv, lspci -vvv, dmesg (any mix)",
             AllowMultipleArgumentsPerToken = true,
         };
@@ -24,7 +25,7 @@ public static class MachinesImportCommand
         machines.Add(import);
 
         var tarFile = new Argument<string>("OUT.tar.gz") { Description = "the archive to write" };
-        var captureRoot = new Option<string?>("--root") { Description = "capture from DIR instead of / (for testing)" };
+        var captureRoot = new Option<string?>("--root") { HelpName = "DIR", Description = "capture from DIR instead of / (for testing)" };
         var capture = new Command("capture", "pack the /proc and /sys files `machines import` reads into a .tar.gz to send to someone else") { tarFile, captureRoot };
         capture.SetAction(p => Capture(p.GetRequiredValue(tarFile), p.GetValue(captureRoot), stdout, stderr));
         machines.Add(capture);

@@ -163,6 +163,9 @@ public sealed class HostInfo
     public List<(ulong Start, ulong End)> Ram { get; } = [];
 
     public string? RamSource { get; set; }
+
+    /// <summary>Top-level ranges /proc/iomem calls Reserved (or ACPI tables/NVS): not RAM in the model.</summary>
+    public List<(ulong Start, ulong End, string Name)> Reserved { get; } = [];
     public List<(ulong Start, ulong End)> BootRam { get; } = [];
     public List<(ulong Start, ulong End)> E820Ram { get; } = [];
     public bool IomemHidden { get; set; }

@@ -72,6 +72,10 @@ public static partial class IomemReader
                 host.Ram.Add((start, end + 1));
                 host.RamSource = "/proc/iomem System RAM";
             }
+            else if (indent == 0 && (name == "Reserved" || name.StartsWith("ACPI ", StringComparison.Ordinal) || name.StartsWith("Persistent Memory", StringComparison.Ordinal)))
+            {
+                host.Reserved.Add((start, end + 1, name));
+            }
             else if (name == "Kernel code")
             {
                 host.KernelCode = (start, end + 1);

@@ -274,6 +274,11 @@ public static class MachineWriter
         {
             sb2.Append(CultureInfo.InvariantCulture, $"  - {{ base: {Hex.Format(s)}, size: {Hex.Format(e - s)} }}\n");
         }
+        if (host.Reserved.Count > 0)
+        {
+            sb2.Append("# not RAM (reserved in /proc/iomem): ")
+                .AppendJoin(", ", host.Reserved.Select(r => $"{Hex.Format(r.Start)}+{Hex.Format(r.End - r.Start)} {r.Name}")).Append('\n');
+        }
         sb2.Append("highmem_above: null\n");
         sb2.Append(kernel is { } kt ? $"kernel_text: {{ base: {Hex.Format(kt.Start)}, size: {Hex.Format(kt.End - kt.Start)} }}\n" : "kernel_text: null\n");
         sb2.Append(CultureInfo.InvariantCulture,

@@ -39,6 +39,7 @@ public class FixtureHostImportTests
             [(0x1000UL, 0x93000UL), (0x100000UL, 0x5a6a1000UL), (0x5b5e1000UL, 0x1db1e000UL), (0x7b7ff000UL, 0x1000UL), (0x155e00000UL, 0x3a2c000UL), (0x200000000UL, 0x680000000UL)],
             c.Ram.Select(r => (r.Base, r.Size)).ToList());
         Assert.Equal(29993988096UL, c.Ram.Aggregate(0UL, (s, r) => s + r.Size));
+        Assert.Contains("0x100000000+0x55e00000 Persistent Memory (legacy), 0x15982c000+0xa67d4000 Persistent Memory (legacy)", m.Yaml, StringComparison.Ordinal);
         Assert.Equal(new AddrRange(0x155e00000, 0xc01000), c.KernelText);
         var hbs = c.Pci.Where(p => p.Type == PciNodeType.HostBridge).ToList();
         Assert.Equal(["0000:00:00.0", "0000:80:00.0"], hbs.Select(h => h.Bdf));
