@@ -81,6 +81,11 @@ public static class MachinesImportCommand
             stdout.WriteLine($"physdma: wrote {outFile}: {files} files and {links} links; import it with: tar xzf {Path.GetFileName(outFile)} -C DIR && physdma machines import --root DIR");
             return PhysDmaCli.ExitOk;
         }
+        catch (HostImportError e)
+        {
+            stderr.WriteLine($"physdma: {e.Formatted}");
+            return PhysDmaCli.ExitBadInput;
+        }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
             stderr.WriteLine($"physdma: cannot write {outFile}: {e.Message}");

@@ -96,6 +96,10 @@ public static class HostImport
     public static (int Files, int Links) Capture(string root, string outFile)
     {
         var reader = new SysfsReader(root);
+        if (!File.Exists(Path.Combine(root, "proc/iomem")) && !reader.HasPci)
+        {
+            throw new HostImportError(root, 0, "neither proc/iomem nor sys/bus/pci/devices is there: not a Linux host root");
+        }
         reader.Read();
         var fullRoot = Path.GetFullPath(root);
         var entries = new SortedDictionary<string, (byte[]? Data, string? Link)>(StringComparer.Ordinal);

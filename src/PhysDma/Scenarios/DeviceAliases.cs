@@ -27,8 +27,15 @@ public static class DeviceAliases
         {
             return machine;
         }
-        // Addresses a hand-written machine leaves out are the enumerated ones.
-        machine = PciAddressing.Complete(machine);
+        // Addresses a hand-written machine leaves out are the enumerated ones. A machine whose addresses
+        // cannot be completed is reported when it is built; its written addresses still match here.
+        try
+        {
+            machine = PciAddressing.Complete(machine);
+        }
+        catch (MachineConfigException)
+        {
+        }
         var devices = machine.Devices.ToList();
         foreach (var (name, target) in aliases)
         {

@@ -71,6 +71,12 @@ public class HostImportBadInputTests
         var (exit3, _, err3) = ScenarioTestKit.CliArgs("machines", "import", "--root", TempDir());
         Assert.Equal(2, exit3);
         Assert.Contains("not a Linux host root", err3, StringComparison.Ordinal);
+        var (exit4, _, err4) = ScenarioTestKit.CliArgs("machines", "capture", Path.Combine(TempDir(), "x.tar.gz"), "--root", TempDir());
+        Assert.Equal(2, exit4);
+        Assert.Contains("not a Linux host root", err4, StringComparison.Ordinal);
+        var (exit5, _, err5) = ScenarioTestKit.CliArgs("machines", "capture", "/nonexistent/dir/x.tar.gz");
+        Assert.Equal(2, exit5);
+        Assert.Contains("cannot write /nonexistent/dir/x.tar.gz", err5, StringComparison.Ordinal);
     }
 
     [Fact]

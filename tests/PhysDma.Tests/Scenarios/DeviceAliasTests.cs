@@ -41,6 +41,22 @@ public class DeviceAliasTests
     }
 
     [Fact]
+    public void An_alias_on_a_machine_whose_addresses_collide_reports_the_machine_error()
+    {
+        var (exit, _, e, _) = ScenarioTestKit.RunCli("""
+            machine:
+              base: x86-noiommu
+              devices:
+                - { name: late, parent: rp0 }
+            steps:
+              - { op: alloc, name: b, size: 4KiB, kind: ram }
+              - { op: map, dev: gpu0, buf: b, size: 64, dir: to_device, as: h }
+            """, "--device", "gpu0=nic0");
+        Assert.Equal(2, exit);
+        Assert.Contains("machine.devices[2].bdf: device 'late' has no bdf", e, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public void A_scenario_device_with_no_counterpart_is_an_error_naming_it()
     {
         var (exit, _, e, _) = ScenarioTestKit.RunCli(Scenario);
