@@ -29,7 +29,7 @@ public static class DeviceNames
             0x0100 or 0x0107 => "scsi",
             0x0108 => "nvm",
             0x0280 => "wifi",
-            0x0c03 when (c & 0xff) == 0x40 => "usb4_",
+            0x0c03 when (c & 0xff) == 0x40 => "tbt",
             0x0c03 => "usb",
             0x0c05 => "smbus",
             0x0600 => "host",

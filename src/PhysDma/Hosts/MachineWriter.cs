@@ -229,6 +229,11 @@ public static class MachineWriter
                 assumed.Add("iommu reserved: the x86 MSI window 0xfee00000 + 1 MiB (always reserved on x86)");
             }
         }
+        assumed.Add("debug: on, kernel_quirks: [], swiotlb force/dynamic off, highmem_above: null (model settings, not read from the host)");
+        if (tree.HostBridges.Count > 0)
+        {
+            assumed.Add("p2p_allowed: true on AMD host bridges (pci_p2pdma allows AMD Zen), false on others (the model's host-bridge allow list by vendor/device decides)");
+        }
         if (arch == "arm64" && tree.HostBridges.Any(h => h.DmaCoherent is null))
         {
             assumed.Add("coherent: the arm64 default (not coherent) for PCI devices; the input does not say dma-coherent");
