@@ -73,6 +73,17 @@ public static partial class DmesgReader
 
     public static bool Looks(string firstLine) => Stamp().IsMatch(firstLine) || Journal().IsMatch(firstLine);
 
+    private static readonly string[] Markers =
+    [
+        "Linux version ", "Command line: ", "BIOS-e820: ", "DMAR: ", "AMD-Vi: ", "iommu: ", "software IO TLB: ", "pci_bus ", "PCI: ",
+        "Machine model: ", "DMI: ", "Booting Linux", "smpboot: ", "ACPI: ",
+    ];
+
+    /// <summary>A log without timestamps (<c>dmesg -t</c>): one of its first lines is a kernel message PhysDma knows.</summary>
+    public static bool LooksUnstamped(IEnumerable<string> lines) =>
+        lines.Where(l => l.Trim().Length > 0).Take(50).Any(l =>
+            Markers.Any(m => l.StartsWith(m, StringComparison.Ordinal)) || DevLine().IsMatch(l.TrimEnd('\r')));
+
     public static void Read(string[] lines, string file, HostInfo host)
     {
         host.Sources.Add($"{Path.GetFileName(file)} (kernel log)");

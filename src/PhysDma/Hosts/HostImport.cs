@@ -60,7 +60,7 @@ public static class HostImport
         {
             LspciReader.ReadVerbose(lines, file, host);
         }
-        else if (DmesgReader.Looks(first.l))
+        else if (DmesgReader.Looks(first.l) || DmesgReader.LooksUnstamped(lines))
         {
             DmesgReader.Read(lines, file, host);
         }

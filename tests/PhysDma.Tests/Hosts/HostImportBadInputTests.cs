@@ -95,6 +95,15 @@ public class HostImportBadInputTests
     }
 
     [Fact]
+    public void A_log_without_timestamps_is_read_as_a_kernel_log()
+    {
+        var (exit, o, err) = ImportText(("dmesg-t.txt", "Linux version 6.12.0 (gcc) #1 SMP\niommu: DMA domain TLB invalidation policy: strict mode\nDMAR: dmar0: reg_base_addr fed90000 ver 4:0 cap 1c0000c40660462 ecap 29a00f0505e\n"));
+        Assert.Equal(0, exit);
+        Assert.Equal("", err);
+        Assert.Equal(PhysDma.Platform.IommuMode.Strict, Load(o).Iommu!.Mode);
+    }
+
+    [Fact]
     public void Garbage_sysfs_files_import_without_a_crash()
     {
         var root = TempDir();
