@@ -87,7 +87,6 @@ public static partial class DmesgReader
     public static void Read(string[] lines, string file, HostInfo host)
     {
         host.Sources.Add($"{Path.GetFileName(file)} (kernel log)");
-        var sawPci = false;
         for (var i = 0; i < lines.Length; i++)
         {
             var raw = lines[i].TrimEnd('\r');
@@ -99,7 +98,7 @@ public static partial class DmesgReader
             s = Journal().Replace(s, "", 1);
             try
             {
-                sawPci |= ReadLine(s, host);
+                ReadLine(s, host);
             }
             catch (FormatException e)
             {
@@ -110,7 +109,6 @@ public static partial class DmesgReader
                 throw new HostImportError(file, i + 1, "a number does not fit in 64 bits");
             }
         }
-        _ = sawPci;
     }
 
     private static ulong Hex(string s) => ulong.Parse(s.AsSpan(s.StartsWith("0x", StringComparison.Ordinal) ? 2 : 0), NumberStyles.HexNumber, CultureInfo.InvariantCulture);

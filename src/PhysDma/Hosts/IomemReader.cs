@@ -19,10 +19,10 @@ public static partial class IomemReader
 
     public static void Read(string[] lines, string file, HostInfo host, bool includeBars = true)
     {
-        // (depth, name, bdf owner) of the enclosing entries.
+        // The enclosing entries of the current line, by indentation.
         var stack = new List<(int Indent, string Name, ulong Start, ulong End)>();
         var anyNonZero = false;
-        var entries = new List<(int Line, int Indent, ulong Start, ulong End, string Name, string? ParentName, string? Child)>();
+        var entries = new List<(int Indent, ulong Start, ulong End, string Name, string? ParentName)>();
         for (var i = 0; i < lines.Length; i++)
         {
             var text = lines[i].TrimEnd('\r');
@@ -52,7 +52,7 @@ public static partial class IomemReader
             }
             var name = m.Groups["name"].Value.Trim();
             var parent = stack.Count > 0 ? stack[^1].Name : null;
-            entries.Add((i + 1, indent, start, end, name, parent, null));
+            entries.Add((indent, start, end, name, parent));
             stack.Add((indent, name, start, end));
         }
         host.Sources.Add($"{Path.GetFileName(file)} (/proc/iomem)");
@@ -65,7 +65,7 @@ public static partial class IomemReader
         // Driver names under a function's range name what claimed it (igb, nvme, ahci, ...).
         for (var k = 0; k < entries.Count; k++)
         {
-            var (line, indent, start, end, name, parentName, _) = entries[k];
+            var (indent, start, end, name, parentName) = entries[k];
             var size = end - start + 1;
             if (indent == 0 && name == "System RAM")
             {
@@ -123,7 +123,6 @@ public static partial class IomemReader
                 host.IommuPresent = true;
                 host.IommuDriver ??= "intel-iommu (VT-d)";
             }
-            _ = line;
         }
     }
 
