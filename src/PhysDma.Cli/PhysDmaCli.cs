@@ -38,8 +38,10 @@ public static class PhysDmaCli
         var outFile = new Option<string?>("--out") { Description = "also write the JSON result to this file" };
         var trace = new Option<string?>("--trace") { Description = "write the trace events, as the tracefs trace file shows them, to this file" };
         var traceEvents = new Option<string>("--trace-events") { Description = "event systems to trace, like trace-cmd record -e: any of dma,swiotlb,iommu", DefaultValueFactory = _ => "dma" };
-        var run = new Command("run", "run a scenario and report what every step did") { file, machine, json, outFile, trace, traceEvents };
-        run.SetAction(p => Run(p.GetRequiredValue(file), p.GetValue(machine), p.GetValue(json), p.GetValue(outFile), p.GetValue(trace), stdout, stderr, p.GetValue(traceEvents) ?? "dma"));
+        var device = new Option<string[]>("--device") { Description = "NAME=TARGET: run the scenario's device NAME on the machine's device TARGET (a name or a PCI address); repeatable" };
+        var run = new Command("run", "run a scenario and report what every step did") { file, machine, json, outFile, trace, traceEvents, device };
+        run.SetAction(p => Run(p.GetRequiredValue(file), p.GetValue(machine), p.GetValue(json), p.GetValue(outFile), p.GetValue(trace), stdout, stderr,
+            p.GetValue(traceEvents) ?? "dma", p.GetValue(device)));
         root.Add(run);
         root.Add(ReplayCommand.Build(stdout, stderr));
 
@@ -49,6 +51,7 @@ public static class PhysDmaCli
         var show = new Command("show", "print a built-in machine as a machine file (YAML)") { name };
         show.SetAction(p => ShowMachine(p.GetRequiredValue(name), stdout, stderr));
         machines.Add(show);
+        MachinesImportCommand.Register(machines, stdout, stderr);
         root.Add(machines);
 
         var bench = new Command("bench", "run the BenchmarkDotNet benchmarks in this process (needs a Release build); " +
@@ -79,7 +82,7 @@ public static class PhysDmaCli
     }
 
     public static int Run(string path, string? machine, bool json, string? outFile, string? tracePath, TextWriter stdout, TextWriter stderr,
-        string traceEvents = "dma")
+        string traceEvents = "dma", string[]? devices = null)
     {
         if (DmaTrace.ParseEvents(traceEvents, out var eventsError) is not { } events)
         {
@@ -90,7 +93,7 @@ public static class PhysDmaCli
         ScenarioRunner runner;
         try
         {
-            var scenario = ScenarioParser.ParseFile(path, machine);
+            var scenario = ScenarioParser.ParseFile(path, machine, [.. (devices ?? []).Select(DeviceAliases.ParseOption)]);
             runner = new ScenarioRunner(scenario);
             runner.Api.Trace.Events = tracePath is null ? TraceEvents.None : events;
             result = runner.Run();
