@@ -20,7 +20,7 @@ public static class MatrixCommand
         var ignore = new Option<bool>("--ignore-expect") { Description = "check no expectations: show outcomes only" };
         var explain = new Option<bool>("--explain") { Description = "show each cell's decision trail under it" };
         var shard = new Option<string?>("--shard") { Description = "run only the i-th of n slices of the scenario x machine product (i/n)" };
-        var device = new Option<string[]>("--device") { Description = "the device a scenario calls ALIAS is the machine's NAME: ALIAS=NAME (repeatable)" };
+        var device = new Option<string[]>("--device") { Description = "NAME=TARGET: run the scenario's device NAME on each machine's device TARGET (as run --device); repeatable" };
         var jobs = new Option<int?>("--jobs") { Description = "how many runs at once (default: the number of cores)" };
         var matrix = new Command("matrix", "run every scenario on every machine and show step x machine, differences marked")
         {
@@ -52,7 +52,7 @@ public static class MatrixCommand
             {
                 Files = files,
                 Machines = MatrixRun.ResolveMachines(machineArgs),
-                Options = new MatrixOptions(strict, ignoreExpect, html is not null) { Devices = DeviceAliases.Parse(devices ?? []) },
+                Options = new MatrixOptions(strict, ignoreExpect, html is not null) { Devices = [.. (devices ?? []).Select(DeviceAliases.ParseOption)] },
             };
             if (html is not null)
             {

@@ -38,12 +38,13 @@ public static class PhysDmaCli
         var outFile = new Option<string?>("--out") { Description = "also write the JSON result to this file" };
         var trace = new Option<string?>("--trace") { Description = "write the trace events, as the tracefs trace file shows them, to this file" };
         var traceEvents = new Option<string>("--trace-events") { Description = "event systems to trace, like trace-cmd record -e: any of dma,swiotlb,iommu", DefaultValueFactory = _ => "dma" };
+        var device = new Option<string[]>("--device") { Description = "NAME=TARGET: run the scenario's device NAME on the machine's device TARGET (a name or a PCI address); repeatable" };
         var strict = new Option<bool>("--strict") { Description = "also fail on any dma-debug report, device fault, WARN or BUG that no expect names" };
         var html = new Option<string?>("--html") { Description = "write a self-contained HTML report to this file" };
         var explain = new Option<bool>("--explain") { Description = "show each step's decision trail under it" };
-        var run = new Command("run", "run a scenario and report what every step did") { file, machine, json, outFile, trace, traceEvents, strict, html, explain };
-        run.SetAction(p => Run(p.GetRequiredValue(file), p.GetValue(machine), p.GetValue(json), p.GetValue(outFile), p.GetValue(trace), stdout, stderr, p.GetValue(traceEvents) ?? "dma",
-            new RunExtras(p.GetValue(strict), p.GetValue(html), p.GetValue(explain))));
+        var run = new Command("run", "run a scenario and report what every step did") { file, machine, json, outFile, trace, traceEvents, device, strict, html, explain };
+        run.SetAction(p => Run(p.GetRequiredValue(file), p.GetValue(machine), p.GetValue(json), p.GetValue(outFile), p.GetValue(trace), stdout, stderr,
+            p.GetValue(traceEvents) ?? "dma", p.GetValue(device), new RunExtras(p.GetValue(strict), p.GetValue(html), p.GetValue(explain))));
         root.Add(run);
         root.Add(ReplayCommand.Build(stdout, stderr));
         MatrixCommand.Register(root, stdout, stderr);
@@ -54,6 +55,7 @@ public static class PhysDmaCli
         var show = new Command("show", "print a built-in machine as a machine file (YAML)") { name };
         show.SetAction(p => ShowMachine(p.GetRequiredValue(name), stdout, stderr));
         machines.Add(show);
+        MachinesImportCommand.Register(machines, stdout, stderr);
         root.Add(machines);
 
         var bench = new Command("bench", "run the BenchmarkDotNet benchmarks in this process (needs a Release build); " +
@@ -87,7 +89,7 @@ public static class PhysDmaCli
     public sealed record RunExtras(bool Strict = false, string? Html = null, bool Explain = false);
 
     public static int Run(string path, string? machine, bool json, string? outFile, string? tracePath, TextWriter stdout, TextWriter stderr,
-        string traceEvents = "dma", RunExtras? extras = null)
+        string traceEvents = "dma", string[]? devices = null, RunExtras? extras = null)
     {
         extras ??= new RunExtras();
         if (DmaTrace.ParseEvents(traceEvents, out var eventsError) is not { } events)
@@ -105,7 +107,7 @@ public static class PhysDmaCli
             {
                 Report.HtmlReport.CheckWritable(extras.Html);
             }
-            scenario = ScenarioParser.ParseFile(path, machine);
+            scenario = ScenarioParser.ParseFile(path, machine, [.. (devices ?? []).Select(DeviceAliases.ParseOption)]);
             runner = new ScenarioRunner(scenario);
             runner.Api.Trace.Events = tracePath is null ? TraceEvents.None : events;
             if (extras.Html is not null)

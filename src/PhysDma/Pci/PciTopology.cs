@@ -105,10 +105,6 @@ public sealed class PciTopology
             {
                 continue;
             }
-            if (_configs[d.Parent].Type == PciNodeType.HostBridge)
-            {
-                throw new MachineConfigException(ConfigProperty.Item(nameof(MachineConfig.Devices), i).Then(nameof(DeviceConfig.Parent)), $"device '{d.Name}' must sit below a root port or switch, not host bridge '{d.Parent}'");
-            }
             var bdf = d.Bdf ?? throw new MachineConfigException(ConfigProperty.Item(nameof(MachineConfig.Devices), i).Then(nameof(DeviceConfig.Bdf)), $"PCI device '{d.Name}' needs a bdf");
             if (_bdf.Values.Contains(bdf))
             {
@@ -116,8 +112,16 @@ public sealed class PciTopology
             }
             _bdf[d.Name] = bdf;
             var slot = bdf[..^2];
-            var upstream = PortFor(d.Parent, slot);
-            _endpoints[d.Name] = new PciNode(d.Name, PciNodeKind.Endpoint, upstream, false, upstream.HostBridge);
+            if (_configs[d.Parent].Type == PciNodeType.HostBridge)
+            {
+                // A root-complex integrated endpoint: on the root bus, no upstream bridge.
+                _endpoints[d.Name] = new PciNode(d.Name, PciNodeKind.Endpoint, null, false, d.Parent);
+            }
+            else
+            {
+                var upstream = PortFor(d.Parent, slot);
+                _endpoints[d.Name] = new PciNode(d.Name, PciNodeKind.Endpoint, upstream, false, upstream.HostBridge);
+            }
             foreach (var b in d.Bars)
             {
                 _bars.Add(new PciBar(d.Name, b.Bar, new PhysAddr(b.Base), b.BusBase, b.Size));
@@ -164,7 +168,9 @@ public sealed class PciTopology
     {
         if (!_ports.TryGetValue(cfg.Name, out var usp))
         {
-            var above = PortFor(cfg.Parent!, cfg.Name);
+            // A switch with its own address hangs from the downstream port of its slot, shared with any
+            // other function in that slot (a switch's management endpoint).
+            var above = PortFor(cfg.Parent!, cfg.Bdf is { } b ? b[..^2] : cfg.Name);
             usp = new PciNode(cfg.Name, PciNodeKind.SwitchUpstreamPort, above, false, above.HostBridge);
             _ports[cfg.Name] = usp;
         }

@@ -19,6 +19,9 @@ public sealed class Machine
 
     public Machine(MachineConfig config)
     {
+        // PCI devices without a bdf get the address firmware would give them; devices below an
+        // external-facing port are untrusted.
+        config = PciAddressing.Complete(config);
         Config = config;
         Arch = config.Arch;
         if (!Sizes.IsPowerOfTwo(config.PageSize) || config.PageSize < 4096)

@@ -50,7 +50,14 @@ public sealed record PciNodeConfig(
     uint DeviceId,
     bool P2PAllowed,
     IReadOnlyList<AddrRange> Windows,
-    bool AcsRedirect);
+    bool AcsRedirect)
+{
+    /// <summary>The port's own PCI address (informational; a host bridge's gives its domain and root bus).</summary>
+    public string? Bdf { get; init; }
+
+    /// <summary>Firmware marks the port external-facing (Thunderbolt/USB4): every device below it is untrusted.</summary>
+    public bool ExternalFacing { get; init; }
+}
 
 /// <summary>Which legacy <c>dma_map_ops</c> a device has (SCENARIOS.md <c>ops:</c>).</summary>
 public enum DeviceOpsKind

@@ -226,7 +226,7 @@ public static class MachineParser
 
     private static PciNodeConfig PciNode(YNode n, PciNodeConfig? start)
     {
-        var f = n.Fields("name", "type", "parent", "vendor", "device", "p2p_allowed", "windows", "acs_redirect");
+        var f = n.Fields("name", "type", "parent", "bdf", "vendor", "device", "p2p_allowed", "windows", "acs_redirect", "external_facing");
         var type = f.Get("type")?.AsEnum(("host_bridge", PciNodeType.HostBridge), ("root_port", PciNodeType.RootPort), ("switch", PciNodeType.Switch))
             ?? start?.Type ?? throw n.Error("missing field 'type'");
         return new PciNodeConfig(
@@ -237,7 +237,11 @@ public static class MachineParser
             f.Get("device") is { } de ? (uint)de.AsInt(0, 0xffff) : start?.DeviceId ?? 0,
             f.Get("p2p_allowed")?.AsBool() ?? start?.P2PAllowed ?? false,
             f.Get("windows") is { } w ? [.. w.Items().Select(Range)] : start?.Windows ?? [],
-            f.Get("acs_redirect")?.AsBool() ?? start?.AcsRedirect ?? false);
+            f.Get("acs_redirect")?.AsBool() ?? start?.AcsRedirect ?? false)
+        {
+            Bdf = f.Get("bdf") is { } b ? (b.IsNull ? null : Bdf(b)) : start?.Bdf,
+            ExternalFacing = f.Get("external_facing")?.AsBool() ?? start?.ExternalFacing ?? false,
+        };
     }
 
     private static DeviceConfig Device(YNode n, DeviceConfig? start)
@@ -279,9 +283,11 @@ public static class MachineParser
 
     private static string Bdf(YNode v)
     {
+        // The domain has four hex digits, or more for a VMD-style synthetic domain ("10000:e1:00.0").
         var s = v.Scalar;
-        var ok = s.Length == 12 && s[4] == ':' && s[7] == ':' && s[10] == '.'
-            && s.Where((c, i) => i is not (4 or 7 or 10)).All(Uri.IsHexDigit);
+        var d = s.Length - 8;
+        var ok = d is >= 4 and <= 8 && s[d] == ':' && s[d + 3] == ':' && s[d + 6] == '.' && s[d + 7] is >= '0' and <= '7'
+            && s.Where((c, i) => i != d && i != d + 3 && i != d + 6).All(Uri.IsHexDigit);
         if (!ok)
         {
             throw v.Error($"'{s}' is not a PCI address (write \"0000:03:00.0\")");

@@ -9,7 +9,7 @@ namespace PhysDma.Scenarios;
 /// </summary>
 public static class ScenarioParser
 {
-    public static Scenario ParseFile(string path, string? machineOverride = null, Func<MachineConfig, MachineConfig>? adjustMachine = null)
+    public static Scenario ParseFile(string path, string? machineOverride = null, IReadOnlyList<(string Name, string Target)>? devices = null)
     {
         string text;
         try
@@ -20,11 +20,10 @@ public static class ScenarioParser
         {
             throw new ScenarioError(path, 0, "", $"cannot read scenario: {e.Message}");
         }
-        return Parse(text, path, machineOverride, adjustMachine);
+        return Parse(text, path, machineOverride, devices);
     }
 
-    /// <param name="adjustMachine">applied to the machine before the steps are checked against it (e.g. device aliases).</param>
-    public static Scenario Parse(string text, string file, string? machineOverride = null, Func<MachineConfig, MachineConfig>? adjustMachine = null)
+    public static Scenario Parse(string text, string file, string? machineOverride = null, IReadOnlyList<(string Name, string Target)>? devices = null)
     {
         var root = YNode.Load(text, file);
         var f = root.Fields("name", "description", "machine", "steps", "expect");
@@ -38,7 +37,7 @@ public static class ScenarioParser
         {
             machine = MachineParser.Resolve(f.Required("machine"), baseDir);
         }
-        machine = adjustMachine?.Invoke(machine) ?? machine;
+        machine = DeviceAliases.Apply(machine, devices ?? []);
         var name = f.Get("name")?.AsString() ?? Path.GetFileNameWithoutExtension(file);
         var stepsNode = f.Required("steps");
         var ctx = new ParseContext(machine);

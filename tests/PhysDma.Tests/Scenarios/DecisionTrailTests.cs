@@ -1,4 +1,5 @@
 using System.Text.Json.Nodes;
+using PhysDma.Scenarios;
 using static PhysDma.Tests.Scenarios.ScenarioTestKit;
 
 namespace PhysDma.Tests.Scenarios;

@@ -205,6 +205,6 @@ public class MatrixTests
         Assert.Equal(2, CliArgs("matrix", file, "--machines", "x86-noiommu").Item1);
         var (bexit, _, berr) = CliArgs("matrix", file, "--device", "eth");
         Assert.Equal(2, bexit);
-        Assert.Equal("physdma: --device: 'eth': expected ALIAS=NAME, e.g. --device nic0=eth1\n", berr);
+        Assert.Equal("physdma: --device: 'eth' is not NAME=TARGET (e.g. nic0=0000:3b:00.0 or nic0=eth1)\n", berr);
     }
 }

@@ -9,8 +9,8 @@ namespace PhysDma.Scenarios.Matrix;
 /// <summary>What a matrix run does beyond running: which expectations bind, whether it is strict, whether reports are kept.</summary>
 public sealed record MatrixOptions(bool Strict = false, bool IgnoreExpect = false, bool Report = false)
 {
-    /// <summary><c>--device ALIAS=NAME</c> pairs.</summary>
-    public IReadOnlyList<(string Alias, string Name)> Devices { get; init; } = [];
+    /// <summary><c>--device NAME=TARGET</c> pairs (as <c>run --device</c>: <see cref="DeviceAliases"/>).</summary>
+    public IReadOnlyList<(string Name, string Target)> Devices { get; init; } = [];
 }
 
 /// <summary>A slice of the scenario × machine product: the <c>I</c>-th (1-based) of <c>N</c> contiguous slices.</summary>
@@ -141,7 +141,7 @@ public sealed class MatrixRun
     {
         try
         {
-            var scenario = ScenarioParser.ParseFile(c.File, m.Arg, Options.Devices.Count == 0 ? null : cfg => DeviceAliases.Apply(cfg, Options.Devices));
+            var scenario = ScenarioParser.ParseFile(c.File, m.Arg, Options.Devices);
             if (Options.IgnoreExpect)
             {
                 scenario = ExpectOn.None(scenario);
@@ -204,7 +204,7 @@ public sealed class MatrixRun
             {
                 ["strict"] = Options.Strict,
                 ["ignore_expect"] = Options.IgnoreExpect,
-                ["devices"] = new JsonArray([.. Options.Devices.Select(d => (JsonNode)JsonValue.Create($"{d.Alias}={d.Name}")!)]),
+                ["devices"] = new JsonArray([.. Options.Devices.Select(d => (JsonNode)JsonValue.Create($"{d.Name}={d.Target}")!)]),
             },
             ["shard"] = shard.N == 1 ? null : shard.ToString(),
             ["total"] = Total,
