@@ -29,11 +29,6 @@ public static class ResultView
                 Markup.Escape(CacheOps(step)),
                 Markup.Escape(step.ContainsKey("page_touches") ? $"{S(step["page_touches"])}/{S(step["kernel_mappings"])}" : ""),
                 step["ok"]!.GetValue<bool>() ? "[green]ok[/]" : "[red]FAIL[/]");
-            if (explain && step["why"] is JsonArray why && why.Count > 0)
-            {
-                table.AddRow(new Markup(""), new Markup("[dim]why[/]"), new Markup("[dim]" + Markup.Escape(string.Join("\n", why.Select(w => S(w)))) + "[/]"),
-                    new Markup(""), new Markup(""), new Markup(""), new Markup(""), new Markup(""));
-            }
             // dma-debug reports sit under the step that caused them.
             foreach (var d in (j["debug"] as JsonArray ?? []).Where(d => S(d!["step"]) == S(step["index"])))
             {
@@ -43,6 +38,20 @@ public static class ResultView
             }
         }
         console.Write(table);
+
+        if (explain)
+        {
+            // Full-width lines: a trail names functions and values that a table column would break apart.
+            console.MarkupLine("[bold]Decision trails[/]");
+            foreach (var s in j["steps"]!.AsArray().Where(s => s!["why"] is JsonArray { Count: > 0 }))
+            {
+                console.MarkupLine(Markup.Escape($"  step {S(s!["index"])} {S(s["op"])}{(s["id"] is { } id ? $" ({S(id)})" : "")}:"));
+                foreach (var w in s["why"]!.AsArray())
+                {
+                    console.MarkupLine("    [dim]" + Markup.Escape(S(w)) + "[/]");
+                }
+            }
+        }
 
         if (j["faults"] is JsonArray faults && faults.Count > 0)
         {

@@ -98,20 +98,17 @@ public static class Profiles
               - { name: rp0, type: root_port, parent: hb0 }
               - { name: sw0, type: switch, parent: rp0, acs_redirect: false }
               - { name: rp1, type: root_port, parent: hb0 }
-              - { name: rp2, type: root_port, parent: hb0 }
             devices:
               - name: nic0
-                parent: rp2
-                bdf: "0000:02:00.0"
                 bars:
-                  - { bar: 0, base: 0x40000000, size: 1MiB, bus_base: 0x40000000 }
+                  - { bar: 0, base: 0x3ff00000, size: 1MiB, bus_base: 0x3ff00000 }
                 dma_mask: 40
                 coherent_dma_mask: 40
                 coherent: false
                 max_seg_size: 65536
                 seg_boundary_mask: 0xffffffff
-            {{GpuAndNvme(NonCoherent, "0x40100000")}}
-            {{Legacy32("rp1", "0000:06:00.0", "0x40200000") + NonCoherent}}
+            {{GpuAndNvme(NonCoherent, "0x60100000")}}
+            {{Legacy32("rp1", "0000:06:00.0", "0x60200000") + NonCoherent}}
             """),
     ];
 

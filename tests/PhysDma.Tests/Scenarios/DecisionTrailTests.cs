@@ -97,7 +97,12 @@ public class DecisionTrailTests
     {
         var (exit, o, _) = CliArgs("run", Example("four-cases.yaml"), "--explain");
         Assert.Equal(0, exit);
-        Assert.Contains("dma_info_to_prot: coherent and not MMIO → READ|CACHE", o);
+        var lines = o.Split('\n');
+        var at = Array.FindIndex(lines, l => l == "  step 2 map (ram-to-nic):");
+        Assert.True(at > 0, o);
+        Assert.Equal("    dma_map_phys: dev->dma_iommu → iommu_dma_map_phys", lines[at + 1]);
+        Assert.Equal("    dma_info_to_prot: coherent and not MMIO → READ|CACHE", lines[at + 2]);
+        Assert.Equal("    iommu_dma_alloc_iova: PCI device, 32-bit first: limit 0xffffffff → 0xbffff000", lines[at + 3]);
         var (_, plain, _) = CliArgs("run", Example("four-cases.yaml"));
         Assert.DoesNotContain("dma_info_to_prot", plain);
     }
