@@ -48,7 +48,7 @@ public static class ResultView
                 console.MarkupLine(Markup.Escape($"  step {S(s!["index"])} {S(s["op"])}{(s["id"] is { } id ? $" ({S(id)})" : "")}:"));
                 foreach (var w in s["why"]!.AsArray())
                 {
-                    console.MarkupLine("    [dim]" + Markup.Escape(S(w)) + "[/]");
+                    console.MarkupLine("    " + Markup.Escape(S(w)));
                 }
             }
         }

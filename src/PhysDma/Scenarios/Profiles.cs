@@ -19,12 +19,12 @@ public static class Profiles
                   windows: [{ base: 0xc0000000, size: 1GiB }, { base: 0x3800000000, size: 64GiB }] }
               - { name: rp0, type: root_port, parent: hb0 }
               - { name: rp1, type: root_port, parent: hb0 }
-              - { name: rp2, type: root_port, parent: hb0 }
-              - { name: sw0, type: switch, parent: rp2, acs_redirect: false }
+              - { name: rp4, type: root_port, parent: hb0 }
+              - { name: sw4, type: switch, parent: rp4, acs_redirect: false }
             devices:
             {{Nic("rp0", "0000:01:00.0")}}
             {{Legacy32("rp1", "0000:10:00.0", "0xc0100000")}}
-            {{GpuAndNvme("", "0xc0200000")}}
+            {{GpuAndNvme("", "0xc0200000", "sw4")}}
             """),
         ("default", """
             base: x86-iommu-lazy
@@ -148,9 +148,9 @@ public static class Profiles
     private const string NonCoherent = "\n    coherent: false";
 
     /// <summary>A GPU with a 1 GiB p2pmem pool and an NVMe drive, peers below switch sw0.</summary>
-    private static string GpuAndNvme(string extra, string nvmeBar = "0xc0100000") => $$"""
+    private static string GpuAndNvme(string extra, string nvmeBar = "0xc0100000", string sw = "sw0") => $$"""
           - name: gpu0
-            parent: sw0
+            parent: {{sw}}
             bdf: "0000:04:00.0"
             bars:
               - { bar: 1, base: 0x3800000000, size: 16GiB, bus_base: 0x800000000 }
@@ -158,7 +158,7 @@ public static class Profiles
             dma_mask: 64
             coherent_dma_mask: 64{{extra}}
           - name: nvme0
-            parent: sw0
+            parent: {{sw}}
             bdf: "0000:05:00.0"
             bars:
               - { bar: 0, base: {{nvmeBar}}, size: 16KiB, bus_base: {{nvmeBar}} }

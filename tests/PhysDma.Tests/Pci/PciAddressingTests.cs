@@ -39,15 +39,15 @@ public class PciAddressingTests
     {
         var c = Completed();
         string Bdf(string n) => c.Devices.Single(d => d.Name == n).Bdf!;
-        // x86-noiommu's hb0 tree (rp0, rp1) takes buses 00..02; hb1's root bus is 03.
-        // rpa = 03:01.0 -> bus 04; swa upstream on 04:00.0, internal bus 05; its children in file order:
-        // swb (dsp 05:00.0 -> bus 06; swb internal 07; gpu9 behind dsp 07:00.0 on bus 08),
-        // nvme9 (dsp 05:01.0 -> bus 09), nic9 (dsp 05:02.0 -> bus 0a); rpb = 03:02.0 -> bus 0b; igpu9 = 03:03.0.
-        Assert.Equal("0000:08:00.0", Bdf("gpu9"));
-        Assert.Equal("0000:09:00.0", Bdf("nvme9"));
-        Assert.Equal("0000:0a:00.0", Bdf("nic9"));
-        Assert.Equal("0000:0b:00.0", Bdf("ext9"));
-        Assert.Equal("0000:03:03.0", Bdf("igpu9"));
+        // x86-noiommu's hb0 tree (rp0, rp1, rp4 with switch sw4) takes buses 00..04; hb1's root bus is 05.
+        // rpa = 05:01.0 -> bus 06; swa upstream on 06:00.0, internal bus 07; its children in file order:
+        // swb (dsp 07:00.0 -> bus 08; swb internal 09; gpu9 behind dsp 09:00.0 on bus 0a),
+        // nvme9 (dsp 07:01.0 -> bus 0b), nic9 (dsp 07:02.0 -> bus 0c); rpb = 05:02.0 -> bus 0d; igpu9 = 05:03.0.
+        Assert.Equal("0000:0a:00.0", Bdf("gpu9"));
+        Assert.Equal("0000:0b:00.0", Bdf("nvme9"));
+        Assert.Equal("0000:0c:00.0", Bdf("nic9"));
+        Assert.Equal("0000:0d:00.0", Bdf("ext9"));
+        Assert.Equal("0000:05:03.0", Bdf("igpu9"));
         // Devices that had a bdf keep it.
         Assert.Equal("0000:01:00.0", Bdf("nic0"));
         Assert.Equal("0000:10:00.0", Bdf("legacy32"));
@@ -84,7 +84,7 @@ public class PciAddressingTests
             expect: { debug: [free_not_allocated] }
             """);
         Assert.True(r.Ok, r.ToJson());
-        Assert.Contains("DMA-API: nic9 0000:0a:00.0: device driver tries to free DMA memory it has not allocated", r.ToJson(), StringComparison.Ordinal);
+        Assert.Contains("DMA-API: nic9 0000:0c:00.0: device driver tries to free DMA memory it has not allocated", r.ToJson(), StringComparison.Ordinal);
     }
 
     [Fact]

@@ -34,7 +34,7 @@ public class BadInputTests
     [Fact]
     public void Unknown_device() =>
         AssertBad(Head + "  - { op: alloc, name: b, size: 4KiB, kind: ram }\n  - { op: map, dev: gpu9, buf: b, dir: to_device, as: h }\n",
-            4, "steps[1].dev: unknown device 'gpu9' (this machine has: nic0, legacy32)");
+            4, "steps[1].dev: unknown device 'gpu9' (this machine has: nic0, legacy32, gpu0, nvme0)");
 
     [Fact]
     public void Unknown_handle() =>

@@ -9,7 +9,7 @@ public class DeviceAliasTests
         machine: x86-noiommu
         steps:
           - { op: alloc, name: b, size: 4KiB, kind: ram }
-          - { op: map, dev: gpu0, buf: b, size: 64, dir: to_device, as: h }
+          - { op: map, dev: gpu7, buf: b, size: 64, dir: to_device, as: h }
           - { op: unmap, handle: h }
           - { op: unmap, handle: h }
         """;
@@ -17,17 +17,17 @@ public class DeviceAliasTests
     [Fact]
     public void A_scenario_device_runs_on_the_target_named_by_pci_address()
     {
-        var (exit, o, e, _) = ScenarioTestKit.RunCli(Scenario, "--device", "gpu0=0000:10:00.0", "--json");
+        var (exit, o, e, _) = ScenarioTestKit.RunCli(Scenario, "--device", "gpu7=0000:10:00.0", "--json");
         Assert.Equal("", e);
         Assert.Equal(0, exit);
         // legacy32 is 0000:10:00.0: its report carries the scenario's name and the target's address.
-        Assert.Contains("DMA-API: gpu0 0000:10:00.0: device driver tries to free DMA memory it has not allocated", o, StringComparison.Ordinal);
+        Assert.Contains("DMA-API: gpu7 0000:10:00.0: device driver tries to free DMA memory it has not allocated", o, StringComparison.Ordinal);
     }
 
     [Fact]
     public void A_target_named_by_device_name_swaps_names_with_the_alias()
     {
-        var m = ScenarioParser.Parse(Scenario.Replace("gpu0", "nic0", StringComparison.Ordinal), "s.yaml", null, [("nic0", "legacy32")]).Machine;
+        var m = ScenarioParser.Parse(Scenario.Replace("gpu7", "nic0", StringComparison.Ordinal), "s.yaml", null, [("nic0", "legacy32")]).Machine;
         Assert.Equal("0000:10:00.0", m.Devices.Single(d => d.Name == "nic0").Bdf);
         Assert.Equal("0000:01:00.0", m.Devices.Single(d => d.Name == "legacy32").Bdf);
     }
@@ -50,10 +50,10 @@ public class DeviceAliasTests
                 - { name: late, parent: rp0 }
             steps:
               - { op: alloc, name: b, size: 4KiB, kind: ram }
-              - { op: map, dev: gpu0, buf: b, size: 64, dir: to_device, as: h }
-            """, "--device", "gpu0=nic0");
+              - { op: map, dev: gpu7, buf: b, size: 64, dir: to_device, as: h }
+            """, "--device", "gpu7=nic0");
         Assert.Equal(2, exit);
-        Assert.Contains("machine.devices[2].bdf: device 'late' has no bdf", e, StringComparison.Ordinal);
+        Assert.Contains("machine.devices[4].bdf: device 'late' has no bdf", e, StringComparison.Ordinal);
     }
 
     [Fact]
@@ -61,17 +61,17 @@ public class DeviceAliasTests
     {
         var (exit, _, e, _) = ScenarioTestKit.RunCli(Scenario);
         Assert.Equal(2, exit);
-        Assert.Contains("unknown device 'gpu0'", e, StringComparison.Ordinal);
+        Assert.Contains("unknown device 'gpu7'", e, StringComparison.Ordinal);
     }
 
     [Fact]
     public void An_unknown_target_is_an_error_naming_it()
     {
-        var (exit, _, e, _) = ScenarioTestKit.RunCli(Scenario, "--device", "gpu0=0000:3b:00.0");
+        var (exit, _, e, _) = ScenarioTestKit.RunCli(Scenario, "--device", "gpu7=0000:3b:00.0");
         Assert.Equal(2, exit);
-        Assert.Contains("gpu0=0000:3b:00.0: machine 'x86-noiommu' has no device '0000:3b:00.0'", e, StringComparison.Ordinal);
-        var (exit2, _, e2, _) = ScenarioTestKit.RunCli(Scenario, "--device", "gpu0");
+        Assert.Contains("gpu7=0000:3b:00.0: machine 'x86-noiommu' has no device '0000:3b:00.0'", e, StringComparison.Ordinal);
+        var (exit2, _, e2, _) = ScenarioTestKit.RunCli(Scenario, "--device", "gpu7");
         Assert.Equal(2, exit2);
-        Assert.Contains("'gpu0' is not NAME=TARGET", e2, StringComparison.Ordinal);
+        Assert.Contains("'gpu7' is not NAME=TARGET", e2, StringComparison.Ordinal);
     }
 }

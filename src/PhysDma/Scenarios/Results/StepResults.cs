@@ -265,14 +265,6 @@ public sealed record IovaAllocResult : StepResult
 
 public sealed record IovaLinkResult : MeasuredResult
 {
-    /// <summary>Set when the state has no IOVA and the scenario's fallback mapped the link instead (<c>dma_map_phys</c>).</summary>
-    [JsonPropertyOrder(30)]
-    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
-    public string? Fallback { get; set; }
-
-    [JsonPropertyOrder(31)]
-    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
-    public string? Path { get; set; }
 
     public string? Handle { get; set; }
     public string? Dev { get; set; }
@@ -286,6 +278,12 @@ public sealed record IovaLinkResult : MeasuredResult
     public override string? Error { get; set; }
     public HexAddr? Bounce { get; set; }
     public FlagSet? IommuProt { get; set; }
+
+    /// <summary>Set when the state has no IOVA and the scenario's fallback mapped the link instead (<c>dma_map_phys</c>).</summary>
+    public string? Fallback { get; set; }
+
+    /// <summary>The fallback mapping's path.</summary>
+    public string? Path { get; set; }
 }
 
 public sealed record IovaSyncResult : StepResult
