@@ -143,7 +143,7 @@ public sealed class DmaDirect
     private DmaAddr Overflow(Device dev, DmaAddr dmaAddr, ulong size)
     {
         _api.Log.WarnOnce("dma_direct_map_phys:overflow", () =>
-            $"{dev.Name}: DMA addr {Hex.Padded16(dmaAddr.Value)}+{size} overflow (mask {Hex.Llx(dev.DmaMask)}, bus limit {Hex.Llx(dev.BusDmaLimit)}).");
+            $"{dev.PrintkPrefix}: DMA addr {Hex.Padded16(dmaAddr.Value)}+{size} overflow (mask {Hex.Llx(dev.DmaMask)}, bus limit {Hex.Llx(dev.BusDmaLimit)}).");
         return DmaAddr.MappingError;
     }
 

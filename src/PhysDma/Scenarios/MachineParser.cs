@@ -70,13 +70,18 @@ public static class MachineParser
             throw new ScenarioError(path, 1, "", $"cannot read machine file: {e.Message}");
         }
         var root = YNode.Load(text, path);
+        var dir = Path.GetDirectoryName(Path.GetFullPath(path)) ?? ".";
         if (root.IsMapping && root.Fields().Get("machine") is { } inner)
         {
             root.Fields("machine");
-            return Resolve(inner, Path.GetDirectoryName(Path.GetFullPath(path)) ?? ".");
+            if (inner.IsScalar)
+            {
+                return Resolve(inner, dir);
+            }
+            root = inner;
         }
-        var cfg = Parse(root, Path.GetDirectoryName(Path.GetFullPath(path)) ?? ".");
-        return cfg with { Name = cfg.Name == "custom" ? Path.GetFileNameWithoutExtension(path) : cfg.Name };
+        // A machine written in a file, whether whole or as overrides of a base, is shown under the file's name.
+        return Parse(root, dir) with { Name = Path.GetFileNameWithoutExtension(path) };
     }
 
     public static MachineConfig Parse(YNode node, string baseDir)

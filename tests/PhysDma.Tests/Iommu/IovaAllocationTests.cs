@@ -122,7 +122,7 @@ public class IovaAllocationTests
         var switched = live[^1];
         Assert.False(nic.Pci32BitWorkaround);
         Assert.Equal((1UL << 48) - (256 * Sizes.MiB), switched.Value);
-        Assert.Contains(api.Log.Lines, l => l.Level == LogLevel.Notice && l.Message == "nic0: Using 48-bit DMA addresses");
+        Assert.Contains(api.Log.Lines, l => l.Level == LogLevel.Notice && l.Message == "nic0 0000:01:00.0: Using 48-bit DMA addresses");
 
         // Free everything below 4 GiB: the device still does not go back.
         foreach (var a in live.Take(live.Count - 1))

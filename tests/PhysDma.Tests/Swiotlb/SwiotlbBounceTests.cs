@@ -152,7 +152,7 @@ public class SwiotlbBounceTests
         Assert.Null(r.M.DeviceWrite(r.Dev, dma, Enumerable.Repeat((byte)0x5A, 2048).ToArray()));
 
         r.Api.SyncSingleForCpu(r.Dev, dma, 2000, DmaDirection.FromDevice);
-        Assert.Contains(r.Api.Log.Lines, l => l.Message == "nic0: Buffer overflow detected. Allocation size: 100. Mapping size: 2000.");
+        Assert.Contains(r.Api.Log.Lines, l => l.Message == "nic0 nic0: Buffer overflow detected. Allocation size: 100. Mapping size: 2000.");
         var got = CpuRead(r.M, r.Va, 2000);
         Assert.All(got[..100], b => Assert.Equal(0x5A, b));
         Assert.All(got[100..], b => Assert.Equal(0, b));
@@ -224,7 +224,7 @@ public class SwiotlbBounceTests
         var (p, _) = SwiotlbMachines.Buffer(m, 4096, lo: 0x2000000);
         Assert.Equal(DmaAddr.MappingError, api.MapPhys(dev, p, 64, DmaDirection.ToDevice, 0));
         Assert.Equal(0L, api.Swiotlb.SlotsUsed);
-        Assert.Contains(api.Log.Lines, l => l.Message == "isa0: swiotlb addr 0x00000000bc000000+64 overflow (mask ffffff, bus limit 0).");
+        Assert.Contains(api.Log.Lines, l => l.Message == "isa0 isa0: swiotlb addr 0x00000000bc000000+64 overflow (mask ffffff, bus limit 0).");
     }
 
     [Fact]

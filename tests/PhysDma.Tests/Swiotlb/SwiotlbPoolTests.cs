@@ -236,6 +236,6 @@ public class SwiotlbPoolTests
         var cfg = X86(null, 0, Dev("wifi0", restricted: new AddrRange(5 * Sizes.GiB, Sizes.MiB))) with { HighmemAbove = FourGiB };
         var (m, api) = Build(cfg);
         Assert.Same(api.Swiotlb.DefaultMem, api.Swiotlb.Mem(m.Device("wifi0")));
-        Assert.Contains(api.Log.Lines, l => l.Message == "wifi0: Restricted DMA pool must be accessible within the linear mapping.");
+        Assert.Contains(api.Log.Lines, l => l.Message == "wifi0 wifi0: Restricted DMA pool must be accessible within the linear mapping.");
     }
 }

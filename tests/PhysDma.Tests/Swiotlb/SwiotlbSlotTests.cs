@@ -198,7 +198,7 @@ public class SwiotlbSlotTests
         var s = api.Swiotlb;
         Assert.Equal(256 * Sizes.KiB, s.MaxMappingSize(dev));
         Assert.True(s.TblMapSingle(dev, Orig(0), 257 * Sizes.KiB, 0, DmaDirection.ToDevice, 0).IsInvalid);
-        Assert.Contains(api.Log.Lines, l => l.Message == "nic0: swiotlb buffer is full (sz: 263168 bytes), total 32768 (slots), used 0 (slots)");
+        Assert.Contains(api.Log.Lines, l => l.Message == "nic0 nic0: swiotlb buffer is full (sz: 263168 bytes), total 32768 (slots), used 0 (slots)");
         Assert.Equal(0L, s.SlotsUsed);
 
         var (m2, api2) = Build(X86(null, 0, Dev("nic0")));
@@ -240,7 +240,7 @@ public class SwiotlbSlotTests
         }
         Assert.Equal(pool.SlotAddr(384), maps[3]);
         Assert.True(s.TblMapSingle(dev, Orig(0x800000), 100, 0, DmaDirection.ToDevice, 0).IsInvalid);
-        Assert.Contains(api.Log.Lines, l => l.Message == "nic0: swiotlb buffer is full (sz: 100 bytes), total 512 (slots), used 512 (slots)");
+        Assert.Contains(api.Log.Lines, l => l.Message == "nic0 nic0: swiotlb buffer is full (sz: 100 bytes), total 512 (slots), used 512 (slots)");
         Assert.Equal(512L, s.SlotsUsed);
 
         var lines = api.Log.Count;
