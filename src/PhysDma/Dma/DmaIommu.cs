@@ -68,7 +68,7 @@ public sealed partial class DmaIommu
     {
         var shift = domain.GranuleShift;
         var iovad = new IovaDomain(domain.Granule, Math.Max(1UL, domain.ApertureStart >> shift), _m.Cpus, _m.Clock);
-        // SCENARIOS.md: host-bridge MEM windows are reserved in every IOVA domain (peer addresses, not memory).
+        // iova_reserve_pci_windows: host-bridge MEM windows are reserved in every IOVA domain (peer addresses, not memory).
         foreach (var node in _m.Config.Pci)
         {
             if (node.Type != PciNodeType.HostBridge)

@@ -41,7 +41,7 @@ public sealed class SgTable(IReadOnlyList<ScatterEntry> entries)
     public int Nents { get; set; }
 }
 
-/// <summary>Scatter-gather mapping for dma-direct (kernel/dma/direct.c) with the P2PDMA states of spec §2.6.</summary>
+/// <summary>Scatter-gather mapping for dma-direct (kernel/dma/direct.c) (<c>dma_direct_map_sg</c>) with the P2PDMA states of <c>pci_p2pdma_state</c>.</summary>
 internal sealed class DirectSg(DmaApi api)
 {
     private Machine M => api.Machine;

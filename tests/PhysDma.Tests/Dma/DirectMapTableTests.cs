@@ -6,7 +6,7 @@ using static PhysDma.Tests.TestMachines;
 namespace PhysDma.Tests.Dma;
 
 /// <summary>
-/// dma_direct_map_phys, spec §2.4, one test (or theory) per row, in the table's order; rows that end in
+/// dma_direct_map_phys, one test (or theory) per branch, in the order the function takes them; branches that end in
 /// swiotlb_map land in the boot pool (exact slots are SwiotlbSlotTests' business).
 /// </summary>
 public sealed class DirectMapTableTests

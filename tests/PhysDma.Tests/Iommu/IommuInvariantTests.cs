@@ -7,7 +7,7 @@ using static PhysDma.Tests.Iommu.IommuMachines;
 namespace PhysDma.Tests.Iommu;
 
 /// <summary>
-/// The IOMMU invariants of spec §10 (17–24), one test (or theory) each, with exact addresses and the
+/// What dma-iommu guarantees (prot bits, IOVA alignment and size, the 32-bit-first rule, lazy reuse after a flush, rcache bounds, untrusted bouncing), one test (or theory) each, with exact addresses and the
 /// bytes the device and the CPU see.
 /// </summary>
 public class IommuInvariantTests

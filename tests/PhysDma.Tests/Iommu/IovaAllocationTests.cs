@@ -5,7 +5,7 @@ using static PhysDma.Tests.Iommu.IommuMachines;
 
 namespace PhysDma.Tests.Iommu;
 
-/// <summary>The IOVAs dma-iommu hands out (spec §4.4), invariants 19–21.</summary>
+/// <summary>The IOVAs iommu_dma_alloc_iova hands out: granule offset, size alignment, 32-bit first.</summary>
 public class IovaAllocationTests
 {
     private static readonly PhysAddr P4G = new(0x100000000);

@@ -6,7 +6,7 @@ using static PhysDma.Tests.Swiotlb.SwiotlbMachines;
 namespace PhysDma.Tests.Swiotlb;
 
 /// <summary>
-/// Bytes through bounce buffers (spec §3.6, §3.7, invariants 9 and 15): the device sees only the bounce
+/// Bytes through bounce buffers (swiotlb_tbl_map_single, swiotlb_bounce, swiotlb_tbl_unmap_single): the device sees only the bounce
 /// slot, the original changes only at sync-for-cpu or unmap, and direction decides which copies happen.
 /// </summary>
 public class SwiotlbBounceTests
@@ -183,7 +183,7 @@ public class SwiotlbBounceTests
             var a = api.MapPhys(dev, p2 + ((ulong)i * 512), 300, DmaDirection.Bidirectional, 0);
             Assert.True(api.Swiotlb.IsSwiotlbBuffer(dev, api.Direct.DmaToPhys(dev, a)));
         }
-        // MMIO is never bounced: on a forced device it fails (spec §2.4 row 1).
+        // MMIO is never bounced: on a forced device it fails (dma_direct_map_phys returns DMA_MAPPING_ERROR for MMIO where it would bounce).
         Assert.Equal(DmaAddr.MappingError, api.MapPhys(dev, new PhysAddr(0xfe000000), 64, DmaDirection.ToDevice, DmaAttrs.Mmio));
     }
 

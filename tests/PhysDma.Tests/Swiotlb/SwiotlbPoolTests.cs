@@ -5,7 +5,7 @@ using static PhysDma.Tests.Swiotlb.SwiotlbMachines;
 
 namespace PhysDma.Tests.Swiotlb;
 
-/// <summary>Dynamic swiotlb (spec §3.5, last paragraph) and restricted pools (§3.8).</summary>
+/// <summary>Dynamic swiotlb (swiotlb_find_slots growing by transient and new pools) and restricted pools (rmem_swiotlb_device_init).</summary>
 public class SwiotlbPoolTests
 {
     private static PhysAddr Orig(ulong offset) => new(FourGiB + 0x100000 + offset);
