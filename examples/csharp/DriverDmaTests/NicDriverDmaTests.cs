@@ -42,8 +42,10 @@ public class NicDriverDmaTests
         Assert.False(model.MappingError(nic, dma));
         Assert.Null(model.DeviceWrite(nic, dma, [0xde, 0xad, 0xbe, 0xef]));
 
-        // Reading before dma_sync_single_for_cpu: no invalidate happened, so this comes from the cache.
+        // Reading before dma_sync_single_for_cpu: no invalidate happened, so this comes from the cache,
+        // and PhysDma's own dma-debug check says the device still owns the buffer.
         Assert.Equal(new byte[4], model.CpuRead(rx, 0, 4));
+        Assert.Equal("cpu_read_while_device_owns", Assert.Single(model.DebugReports).Check);
         model.SyncForCpu(nic, dma, 2048, DmaDirection.FromDevice);
         Assert.Equal(new byte[] { 0xde, 0xad, 0xbe, 0xef }, model.CpuRead(rx, 0, 4));
         model.Unmap(nic, dma, 2048, DmaDirection.FromDevice);

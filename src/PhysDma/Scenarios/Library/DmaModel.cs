@@ -79,17 +79,27 @@ public sealed class DmaModel
     /// <param name="buffer">The buffer.</param>
     public void Free(DmaBuffer buffer) => Machine.Allocator.Free(buffer.Phys, Sizes.AlignUp(Math.Max(buffer.Size, 1), Machine.PageSize));
 
-    /// <summary>The CPU stores bytes into a buffer through its linear mapping and the CPU cache model.</summary>
+    /// <summary>
+    /// The CPU stores bytes into a buffer through its linear mapping and the CPU cache model. With dma-debug on,
+    /// a store into a buffer the device owns is reported (<c>cpu_write_while_device_owns</c>).
+    /// </summary>
     /// <param name="buffer">The buffer.</param>
     /// <param name="offset">Where in the buffer.</param>
     /// <param name="data">The bytes.</param>
     public void CpuWrite(DmaBuffer buffer, ulong offset, ReadOnlySpan<byte> data)
     {
         CheckRange(buffer, offset, (ulong)data.Length);
+        if (data.Length > 0)
+        {
+            Api.Debug?.CheckCpuAccess(buffer.At(offset), (ulong)data.Length, write: true);
+        }
         Machine.Cpu.Write(Machine.Kmap.PhysToVirt(buffer.At(offset)), data);
     }
 
-    /// <summary>The CPU loads bytes from a buffer through its linear mapping and the CPU cache model.</summary>
+    /// <summary>
+    /// The CPU loads bytes from a buffer through its linear mapping and the CPU cache model. With dma-debug on,
+    /// a load from a buffer the device owns is reported (<c>cpu_read_while_device_owns</c>).
+    /// </summary>
     /// <param name="buffer">The buffer.</param>
     /// <param name="offset">Where in the buffer.</param>
     /// <param name="length">How many bytes.</param>
@@ -98,6 +108,10 @@ public sealed class DmaModel
     {
         CheckRange(buffer, offset, (ulong)length);
         var data = new byte[length];
+        if (length > 0)
+        {
+            Api.Debug?.CheckCpuAccess(buffer.At(offset), (ulong)length, write: false);
+        }
         Machine.Cpu.Read(Machine.Kmap.PhysToVirt(buffer.At(offset)), data);
         return data;
     }
