@@ -61,6 +61,7 @@ public static class PhysDmaCli
         };
         bench.SetAction(p => BenchCommand.Run(p.UnmatchedTokens, stdout, stderr));
         root.Add(bench);
+        root.Add(SchemaCommand.Build(stdout));
         return root;
     }
 

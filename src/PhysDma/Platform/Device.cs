@@ -39,6 +39,12 @@ public sealed class Device
     public string Name { get; }
     public bool IsPci { get; }
 
+    /// <summary>
+    /// What <c>dev_printk</c> (<c>dev_err</c>, <c>dev_warn</c>, ...) puts before a message: the driver's name, then
+    /// <c>dev_name</c> (the PCI address of a PCI function). The model names the driver after the device.
+    /// </summary>
+    public string PrintkPrefix => $"{Name} {Config.Bdf ?? Name}";
+
     /// <summary><c>dev_is_dma_coherent</c>.</summary>
     public bool Coherent { get; }
 

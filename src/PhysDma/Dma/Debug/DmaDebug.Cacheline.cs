@@ -16,7 +16,7 @@ public sealed partial class DmaDebug
     // Present key = cacheline has a mapping; value = how many more mappings overlap it (0..7).
     private readonly Dictionary<ulong, int> _activeCachelines = [];
 
-    /// <summary>Cachelines in the tree (0 after every mapping has been unmapped: invariant 30).</summary>
+    /// <summary>Cachelines in the tree (0 after every mapping has been unmapped: <c>active_cacheline_remove</c> drops each one).</summary>
     public int ActiveCachelines
     {
         get

@@ -95,7 +95,7 @@ public sealed class DmaDirect : IDmaBackend
         return !Sizes.IsAligned(rounded, _api.CacheAlignment);
     }
 
-    /// <summary><c>dma_direct_map_phys</c> (6.18): the decision table of spec §2.4.</summary>
+    /// <summary><c>dma_direct_map_phys</c> (6.18): bounce when forced or not <c>dma_capable</c> (MMIO fails instead), else the bus address, with arch sync for a non-coherent device.</summary>
     public DmaAddr MapPhys(Device dev, PhysAddr phys, ulong size, DmaDirection dir, DmaAttrs attrs)
     {
         DmaAddr dmaAddr = default;
@@ -143,7 +143,7 @@ public sealed class DmaDirect : IDmaBackend
     private DmaAddr Overflow(Device dev, DmaAddr dmaAddr, ulong size)
     {
         _api.Log.WarnOnce("dma_direct_map_phys:overflow", () =>
-            $"{dev.Name}: DMA addr {Hex.Padded16(dmaAddr.Value)}+{size} overflow (mask {Hex.Llx(dev.DmaMask)}, bus limit {Hex.Llx(dev.BusDmaLimit)}).");
+            $"{dev.PrintkPrefix}: DMA addr {Hex.Padded16(dmaAddr.Value)}+{size} overflow (mask {Hex.Llx(dev.DmaMask)}, bus limit {Hex.Llx(dev.BusDmaLimit)}).");
         return DmaAddr.MappingError;
     }
 

@@ -68,7 +68,7 @@ public sealed partial class DmaIommu
     {
         var shift = domain.GranuleShift;
         var iovad = new IovaDomain(domain.Granule, Math.Max(1UL, domain.ApertureStart >> shift), _m.Cpus, _m.Clock);
-        // SCENARIOS.md: host-bridge MEM windows are reserved in every IOVA domain (peer addresses, not memory).
+        // iova_reserve_pci_windows: host-bridge MEM windows are reserved in every IOVA domain (peer addresses, not memory).
         foreach (var node in _m.Config.Pci)
         {
             if (node.Type != PciNodeType.HostBridge)
@@ -203,7 +203,7 @@ public sealed partial class DmaIommu
 
     private void WarnBounceInactive(Device dev) =>
         _api.Log.WarnOnce("iommu_dma_map_swiotlb:inactive:" + dev.Name,
-            () => $"{dev.Name}: DMA bounce buffers are inactive, unable to map unaligned transaction.");
+            () => $"{dev.PrintkPrefix}: DMA bounce buffers are inactive, unable to map unaligned transaction.");
 
     /// <summary>
     /// <c>__iommu_dma_map</c>: IOVA for the granule-aligned span around [phys, phys+size), PTEs written,
@@ -265,7 +265,7 @@ public sealed partial class DmaIommu
     }
 
     private void NoticeDac(Device dev, ulong dmaLimit) =>
-        _api.Log.Print(LogLevel.Notice, $"{dev.Name}: Using {Sizes.Fls64(dmaLimit)}-bit DMA addresses");
+        _api.Log.Print(LogLevel.Notice, $"{dev.PrintkPrefix}: Using {Sizes.Fls64(dmaLimit)}-bit DMA addresses");
 
     /// <summary><c>iommu_dma_free_iova</c>: through the flush queue when the unmap was queued, else straight back.</summary>
     private static void FreeIova(IommuDmaCookie cookie, ulong iova, ulong size, bool queued)

@@ -236,7 +236,7 @@ public sealed partial class Swiotlb
         {
             if (_m.Config.HighmemAbove is { } h && rp.Base >= h)
             {
-                Log.Print(LogLevel.Err, $"{dev.Name}: Restricted DMA pool must be accessible within the linear mapping.");
+                Log.Print(LogLevel.Err, $"{dev.PrintkPrefix}: Restricted DMA pool must be accessible within the linear mapping.");
                 return;
             }
             var nslabs = rp.Size >> IoTlb.Shift;

@@ -2,7 +2,7 @@ using PhysDma.Core;
 
 namespace PhysDma.Dma;
 
-/// <summary>The swiotlb constants of include/linux/swiotlb.h and kernel/dma/swiotlb.c (spec §3.1).</summary>
+/// <summary>The swiotlb constants of include/linux/swiotlb.h and kernel/dma/swiotlb.c (IO_TLB_SHIFT, IO_TLB_SIZE, IO_TLB_SEGSIZE, ...).</summary>
 public static class IoTlb
 {
     /// <summary><c>IO_TLB_SHIFT</c>: a slot is 2 KiB.</summary>
