@@ -23,6 +23,9 @@ public sealed class IovaDomain
 
     private const ulong Anchor = ulong.MaxValue;
 
+    /// <summary>Nodes the allocation walk visits before the augmented search takes over (same result, O(log n)).</summary>
+    private const int WalkSteps = 16;
+
     private readonly Lock _treeLock = new();
     private readonly IovaTree _tree = new();
     private readonly Rcache[] _rcaches;
@@ -31,9 +34,10 @@ public sealed class IovaDomain
     private readonly Lock _magPoolLock = new();
     private readonly Stack<Magazine> _magPool = new();
 
-    // cached_node / cached32_node, held as the node's range (a node's lo is its identity in the tree).
-    private ulong _cachedLo = Anchor, _cachedHi = Anchor;
-    private ulong _cached32Lo = Anchor, _cached32Hi = Anchor;
+    // cached_node / cached32_node: node numbers, which the tree keeps stable as the kernel's pointers are.
+    private readonly int _anchor;
+    private int _cached;
+    private int _cached32;
     private ulong _max32AllocSize;
 
     /// <summary><c>init_iova_domain</c>.</summary>
@@ -50,7 +54,9 @@ public sealed class IovaDomain
         _max32AllocSize = Dma32BitPfn;
         _cpus = cpus;
         _clock = clock;
-        _tree.Insert(Anchor, Anchor, reserved: true);
+        _anchor = _tree.Insert(Anchor, Anchor, reserved: true);
+        _cached = _anchor;
+        _cached32 = _anchor;
         _rcaches = new Rcache[RangeCacheMaxSize];
         for (var i = 0; i < RangeCacheMaxSize; i++)
         {
@@ -121,35 +127,41 @@ public sealed class IovaDomain
     public ulong IovaAlign(ulong size) => Sizes.AlignUp(size, Granule);
 
     /// <summary>
-    /// <c>reserve_iova</c>: marks [loPfn, hiPfn] as never allocatable. Parts already reserved or allocated
-    /// are left as they are; the free parts become reserved nodes.
+    /// <c>reserve_iova</c>: marks [loPfn, hiPfn] as never allocatable. Each node it overlaps is stretched
+    /// down over the free pages before it (<c>__adjust_overlap_range</c>), so a reservation over an
+    /// allocated range becomes part of that allocation and is released with it, as in the kernel; what
+    /// is left above the last overlapped node becomes one reserved node.
     /// </summary>
     public void ReserveIova(ulong loPfn, ulong hiPfn)
     {
+        // The kernel refuses pfns whose addresses would not fit (WARN_ON, returns NULL).
+        if ((loPfn | hiPfn) > (ulong.MaxValue >> Shift) || loPfn > hiPfn)
+        {
+            return;
+        }
         lock (_treeLock)
         {
-            var p = loPfn;
-            while (p <= hiPfn)
+            for (var n = _tree.FirstEndingAtOrAbove(loPfn); n >= 0; n = _tree.Next(n))
             {
-                var n = _tree.FindContaining(p);
-                if (n >= 0)
+                if (loPfn > _tree.Hi(n) || hiPfn < _tree.Lo(n))
                 {
-                    if (_tree.Hi(n) >= hiPfn)
-                    {
-                        return;
-                    }
-                    p = _tree.Hi(n) + 1;
-                    continue;
+                    // Nodes are in order: nothing further on overlaps either.
+                    break;
                 }
-                var next = _tree.Successor(p);
-                var end = next >= 0 ? Math.Min(hiPfn, _tree.Lo(next) - 1) : hiPfn;
-                _tree.Insert(p, end, reserved: true);
-                if (end == ulong.MaxValue)
+                if (loPfn < _tree.Lo(n))
+                {
+                    _tree.StretchDown(n, loPfn);
+                }
+                if (hiPfn > _tree.Hi(n))
+                {
+                    loPfn = _tree.Hi(n) + 1;
+                }
+                if (loPfn >= _tree.Lo(n) && hiPfn <= _tree.Hi(n))
                 {
                     return;
                 }
-                p = end + 1;
             }
+            _tree.Insert(loPfn, hiPfn, reserved: true);
         }
     }
 
@@ -172,8 +184,41 @@ public sealed class IovaDomain
             {
                 return 0;
             }
-            var (cLo, cHi) = limit <= Dma32BitPfn ? (_cached32Lo, _cached32Hi) : (_cachedLo, _cachedHi);
-            var pfn = _tree.FindHighestFit(StartPfn, Math.Min(limit, cLo), size, alignMask);
+            var cached = limit <= Dma32BitPfn ? _cached32 : _cached;
+            var pfn = IovaTree.NotFound;
+            var insertBefore = -1;
+
+            // The kernel's walk backwards from the cached node, for as long as it stays short.
+            var curr = cached;
+            var high = limit;
+            var low = StartPfn;
+            ulong newPfn;
+            int prev;
+            var steps = 0;
+            bool more;
+            do
+            {
+                high = Math.Min(high, _tree.Lo(curr));
+                newPfn = (high - size) & alignMask;
+                prev = curr;
+                curr = _tree.Prev(curr);
+                more = curr >= 0 && newPfn <= _tree.Hi(curr) && newPfn >= low;
+            }
+            while (more && ++steps < WalkSteps);
+            if (!more)
+            {
+                if (high >= size && newPfn >= low)
+                {
+                    pfn = newPfn;
+                    insertBefore = prev;
+                }
+            }
+            else
+            {
+                // A long walk: the gap-augmented search finds the same block without visiting every node.
+                pfn = _tree.FindHighestFit(StartPfn, Math.Min(limit, _tree.Lo(cached)), size, alignMask);
+            }
+            var cHi = _tree.Hi(cached);
             if (pfn == IovaTree.NotFound && cHi < limit)
             {
                 // Retry in the space above the cached node, which the first walk never looks at.
@@ -184,14 +229,16 @@ public sealed class IovaDomain
                 _max32AllocSize = size;
                 return 0;
             }
-            _tree.Insert(pfn, pfn + size - 1);
+            var node = insertBefore >= 0
+                ? _tree.InsertBefore(insertBefore, pfn, pfn + size - 1)
+                : _tree.Insert(pfn, pfn + size - 1);
             if (pfn + size - 1 < Dma32BitPfn)
             {
-                (_cached32Lo, _cached32Hi) = (pfn, pfn + size - 1);
+                _cached32 = node;
             }
             else
             {
-                (_cachedLo, _cachedHi) = (pfn, pfn + size - 1);
+                _cached = node;
             }
             return pfn;
         }
@@ -209,28 +256,27 @@ public sealed class IovaDomain
     private void FreeIovaLocked(ulong pfn)
     {
         var n = _tree.FindContaining(pfn);
-        if (n < 0 || _tree.Lo(n) == Anchor)
+        if (n < 0 || n == _anchor)
         {
             return;
         }
         var lo = _tree.Lo(n);
         var hi = _tree.Hi(n);
         // __cached_rbnode_delete_update: the cached nodes move up past a freed range at or above them.
-        var succ = _tree.Successor(lo);
-        var (sLo, sHi) = succ >= 0 ? (_tree.Lo(succ), _tree.Hi(succ)) : (Anchor, Anchor);
-        if (lo == _cached32Lo || (hi < Dma32BitPfn && lo >= _cached32Lo))
+        var next = _tree.Next(n);
+        if (n == _cached32 || (hi < Dma32BitPfn && lo >= _tree.Lo(_cached32)))
         {
-            (_cached32Lo, _cached32Hi) = (sLo, sHi);
+            _cached32 = next;
         }
         if (lo < Dma32BitPfn)
         {
             _max32AllocSize = Dma32BitPfn;
         }
-        if (lo >= _cachedLo)
+        if (lo >= _tree.Lo(_cached))
         {
-            (_cachedLo, _cachedHi) = (sLo, sHi);
+            _cached = next;
         }
-        _tree.Remove(lo);
+        _tree.Remove(n);
     }
 
     /// <summary>
