@@ -255,7 +255,10 @@ public sealed class IovaDomain
 
     private void FreeIovaLocked(ulong pfn)
     {
-        var n = _tree.FindContaining(pfn);
+        // The range allocated last is the one most often freed next: try the cached nodes before a search.
+        var n = _tree.Contains(_cached, pfn) ? _cached
+            : _tree.Contains(_cached32, pfn) ? _cached32
+            : _tree.FindContaining(pfn);
         if (n < 0 || n == _anchor)
         {
             return;

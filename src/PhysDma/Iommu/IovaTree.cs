@@ -5,7 +5,9 @@ namespace PhysDma.Iommu;
 /// their identity for as long as they live (the IOVA domain caches node numbers as the kernel caches
 /// node pointers), have parent links so <see cref="Prev"/> and <see cref="Next"/> step in order as
 /// <c>rb_prev</c>/<c>rb_next</c> do, and may be stretched downwards in place (<c>reserve_iova</c>).
-/// An AVL tree in one array of nodes (no allocation once grown), augmented with, per node, the free gap
+/// A treap (a search tree kept balanced by random priorities, so inserting and removing at the same
+/// place costs expected O(1) rotations, as the kernel's red-black tree does) in one array of nodes (no
+/// allocation once grown), augmented with, per node, the free gap
 /// just below it and the largest such gap in its subtree, so "highest free aligned block below a limit"
 /// is also found in O(log n) when walking node by node would take long. Not thread-safe: the IOVA
 /// domain's lock guards it.
@@ -23,7 +25,7 @@ internal sealed class IovaTree
         public int Left;
         public int Right;
         public int Parent;
-        public int Height;
+        public uint Prio;     // treap priority: a parent's is never below its children's
         public bool Reserved;
     }
 
@@ -31,6 +33,7 @@ internal sealed class IovaTree
     private int _root = -1;
     private int _free = -1;
     private int _used;
+    private uint _seed = 0x9e3779b9;
 
     public IovaTree(int capacity = 64)
     {
@@ -49,6 +52,9 @@ internal sealed class IovaTree
     public ulong Hi(int n) => _n[n].Hi;
 
     public bool IsReserved(int n) => _n[n].Reserved;
+
+    /// <summary>Whether node <paramref name="n"/> holds <paramref name="pfn"/>.</summary>
+    public bool Contains(int n, ulong pfn) => pfn >= _n[n].Lo && pfn <= _n[n].Hi;
 
     private int NewNode(ulong lo, ulong hi, bool reserved)
     {
@@ -72,7 +78,13 @@ internal sealed class IovaTree
         node.Left = -1;
         node.Right = -1;
         node.Parent = -1;
-        node.Height = 1;
+        // xorshift32: a fixed sequence, so the shape (and the speed) of a run is repeatable.
+        var r = _seed;
+        r ^= r << 13;
+        r ^= r >> 17;
+        r ^= r << 5;
+        _seed = r;
+        node.Prio = r;
         node.Reserved = reserved;
         return x;
     }
@@ -89,17 +101,12 @@ internal sealed class IovaTree
         }
     }
 
-    private int H(int n) => n < 0 ? 0 : _n[n].Height;
-
     private ulong MaxGapOf(int n) => n < 0 ? 0 : _n[n].MaxGap;
 
     private void Update(int n)
     {
         ref var x = ref _n[n];
-        var lh = H(x.Left);
-        var rh = H(x.Right);
-        x.Height = 1 + (lh > rh ? lh : rh);
-        var g = x.Lo - x.GapLo;
+        var g = OwnGap(ref x);
         var lg = MaxGapOf(x.Left);
         var rg = MaxGapOf(x.Right);
         if (lg > g)
@@ -108,6 +115,14 @@ internal sealed class IovaTree
         }
         x.MaxGap = rg > g ? rg : g;
     }
+
+    /// <summary>
+    /// The gap below a node as the subtree maxima count it. The last node (the domain's anchor at pfn ~0)
+    /// counts as unbounded: the space below it reaches the top of the address space, far beyond any
+    /// limit, so its exact size never prunes a search, and keeping it exact would make every allocation
+    /// next to it rewrite the maxima all the way up to the root.
+    /// </summary>
+    private static ulong OwnGap(ref Node x) => x.Hi == ulong.MaxValue ? ulong.MaxValue : x.Lo - x.GapLo;
 
     /// <summary>Makes <paramref name="child"/> take <paramref name="old"/>'s place under <paramref name="parent"/>.</summary>
     private void ReplaceChild(int parent, int old, int child)
@@ -167,47 +182,21 @@ internal sealed class IovaTree
     }
 
     /// <summary>
-    /// Recomputes height and gap from <paramref name="n"/> up, rebalancing on the way. Stops at the first
-    /// node whose values did not change and that needs no rotation, once <paramref name="mustReach"/>
-    /// (a node whose own gap changed, or -1) has been passed.
+    /// Recomputes the subtree maxima from <paramref name="n"/> up to the first node whose value did not
+    /// change (nothing above it can change then). Each node's stored value must be the one its parent
+    /// last saw, so a climb starts at the parent of a node that was added, moved or removed.
     /// </summary>
-    private void FixUp(int n, int mustReach)
+    private void RefreshGap(int n)
     {
-        var passed = mustReach < 0;
         while (n >= 0)
         {
-            var oldH = _n[n].Height;
-            var oldG = _n[n].MaxGap;
+            var old = _n[n].MaxGap;
             Update(n);
-            if (n == mustReach)
-            {
-                passed = true;
-            }
-            var top = n;
-            var bf = H(_n[n].Left) - H(_n[n].Right);
-            if (bf > 1)
-            {
-                var l = _n[n].Left;
-                if (H(_n[l].Left) < H(_n[l].Right))
-                {
-                    RotateLeft(l);
-                }
-                top = RotateRight(n);
-            }
-            else if (bf < -1)
-            {
-                var r = _n[n].Right;
-                if (H(_n[r].Right) < H(_n[r].Left))
-                {
-                    RotateRight(r);
-                }
-                top = RotateLeft(n);
-            }
-            else if (passed && _n[n].Height == oldH && _n[n].MaxGap == oldG)
+            if (_n[n].MaxGap == old)
             {
                 return;
             }
-            n = _n[top].Parent;
+            n = _n[n].Parent;
         }
     }
 
@@ -355,13 +344,26 @@ internal sealed class IovaTree
             _n[x].Parent = pred;
         }
         _n[x].GapLo = pred >= 0 ? _n[pred].Hi + 1 : 0;
-        _n[x].MaxGap = lo - _n[x].GapLo;
+        _n[x].MaxGap = OwnGap(ref _n[x]);
         if (succ >= 0)
         {
-            // The successor's gap now ends at the new node; it is an ancestor of the new leaf.
+            // The successor's gap now ends at the new node.
             _n[succ].GapLo = hi + 1;
         }
-        FixUp(_n[x].Parent, succ);
+        // Up while the new node's priority beats its parent's (expected fewer than two rotations).
+        while (_n[x].Parent is var p && p >= 0 && _n[p].Prio < _n[x].Prio)
+        {
+            if (_n[p].Left == x)
+            {
+                RotateRight(p);
+            }
+            else
+            {
+                RotateLeft(p);
+            }
+        }
+        RefreshGap(_n[x].Parent);
+        RefreshGap(succ);
         Count++;
         Account(hi - lo + 1, reserved, add: true);
         return x;
@@ -381,57 +383,53 @@ internal sealed class IovaTree
     {
         Account(_n[x].Hi - _n[x].Lo + 1, _n[x].Reserved, add: false);
         var s = Next(x);
+        // With a right subtree the successor is in it (below x); without one it is an ancestor.
+        var sBelow = _n[x].Right >= 0;
         if (s >= 0)
         {
             // The successor's gap now reaches down to where the removed node's did.
             _n[s].GapLo = _n[x].GapLo;
         }
-        var l = _n[x].Left;
-        var r = _n[x].Right;
-        var p = _n[x].Parent;
-        if (l >= 0 && r >= 0)
+        var p0 = _n[x].Parent;
+        // Down, swapping with the child of higher priority, until at most one child is left.
+        while (_n[x].Left >= 0 && _n[x].Right >= 0)
         {
-            // Two children: the successor (leftmost of the right subtree) takes x's place, keeping x's
-            // height and gap as what x's parent last saw, so the climb compares against those.
-            var y = s;
-            int start;
-            if (_n[y].Parent == x)
+            if (_n[_n[x].Left].Prio > _n[_n[x].Right].Prio)
             {
-                start = y;
+                RotateRight(x);
             }
             else
             {
-                start = _n[y].Parent;
-                var yr = _n[y].Right;
-                _n[start].Left = yr;
-                if (yr >= 0)
-                {
-                    _n[yr].Parent = start;
-                }
-                _n[y].Right = r;
-                _n[r].Parent = y;
+                RotateLeft(x);
             }
-            _n[y].Left = l;
-            _n[l].Parent = y;
-            _n[y].Height = _n[x].Height;
-            _n[y].MaxGap = _n[x].MaxGap;
-            ReplaceChild(p, x, y);
-            FixUp(start, y);
         }
-        else
+        var p = _n[x].Parent;
+        var c = _n[x].Left >= 0 ? _n[x].Left : _n[x].Right;
+        ReplaceChild(p, x, c);
+        // Everything that moved or changed is below x's old parent, whose value is still what its own
+        // parent saw: recompute up to it, then climb on only while values change.
+        UpdateUpTo(p, p0);
+        if (sBelow)
         {
-            var c = l >= 0 ? l : r;
-            ReplaceChild(p, x, c);
-            if (c >= 0 && c == s)
-            {
-                // A lone right child is a leaf, and x's successor: its gap grew, below the climb.
-                Update(c);
-            }
-            FixUp(p, c == s ? -1 : s);
+            UpdateUpTo(s, p0);
+        }
+        RefreshGap(p0);
+        if (!sBelow && s >= 0)
+        {
+            RefreshGap(s);
         }
         _n[x].Left = _free;
         _free = x;
         Count--;
+    }
+
+    private void UpdateUpTo(int n, int stop)
+    {
+        while (n != stop)
+        {
+            Update(n);
+            n = _n[n].Parent;
+        }
     }
 
     /// <summary>
@@ -442,7 +440,7 @@ internal sealed class IovaTree
     {
         Account(_n[n].Lo - lo, _n[n].Reserved, add: true);
         _n[n].Lo = lo;
-        FixUp(n, n);
+        RefreshGap(n);
     }
 
     /// <summary>
@@ -535,12 +533,11 @@ internal sealed class IovaTree
             return "the root has a parent";
         }
         var prevHi = -1L;
-        return CheckNode(_root, ref prevHi, out _, out _);
+        return CheckNode(_root, ref prevHi, out _);
     }
 
-    private string? CheckNode(int n, ref long prevHi, out int height, out ulong maxGap)
+    private string? CheckNode(int n, ref long prevHi, out ulong maxGap)
     {
-        height = 0;
         maxGap = 0;
         if (n < 0)
         {
@@ -552,8 +549,12 @@ internal sealed class IovaTree
             {
                 return $"node [{_n[c].Lo:x},{_n[c].Hi:x}] has a wrong parent link";
             }
+            if (c >= 0 && _n[c].Prio > _n[n].Prio)
+            {
+                return $"node [{_n[c].Lo:x},{_n[c].Hi:x}] outranks its parent";
+            }
         }
-        var e = CheckNode(_n[n].Left, ref prevHi, out var lh, out var lg);
+        var e = CheckNode(_n[n].Left, ref prevHi, out var lg);
         if (e is not null)
         {
             return e;
@@ -564,18 +565,13 @@ internal sealed class IovaTree
             return $"node [{_n[n].Lo:x},{_n[n].Hi:x}] gapLo {_n[n].GapLo:x}, expected {expectGapLo:x}";
         }
         prevHi = (long)_n[n].Hi;
-        e = CheckNode(_n[n].Right, ref prevHi, out var rh, out var rg);
+        e = CheckNode(_n[n].Right, ref prevHi, out var rg);
         if (e is not null)
         {
             return e;
         }
-        if (Math.Abs(lh - rh) > 1)
-        {
-            return $"node [{_n[n].Lo:x},{_n[n].Hi:x}] unbalanced";
-        }
-        height = 1 + Math.Max(lh, rh);
-        maxGap = Math.Max(_n[n].Lo - _n[n].GapLo, Math.Max(lg, rg));
-        if (_n[n].Height != height || _n[n].MaxGap != maxGap)
+        maxGap = Math.Max(OwnGap(ref _n[n]), Math.Max(lg, rg));
+        if (_n[n].MaxGap != maxGap)
         {
             return $"node [{_n[n].Lo:x},{_n[n].Hi:x}] stale augmentation";
         }
