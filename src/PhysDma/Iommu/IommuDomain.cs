@@ -46,7 +46,7 @@ public struct IotlbGather
 /// </summary>
 public sealed partial class IommuDomain
 {
-    private readonly Lock _ptLock = new();
+    private readonly KernelSpinLock _ptLock = new();
 
     internal IommuDomain(IommuUnit unit, int id, IommuDomainType type)
     {
@@ -92,7 +92,7 @@ public sealed partial class IommuDomain
         {
             return Errno.EINVAL;
         }
-        lock (_ptLock)
+        using (_ptLock.Enter())
         {
             var done = 0UL;
             while (done < size)
@@ -123,7 +123,7 @@ public sealed partial class IommuDomain
             return 0;
         }
         ulong unmapped;
-        lock (_ptLock)
+        using (_ptLock.Enter())
         {
             unmapped = UnmapLocked(pt, iova, size);
         }
@@ -190,7 +190,7 @@ public sealed partial class IommuDomain
             leaf = default;
             return false;
         }
-        lock (_ptLock)
+        using (_ptLock.Enter())
         {
             return pt.Walk(iova, out leaf);
         }
@@ -201,7 +201,7 @@ public sealed partial class IommuDomain
     {
         get
         {
-            lock (_ptLock)
+            using (_ptLock.Enter())
             {
                 return PageTable?.LeafCount ?? 0;
             }

@@ -507,7 +507,7 @@ public sealed class IovaDomain
 
     private sealed class CpuRcache(Magazine loaded, Magazine prev)
     {
-        public readonly Lock Lock = new();
+        public readonly KernelSpinLock Lock = new();
         public Magazine Loaded = loaded;
         public Magazine Prev = prev;
     }
@@ -537,7 +537,15 @@ public sealed class IovaDomain
 
         public int Order { get; }
 
-        private CpuRcache Mine => _cpu[Machine.CurrentCpu % _cpu.Length];
+        private CpuRcache Mine
+        {
+            get
+            {
+                var cpu = Machine.CurrentCpu;
+                var cpus = _cpu;
+                return cpus[(uint)cpu < (uint)cpus.Length ? cpu : cpu % cpus.Length];
+            }
+        }
 
         private void DepotPush(Magazine m)
         {
@@ -559,7 +567,7 @@ public sealed class IovaDomain
         public bool Insert(ulong pfn)
         {
             var c = Mine;
-            lock (c.Lock)
+            using (c.Lock.Enter())
             {
                 if (c.Loaded.IsFull)
                 {
@@ -587,7 +595,7 @@ public sealed class IovaDomain
         public ulong Get(ulong limitPfn)
         {
             var c = Mine;
-            lock (c.Lock)
+            using (c.Lock.Enter())
             {
                 if (c.Loaded.IsEmpty)
                 {
@@ -644,7 +652,7 @@ public sealed class IovaDomain
         public void FreeCpu(int cpu)
         {
             var c = _cpu[cpu];
-            lock (c.Lock)
+            using (c.Lock.Enter())
             {
                 _d.MagazineFreePfns(c.Loaded);
                 _d.MagazineFreePfns(c.Prev);
@@ -680,7 +688,7 @@ public sealed class IovaDomain
             long n = 0;
             foreach (var c in _cpu)
             {
-                lock (c.Lock)
+                using (c.Lock.Enter())
                 {
                     n += c.Loaded.Size + c.Prev.Size;
                 }
@@ -701,7 +709,7 @@ public sealed class IovaDomain
             for (var i = 0; i < _cpu.Length; i++)
             {
                 var c = _cpu[i];
-                lock (c.Lock)
+                using (c.Lock.Enter())
                 {
                     cpus[i] = (c.Loaded.Pfns[..c.Loaded.Size], c.Prev.Pfns[..c.Prev.Size]);
                 }
