@@ -10,7 +10,11 @@ namespace PhysDma.Core;
 /// </summary>
 public sealed class KernelSpinLock
 {
+#pragma warning disable IDE0044, IDE0051, CS0169 // padding: two CPUs' locks never share a cache line
+    private CacheLinePad _before;
     private int _held;
+    private CacheLinePad _after;
+#pragma warning restore IDE0044, IDE0051, CS0169
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public Scope Enter()

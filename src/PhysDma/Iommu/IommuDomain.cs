@@ -46,6 +46,7 @@ public struct IotlbGather
 /// </summary>
 public sealed partial class IommuDomain
 {
+    // Guards only the sync-map statistics: page-table updates take no lock, as in io-pgtable.
     private readonly KernelSpinLock _ptLock = new();
 
     internal IommuDomain(IommuUnit unit, int id, IommuDomainType type)
@@ -92,19 +93,17 @@ public sealed partial class IommuDomain
         {
             return Errno.EINVAL;
         }
-        using (_ptLock.Enter())
+        // No lock, as in io-pgtable: concurrent maps and unmaps touch disjoint ranges.
+        var done = 0UL;
+        while (done < size)
         {
-            var done = 0UL;
-            while (done < size)
+            var shift = pt.PickPageShift(iova + done, phys + done, size - done);
+            if (!pt.MapOne(iova + done, phys + done, shift, prot))
             {
-                var shift = pt.PickPageShift(iova + done, phys + done, size - done);
-                if (!pt.MapOne(iova + done, phys + done, shift, prot))
-                {
-                    UnmapLocked(pt, iova, done);
-                    return Errno.EINVAL;
-                }
-                done += 1UL << shift;
+                UnmapLocked(pt, iova, done);
+                return Errno.EINVAL;
             }
+            done += 1UL << shift;
         }
         // iotlb_sync_map: nothing to do, an IOTLB never caches a non-present entry here.
         return Errno.None;
@@ -122,11 +121,7 @@ public sealed partial class IommuDomain
         {
             return 0;
         }
-        ulong unmapped;
-        using (_ptLock.Enter())
-        {
-            unmapped = UnmapLocked(pt, iova, size);
-        }
+        var unmapped = UnmapLocked(pt, iova, size);
         if (unmapped != 0)
         {
             gather.Add(iova, unmapped);
@@ -190,10 +185,7 @@ public sealed partial class IommuDomain
             leaf = default;
             return false;
         }
-        using (_ptLock.Enter())
-        {
-            return pt.Walk(iova, out leaf);
-        }
+        return pt.Walk(iova, out leaf);
     }
 
     /// <summary>Leaf PTEs present now.</summary>
@@ -201,10 +193,7 @@ public sealed partial class IommuDomain
     {
         get
         {
-            using (_ptLock.Enter())
-            {
-                return PageTable?.LeafCount ?? 0;
-            }
+            return PageTable?.LeafCount ?? 0;
         }
     }
 

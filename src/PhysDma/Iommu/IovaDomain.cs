@@ -478,9 +478,15 @@ public sealed class IovaDomain
 
     private sealed class Magazine
     {
+#pragma warning disable IDE0044, IDE0051, CS0169 // padding: CPUs' magazines never share a cache line
+        private CacheLinePad _before;
+#pragma warning restore IDE0044, IDE0051, CS0169
         public readonly ulong[] Pfns = new ulong[MagSize];
         public int Size;
         public Magazine? Next;
+#pragma warning disable IDE0044, IDE0051, CS0169
+        private CacheLinePad _after;
+#pragma warning restore IDE0044, IDE0051, CS0169
 
         public bool IsFull => Size == MagSize;
         public bool IsEmpty => Size == 0;
