@@ -29,7 +29,24 @@ public sealed class IoPageTable
     private sealed class Table(int entries)
     {
         public readonly ulong[] Pte = new ulong[entries];
-        public readonly Table?[] Next = new Table?[entries];
+
+        // Pointers to next-level tables, made on first use: a last-level table never has any, and
+        // a machine with a million mappings has thousands of those.
+        private Table?[]? _next;
+
+        public Table? Child(int idx) => Volatile.Read(ref _next) is { } n ? Volatile.Read(ref n[idx]) : null;
+
+        /// <summary>Installs <paramref name="fresh"/> at <paramref name="idx"/> unless another CPU got there first; returns the table now there.</summary>
+        public Table InstallChild(int idx, Table fresh)
+        {
+            var n = Volatile.Read(ref _next);
+            if (n is null)
+            {
+                var made = new Table?[Pte.Length];
+                n = Interlocked.CompareExchange(ref _next, made, null) ?? made;
+            }
+            return Interlocked.CompareExchange(ref n[idx], fresh, null) ?? fresh;
+        }
     }
 
     private readonly Table _root;
@@ -89,7 +106,7 @@ public sealed class IoPageTable
             if (LevelShift(level) == shift)
             {
                 // A live leaf, or a table that still maps something, is in the way.
-                if ((pte & Leaf) != 0 || (Volatile.Read(ref t.Next[idx]) is { } sub && HasAny(sub)))
+                if ((pte & Leaf) != 0 || (t.Child(idx) is { } sub && HasAny(sub)))
                 {
                     return false;
                 }
@@ -107,11 +124,11 @@ public sealed class IoPageTable
             {
                 return false;
             }
-            var next = Volatile.Read(ref t.Next[idx]);
+            var next = t.Child(idx);
             if (next is null)
             {
                 var fresh = new Table(1 << _bitsPerLevel);
-                next = Interlocked.CompareExchange(ref t.Next[idx], fresh, null) ?? fresh;
+                next = t.InstallChild(idx, fresh);
                 if (next == fresh)
                 {
                     Interlocked.CompareExchange(ref t.Pte[idx], Valid, 0);
@@ -158,7 +175,7 @@ public sealed class IoPageTable
                 leaf = new IoPte(iova & ~mask, shift, new PhysAddr(pte & ~((1UL << GranuleShift) - 1)), (int)((pte & ProtMask) >> ProtShift));
                 return true;
             }
-            t = t.Next[idx]!;
+            t = t.Child(idx)!;
         }
         leaf = default;
         return false;
@@ -178,14 +195,14 @@ public sealed class IoPageTable
             }
             if ((pte & Leaf) != 0)
             {
-                t.Pte[idx] = t.Next[idx] is null ? 0 : Valid;
+                t.Pte[idx] = t.Child(idx) is null ? 0 : Valid;
                 var size = 1UL << LevelShift(level);
                 var cpu = Platform.Machine.CurrentCpu;
                 _leafCount.Add(cpu, -1);
                 _mappedBytes.Add(cpu, -(long)size);
                 return size;
             }
-            t = t.Next[idx]!;
+            t = t.Child(idx)!;
         }
         return 0;
     }

@@ -25,8 +25,11 @@ internal sealed class IovaTree
         public int Left;
         public int Right;
         public int Parent;
-        public uint Prio;     // treap priority: a parent's is never below its children's
-        public bool Reserved;
+        public uint Flags;    // bit 0: reserved; bits 1-31: treap priority (a parent's is never below its children's)
+
+        public readonly uint Prio => Flags >> 1;
+
+        public readonly bool Reserved => (Flags & 1) != 0;
     }
 
     private Node[] _n;
@@ -84,8 +87,7 @@ internal sealed class IovaTree
         r ^= r >> 17;
         r ^= r << 5;
         _seed = r;
-        node.Prio = r;
-        node.Reserved = reserved;
+        node.Flags = (r << 1) | (reserved ? 1u : 0u);
         return x;
     }
 
