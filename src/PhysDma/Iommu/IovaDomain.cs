@@ -26,7 +26,8 @@ public sealed class IovaDomain
     /// <summary>Nodes the allocation walk visits before the augmented search takes over (same result, O(log n)).</summary>
     private const int WalkSteps = 16;
 
-    private readonly Lock _treeLock = new();
+    // iova_rbtree_lock: a spinlock, as in the kernel.
+    private readonly KernelSpinLock _treeLock = new();
     private readonly IovaTree _tree = new();
     private readonly Rcache[] _rcaches;
     private readonly Clock _clock;
@@ -74,7 +75,7 @@ public sealed class IovaDomain
     {
         get
         {
-            lock (_treeLock)
+            using (_treeLock.Enter())
             {
                 return _max32AllocSize;
             }
@@ -86,7 +87,7 @@ public sealed class IovaDomain
     {
         get
         {
-            lock (_treeLock)
+            using (_treeLock.Enter())
             {
                 return _tree.AllocatedPages;
             }
@@ -98,7 +99,7 @@ public sealed class IovaDomain
     {
         get
         {
-            lock (_treeLock)
+            using (_treeLock.Enter())
             {
                 return _tree.ReservedPages - 1;
             }
@@ -139,7 +140,7 @@ public sealed class IovaDomain
         {
             return;
         }
-        lock (_treeLock)
+        using (_treeLock.Enter())
         {
             for (var n = _tree.FirstEndingAtOrAbove(loPfn); n >= 0; n = _tree.Next(n))
             {
@@ -178,7 +179,7 @@ public sealed class IovaDomain
         }
         var limit = limitPfn + 1; // exclusive from here on
         var alignMask = sizeAligned ? ~0UL << Sizes.Fls64(size - 1) : ~0UL;
-        lock (_treeLock)
+        using (_treeLock.Enter())
         {
             if (limit <= Dma32BitPfn && size >= _max32AllocSize)
             {
@@ -247,7 +248,7 @@ public sealed class IovaDomain
     /// <summary><c>free_iova</c>: returns the range holding <paramref name="pfn"/> to the tree.</summary>
     public void FreeIova(ulong pfn)
     {
-        lock (_treeLock)
+        using (_treeLock.Enter())
         {
             FreeIovaLocked(pfn);
         }
@@ -367,7 +368,7 @@ public sealed class IovaDomain
     /// <summary><c>iova_magazine_free_pfns</c>: the magazine's ranges go back to the tree.</summary>
     private void MagazineFreePfns(Magazine mag)
     {
-        lock (_treeLock)
+        using (_treeLock.Enter())
         {
             for (var i = 0; i < mag.Size; i++)
             {
@@ -412,7 +413,7 @@ public sealed class IovaDomain
         // everywhere else (a magazine is emptied into the tree under its CPU lock), so the other order
         // could deadlock against a concurrent drain. Meant for a quiescent domain.
         var snaps = SnapshotRcaches();
-        lock (_treeLock)
+        using (_treeLock.Enter())
         {
             var e = _tree.Check();
             if (e is not null)
@@ -461,7 +462,7 @@ public sealed class IovaDomain
     /// <summary>Allocated (not reserved) ranges in the tree, in pfns.</summary>
     public List<(ulong Lo, ulong Hi)> AllocatedRanges()
     {
-        lock (_treeLock)
+        using (_treeLock.Enter())
         {
             return [.. _tree.Nodes().Where(n => !n.Reserved).Select(n => (n.Lo, n.Hi))];
         }
@@ -470,7 +471,7 @@ public sealed class IovaDomain
     /// <summary>Reserved ranges in the tree, in pfns (the anchor excluded).</summary>
     public List<(ulong Lo, ulong Hi)> ReservedRanges()
     {
-        lock (_treeLock)
+        using (_treeLock.Enter())
         {
             return [.. _tree.Nodes().Where(n => n.Reserved && n.Lo != Anchor).Select(n => (n.Lo, n.Hi))];
         }
