@@ -246,7 +246,7 @@ public class IovaAllocationTests
         t.Insert(200, 200);
         // Shape: 300 at the root, 100 on its left with 200 as its right child, the anchor on the right.
         Assert.Null(t.Check());
-        t.Remove(100);
+        t.Remove(t.FindContaining(100));
         Assert.Null(t.Check());
         // 150 free pages fit in [1, 200) only now that 100 is gone.
         Assert.Equal(50UL, t.FindHighestFit(1, 200, 150, ~0UL));

@@ -33,7 +33,7 @@ public class SwiotlbSlotTests
         Assert.True(pool.Slot(5).OrigAddr.IsInvalid);
         Assert.True(api.Swiotlb.IsActive(dev));
         Assert.False(api.Swiotlb.IsForceBounce(dev));
-        Assert.Same(api.Swiotlb.DefaultMem, dev.IoTlbMem);
+        Assert.Same(api.Swiotlb.DefaultMem, api.Swiotlb.Mem(dev));
         Assert.Contains(api.Log.Lines, l => l.Message == "software IO TLB: mapped [mem 0x00000000bc000000-0x00000000bfffffff] (64MB)");
     }
 

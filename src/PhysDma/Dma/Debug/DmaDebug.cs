@@ -84,7 +84,7 @@ public sealed partial class DmaDebug
     // The kernel has one spinlock per bucket; a stripe of locks keeps the same ordering rules for less memory.
     private readonly Lock[] _bucketLocks;
 
-    private readonly Lock _freeLock = new();
+    private readonly KernelSpinLock _freeLock = new();
     private readonly Stack<DebugEntry> _spare = new();
 
     private readonly Lock _errLock = new();
@@ -317,7 +317,7 @@ public sealed partial class DmaDebug
         var grew = false;
         uint total = 0;
         DebugEntry entry;
-        lock (_freeLock)
+        using (_freeLock.Enter())
         {
             if (NumFreeEntries == 0)
             {
@@ -354,7 +354,7 @@ public sealed partial class DmaDebug
     {
         ActiveCachelineRemove(entry);
         OwnershipUntrack(entry);
-        lock (_freeLock)
+        using (_freeLock.Enter())
         {
             entry.Dev = null!;
             _spare.Push(entry);

@@ -24,12 +24,12 @@ public sealed class DmaDirect : IDmaBackend
     /// <summary><c>__phys_to_dma</c>: the range map applied, no encryption bit; ERROR outside every range.</summary>
     public DmaAddr PhysToDmaUnencrypted(Device dev, PhysAddr p)
     {
-        var map = dev.DmaRangeMap;
+        var map = dev.DmaRanges;
         if (map is null)
         {
             return new DmaAddr(p.Value);
         }
-        foreach (var r in map)
+        foreach (ref readonly var r in map.AsSpan())
         {
             if (p >= r.CpuStart && p.Value - r.CpuStart.Value < r.Size)
             {
@@ -50,12 +50,12 @@ public sealed class DmaDirect : IDmaBackend
     public PhysAddr DmaToPhys(Device dev, DmaAddr a)
     {
         var v = a.Value & ~_m.Config.MemEncryptBit;
-        var map = dev.DmaRangeMap;
+        var map = dev.DmaRanges;
         if (map is null)
         {
             return new PhysAddr(v);
         }
-        foreach (var r in map)
+        foreach (ref readonly var r in map.AsSpan())
         {
             if (v >= r.DmaStart.Value && v - r.DmaStart.Value < r.Size)
             {

@@ -15,7 +15,7 @@ public sealed partial class DmaIommu
 {
     private readonly DmaApi _api;
     private readonly Machine _m;
-    private readonly Dictionary<Device, IommuDmaCookie> _cookies = [];
+    private readonly List<IommuDmaCookie> _cookies = [];
 
     internal DmaIommu(DmaApi api, IommuConfig config)
     {
@@ -39,7 +39,9 @@ public sealed partial class DmaIommu
             var domain = Unit.AllocDomain(type);
             if (domain.IsPaging)
             {
-                _cookies[dev] = InitDomain(dev, domain, config);
+                var cookie = InitDomain(dev, domain, config);
+                _api.State(dev).Cookie = cookie;
+                _cookies.Add(cookie);
                 dev.DmaIommu = true;
                 dev.Pci32BitWorkaround = dev.IsPci && !config.ForceDac;
             }
@@ -50,12 +52,12 @@ public sealed partial class DmaIommu
     /// <summary>The IOMMU hardware.</summary>
     public IommuUnit Unit { get; }
 
-    public IommuDmaCookie? CookieOf(Device dev) => _cookies.TryGetValue(dev, out var c) ? c : null;
+    public IommuDmaCookie? CookieOf(Device dev) => _api.State(dev).Cookie;
 
     public IommuDomain? DomainOf(Device dev) => Unit.DomainOf(dev);
 
     /// <summary>IOVA pages in live mappings over every DMA domain (results' <c>iova_pages_in_use</c>).</summary>
-    public ulong IovaPagesInUse => _cookies.Values.Aggregate(0UL, (n, c) => n + c.PagesInUse);
+    public ulong IovaPagesInUse => _cookies.Aggregate(0UL, (n, c) => n + c.PagesInUse);
 
     /// <summary>IOTLB entries (results' <c>iotlb_entries</c>).</summary>
     public int IotlbEntries => Unit.Iotlb.Count;
@@ -98,8 +100,11 @@ public sealed partial class DmaIommu
         return new IommuDmaCookie(domain, iovad, fq);
     }
 
-    private IommuDmaCookie Cookie(Device dev) =>
-        _cookies.TryGetValue(dev, out var c) ? c : throw new ModelViolation($"{dev.Name}: dma-iommu call for a device without a DMA domain");
+    private IommuDmaCookie Cookie(Device dev) => _api.State(dev).Cookie ?? NoDomain(dev);
+
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.NoInlining)]
+    private static IommuDmaCookie NoDomain(Device dev) =>
+        throw new ModelViolation($"{dev.Name}: dma-iommu call for a device without a DMA domain");
 
     /// <summary><c>dma_info_to_prot</c>.</summary>
     public static int InfoToProt(DmaDirection dir, bool coherent, DmaAttrs attrs)
@@ -379,7 +384,7 @@ public sealed partial class DmaIommu
     /// </summary>
     public void FlushAll()
     {
-        foreach (var c in _cookies.Values)
+        foreach (var c in _cookies)
         {
             if (c.Fq is { } fq)
             {

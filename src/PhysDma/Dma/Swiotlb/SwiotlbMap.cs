@@ -60,7 +60,7 @@ public sealed partial class Swiotlb
         var tblSlotShift = IoTlb.NrSlots(tblDmaAddr);
 
         int slotIndex;
-        lock (area.Lock)
+        using (area.Lock.Enter())
         {
             if (nslots > pool.AreaNSlabs - area.Used)
             {
@@ -413,7 +413,7 @@ public sealed partial class Swiotlb
             throw new KernelBug($"kernel BUG at kernel/dma/swiotlb.c: swiotlb_release_slots area {aindex} of {pool.NAreas}");
         }
         var area = pool.Areas[aindex];
-        lock (area.Lock)
+        using (area.Lock.Enter())
         {
             var next = index + nslots;
             // The kernel reads the slot after the run while still in the segment; a pool whose size is
