@@ -64,7 +64,8 @@ public static class PhysDmaCli
         return root;
     }
 
-    private static IAnsiConsole Console(TextWriter w)
+    /// <summary>Spectre.Console on a writer: colours on a terminal, a fixed wide layout for files and pipes.</summary>
+    internal static IAnsiConsole Console(TextWriter w)
     {
         var terminal = ReferenceEquals(w, System.Console.Out) && !System.Console.IsOutputRedirected;
         var console = AnsiConsole.Create(new AnsiConsoleSettings
