@@ -5,7 +5,7 @@ using Spectre.Console;
 
 namespace PhysDma.Cli;
 
-/// <summary>The <c>physdma</c> command: run scenarios, list and show built-in machines, run the benchmarks.</summary>
+/// <summary>The <c>physdma</c> command: run scenarios, list and show built-in machines, run the map benchmark.</summary>
 public static class PhysDmaCli
 {
     public const int ExitOk = 0;
@@ -58,16 +58,17 @@ public static class PhysDmaCli
         MachinesImportCommand.Register(machines, stdout, stderr);
         root.Add(machines);
 
-        var bench = new Command("bench", "run the BenchmarkDotNet benchmarks in this process (needs a Release build); " +
-                                         "options are BenchmarkDotNet's: --filter PATTERN, --job short, --list flat, ...")
-        {
-            TreatUnmatchedTokensAsErrors = false,
-        };
-        bench.SetAction(p => BenchCommand.Run(p.UnmatchedTokens, stdout, stderr));
+        var bench = new Command("bench", "benchmarks that ship with the tool (the BenchmarkDotNet suite runs from the source tree: " +
+                                         "dotnet run -c Release --project bench/PhysDma.Benchmarks -- --filter ...)");
+        var benchMap = new Command("map", BenchMapCommand.Description) { TreatUnmatchedTokensAsErrors = false };
+        benchMap.SetAction(p => BenchMapCommand.Run(p.UnmatchedTokens, stdout, stderr));
+        bench.Add(benchMap);
         root.Add(bench);
+        root.Add(SchemaCommand.Build(stdout));
         return root;
     }
 
+    /// <summary>Spectre.Console on a writer: colours on a terminal, a fixed wide layout for files and pipes.</summary>
     internal static IAnsiConsole Console(TextWriter w)
     {
         var terminal = ReferenceEquals(w, System.Console.Out) && !System.Console.IsOutputRedirected;

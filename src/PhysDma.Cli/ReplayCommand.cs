@@ -120,29 +120,13 @@ public static class ReplayCommand
         }
         else
         {
-            Render(Console(stdout), report);
+            Render(PhysDmaCli.Console(stdout), report);
         }
         if (report.TruncatedLastLine is not null)
         {
             stderr.WriteLine($"physdma: {tracePath}:{report.TruncatedLine}: the last line has no end (a cut-off capture?); it was not replayed");
         }
         return strict && report.DebugReports.Count > 0 ? PhysDmaCli.ExitExpectFailed : PhysDmaCli.ExitOk;
-    }
-
-    private static IAnsiConsole Console(TextWriter w)
-    {
-        var terminal = ReferenceEquals(w, System.Console.Out) && !System.Console.IsOutputRedirected;
-        var console = AnsiConsole.Create(new AnsiConsoleSettings
-        {
-            Out = new AnsiConsoleOutput(w),
-            ColorSystem = terminal ? ColorSystemSupport.Detect : ColorSystemSupport.NoColors,
-            Interactive = InteractionSupport.No,
-        });
-        if (!terminal)
-        {
-            console.Profile.Width = 160;
-        }
-        return console;
     }
 
     private static void Render(IAnsiConsole c, ReplayReport r)

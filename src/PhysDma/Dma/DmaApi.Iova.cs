@@ -4,7 +4,7 @@ using PhysDma.Platform;
 namespace PhysDma.Dma;
 
 /// <summary>
-/// The two-step IOVA API (<c>dma_iova_*</c>, spec §4.8): reserve one IOVA range, link buffers (RAM or, with
+/// The two-step IOVA API (<c>dma_iova_try_alloc</c>, <c>dma_iova_link</c>, <c>dma_iova_sync</c>, <c>dma_iova_unlink</c>, <c>dma_iova_destroy</c>): reserve one IOVA range, link buffers (RAM or, with
 /// <see cref="DmaAttrs.Mmio"/>, device memory) into it at chosen offsets, sync once, and later unlink and
 /// free or destroy. Only devices behind dma-iommu get an IOVA; for the others <see cref="IovaTryAlloc"/>
 /// returns false and the driver falls back to <see cref="MapPhys"/>.

@@ -13,11 +13,10 @@ namespace PhysDma.Dma;
 /// </summary>
 public sealed partial class DmaApi
 {
-    private readonly Dictionary<Device, DmaOps> _ops = [];
-
     public DmaApi(Machine machine)
     {
         Machine = machine;
+        _devState = NewDeviceStates(machine);
         Trace = new DmaTrace(machine.Clock);
         Direct = new DmaDirect(this);
         Swiotlb = new Swiotlb(this);
@@ -34,7 +33,7 @@ public sealed partial class DmaApi
         {
             if (dev.Config.Ops != DeviceOpsKind.None)
             {
-                _ops[dev] = new DmaOps(this, dev.Config.Ops);
+                State(dev).Ops = new DmaOps(this, dev.Config.Ops);
             }
             // What the driver's probe does: dma_set_mask_and_coherent().
             if (dev.HasDmaMask)
@@ -99,7 +98,7 @@ public sealed partial class DmaApi
         Machine.Config.BounceUnalignedKmalloc && Machine.Config.Swiotlb is not null ? 8 : Math.Max(8, Machine.DmaMinAlign);
 
     /// <summary><c>get_dma_ops</c>.</summary>
-    public DmaOps? GetOps(Device dev) => _ops.TryGetValue(dev, out var o) ? o : null;
+    public DmaOps? GetOps(Device dev) => _devState[dev.Index].Ops;
 
     /// <summary><c>dma_go_direct</c> with the device's streaming mask (<c>dma_map_direct</c>).</summary>
     internal static bool GoDirect(Device dev, DmaOps? ops)

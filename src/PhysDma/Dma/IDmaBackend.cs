@@ -6,7 +6,7 @@ namespace PhysDma.Dma;
 /// <summary>
 /// What mapping.c dispatches to once it has chosen a path (<c>dma_go_direct</c>, <c>use_dma_iommu</c>, else
 /// the device's <c>dma_map_ops</c>): the scatter-gather and sync entry points dma-direct, dma-iommu and
-/// ops backends all have. <paramref name="forCpu"/> picks the <c>_for_cpu</c> or <c>_for_device</c> half.
+/// ops backends all have. A sync's <c>forCpu</c> picks the <c>_for_cpu</c> or <c>_for_device</c> half.
 /// </summary>
 internal interface IDmaBackend
 {

@@ -11,7 +11,8 @@ public readonly record struct P2PMapping(DmaAddr Addr, P2PMapType Type, Errno Er
 }
 
 /// <summary>
-/// What the block layer, HMM and VFIO dma-buf do with memory that may belong to a peer device (spec §5.5):
+/// What the block layer (<c>blk_rq_dma_map_iter_start</c>), HMM (<c>hmm_dma_map_pfn</c>) and VFIO's dma-buf
+/// exporter do with memory that may belong to a peer device, all through <c>pci_p2pdma_state</c>:
 /// ask the P2PDMA layer for the map type, then program the bus address, map through the host bridge with
 /// <c>DMA_ATTR_MMIO</c>, or refuse with -EREMOTEIO. Page-based importers learn the provider from the
 /// page's pgmap (one struct page read); page-less ones (VFIO dma-buf) hold the provider already.

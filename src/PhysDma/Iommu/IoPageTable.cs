@@ -14,7 +14,10 @@ public readonly record struct IoPte(ulong IovaBase, int SizeShift, PhysAddr Phys
 /// page size is in the configured bitmap may hold leaves (2 MiB and 1 GiB blocks with a 4 KiB granule).
 /// Table pages, once allocated, stay: the kernel frees them only when a whole table is unmapped, which
 /// the DMA paths here never rely on, and keeping them makes steady-state map/unmap allocation-free.
-/// Not thread-safe: the owning domain serialises access.
+/// Like the kernel's io-pgtable code it takes no lock: CPUs map and unmap disjoint IOVA ranges at the
+/// same time, a missing table is installed with a compare-and-exchange (the loser uses the winner's),
+/// and leaf entries are single 64-bit stores. Mapping the same range twice concurrently is a driver
+/// bug the IOVA allocator never produces.
 /// </summary>
 public sealed class IoPageTable
 {
@@ -26,7 +29,24 @@ public sealed class IoPageTable
     private sealed class Table(int entries)
     {
         public readonly ulong[] Pte = new ulong[entries];
-        public readonly Table?[] Next = new Table?[entries];
+
+        // Pointers to next-level tables, made on first use: a last-level table never has any, and
+        // a machine with a million mappings has thousands of those.
+        private Table?[]? _next;
+
+        public Table? Child(int idx) => Volatile.Read(ref _next) is { } n ? Volatile.Read(ref n[idx]) : null;
+
+        /// <summary>Installs <paramref name="fresh"/> at <paramref name="idx"/> unless another CPU got there first; returns the table now there.</summary>
+        public Table InstallChild(int idx, Table fresh)
+        {
+            var n = Volatile.Read(ref _next);
+            if (n is null)
+            {
+                var made = new Table?[Pte.Length];
+                n = Interlocked.CompareExchange(ref _next, made, null) ?? made;
+            }
+            return Interlocked.CompareExchange(ref n[idx], fresh, null) ?? fresh;
+        }
     }
 
     private readonly Table _root;
@@ -44,21 +64,25 @@ public sealed class IoPageTable
         ApertureBits = apertureBits;
         _leafSizes = pageSizeBitmap;
         _root = new Table(1 << _bitsPerLevel);
-        TablePages = 1;
+        _tablePages = 1;
     }
 
     public int GranuleShift { get; }
     public int Levels { get; }
     public int ApertureBits { get; }
 
+    private int _tablePages;
+    private readonly PerCpuCounter _leafCount = new(64);
+    private readonly PerCpuCounter _mappedBytes = new(64);
+
     /// <summary>Table pages allocated so far.</summary>
-    public int TablePages { get; private set; }
+    public int TablePages => Volatile.Read(ref _tablePages);
 
     /// <summary>Leaf entries currently present.</summary>
-    public long LeafCount { get; private set; }
+    public long LeafCount => _leafCount.Value;
 
     /// <summary>Bytes of IOVA space currently mapped.</summary>
-    public ulong MappedBytes { get; private set; }
+    public ulong MappedBytes => (ulong)_mappedBytes.Value;
 
     /// <summary>Whether <paramref name="shift"/> is the page size of some level of this format.</summary>
     public static bool IsLevelSize(int granuleShift, int shift) =>
@@ -82,26 +106,34 @@ public sealed class IoPageTable
             if (LevelShift(level) == shift)
             {
                 // A live leaf, or a table that still maps something, is in the way.
-                if ((pte & Leaf) != 0 || (t.Next[idx] is { } sub && HasAny(sub)))
+                if ((pte & Leaf) != 0 || (t.Child(idx) is { } sub && HasAny(sub)))
                 {
                     return false;
                 }
-                t.Pte[idx] = phys.Value | (((ulong)prot << ProtShift) & ProtMask) | Leaf | Valid;
-                LeafCount++;
-                MappedBytes += 1UL << shift;
+                var leaf = phys.Value | (((ulong)prot << ProtShift) & ProtMask) | Leaf | Valid;
+                if (Interlocked.CompareExchange(ref t.Pte[idx], leaf, pte) != pte)
+                {
+                    return false;
+                }
+                var cpu = Platform.Machine.CurrentCpu;
+                _leafCount.Add(cpu, 1);
+                _mappedBytes.Add(cpu, 1L << shift);
                 return true;
             }
             if ((pte & Leaf) != 0)
             {
                 return false;
             }
-            var next = t.Next[idx];
+            var next = t.Child(idx);
             if (next is null)
             {
-                next = new Table(1 << _bitsPerLevel);
-                t.Next[idx] = next;
-                t.Pte[idx] = Valid;
-                TablePages++;
+                var fresh = new Table(1 << _bitsPerLevel);
+                next = t.InstallChild(idx, fresh);
+                if (next == fresh)
+                {
+                    Interlocked.CompareExchange(ref t.Pte[idx], Valid, 0);
+                    Interlocked.Increment(ref _tablePages);
+                }
             }
             t = next;
         }
@@ -143,7 +175,7 @@ public sealed class IoPageTable
                 leaf = new IoPte(iova & ~mask, shift, new PhysAddr(pte & ~((1UL << GranuleShift) - 1)), (int)((pte & ProtMask) >> ProtShift));
                 return true;
             }
-            t = t.Next[idx]!;
+            t = t.Child(idx)!;
         }
         leaf = default;
         return false;
@@ -163,13 +195,14 @@ public sealed class IoPageTable
             }
             if ((pte & Leaf) != 0)
             {
-                t.Pte[idx] = t.Next[idx] is null ? 0 : Valid;
+                t.Pte[idx] = t.Child(idx) is null ? 0 : Valid;
                 var size = 1UL << LevelShift(level);
-                LeafCount--;
-                MappedBytes -= size;
+                var cpu = Platform.Machine.CurrentCpu;
+                _leafCount.Add(cpu, -1);
+                _mappedBytes.Add(cpu, -(long)size);
                 return size;
             }
-            t = t.Next[idx]!;
+            t = t.Child(idx)!;
         }
         return 0;
     }

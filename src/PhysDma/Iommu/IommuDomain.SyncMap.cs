@@ -20,7 +20,7 @@ public sealed partial class IommuDomain
     /// </summary>
     public Core.Errno SyncMap(ulong iova, ulong size)
     {
-        lock (_ptLock)
+        using (_ptLock.Enter())
         {
             _syncMapCalls++;
             _lastSyncMapIova = iova;
@@ -34,7 +34,7 @@ public sealed partial class IommuDomain
     {
         get
         {
-            lock (_ptLock)
+            using (_ptLock.Enter())
             {
                 return _syncMapCalls;
             }
@@ -46,7 +46,7 @@ public sealed partial class IommuDomain
     {
         get
         {
-            lock (_ptLock)
+            using (_ptLock.Enter())
             {
                 return (_lastSyncMapIova, _lastSyncMapSize);
             }

@@ -46,7 +46,8 @@ public struct IotlbGather
 /// </summary>
 public sealed partial class IommuDomain
 {
-    private readonly Lock _ptLock = new();
+    // Guards only the sync-map statistics: page-table updates take no lock, as in io-pgtable.
+    private readonly KernelSpinLock _ptLock = new();
 
     internal IommuDomain(IommuUnit unit, int id, IommuDomainType type)
     {
@@ -92,19 +93,17 @@ public sealed partial class IommuDomain
         {
             return Errno.EINVAL;
         }
-        lock (_ptLock)
+        // No lock, as in io-pgtable: concurrent maps and unmaps touch disjoint ranges.
+        var done = 0UL;
+        while (done < size)
         {
-            var done = 0UL;
-            while (done < size)
+            var shift = pt.PickPageShift(iova + done, phys + done, size - done);
+            if (!pt.MapOne(iova + done, phys + done, shift, prot))
             {
-                var shift = pt.PickPageShift(iova + done, phys + done, size - done);
-                if (!pt.MapOne(iova + done, phys + done, shift, prot))
-                {
-                    UnmapLocked(pt, iova, done);
-                    return Errno.EINVAL;
-                }
-                done += 1UL << shift;
+                UnmapLocked(pt, iova, done);
+                return Errno.EINVAL;
             }
+            done += 1UL << shift;
         }
         Unit.TraceSink?.Map(iova, phys.Value, size);
         // iotlb_sync_map: nothing to do, an IOTLB never caches a non-present entry here.
@@ -123,11 +122,7 @@ public sealed partial class IommuDomain
         {
             return 0;
         }
-        ulong unmapped;
-        lock (_ptLock)
-        {
-            unmapped = UnmapLocked(pt, iova, size);
-        }
+        var unmapped = UnmapLocked(pt, iova, size);
         Unit.TraceSink?.Unmap(iova, size, unmapped);
         if (unmapped != 0)
         {
@@ -192,10 +187,7 @@ public sealed partial class IommuDomain
             leaf = default;
             return false;
         }
-        lock (_ptLock)
-        {
-            return pt.Walk(iova, out leaf);
-        }
+        return pt.Walk(iova, out leaf);
     }
 
     /// <summary>Leaf PTEs present now.</summary>
@@ -203,10 +195,7 @@ public sealed partial class IommuDomain
     {
         get
         {
-            lock (_ptLock)
-            {
-                return PageTable?.LeafCount ?? 0;
-            }
+            return PageTable?.LeafCount ?? 0;
         }
     }
 

@@ -10,16 +10,24 @@ namespace PhysDma.Iommu;
 /// </summary>
 public sealed class Iotlb
 {
-    private readonly record struct Key(int Domain, ulong Base, int Shift);
+    private readonly record struct Key(int Domain, ulong Base);
 
     private readonly Lock _lock = new();
-    private readonly Dictionary<Key, IoPte> _entries = [];
+
+    // One table per page size, so a lookup probes only the sizes the IOTLB holds at all: one probe
+    // when every entry is a 4 KiB page.
+    private readonly Dictionary<Key, IoPte>[] _bySize;
     private readonly int[] _shifts;
 
     /// <param name="pageShifts">The page sizes (as shifts) an entry may have.</param>
     public Iotlb(int[] pageShifts)
     {
         _shifts = pageShifts;
+        _bySize = new Dictionary<Key, IoPte>[pageShifts.Length];
+        for (var i = 0; i < pageShifts.Length; i++)
+        {
+            _bySize[i] = [];
+        }
     }
 
     public int Count
@@ -28,9 +36,40 @@ public sealed class Iotlb
         {
             lock (_lock)
             {
-                return _entries.Count;
+                var n = 0;
+                foreach (var t in _bySize)
+                {
+                    n += t.Count;
+                }
+                return n;
             }
         }
+    }
+
+    private int SizeIndex(int shift)
+    {
+        for (var i = 0; i < _shifts.Length; i++)
+        {
+            if (_shifts[i] == shift)
+            {
+                return i;
+            }
+        }
+        throw new ArgumentException($"the IOTLB holds no pages of 2^{shift} bytes", nameof(shift));
+    }
+
+    private bool Probe(int domain, ulong iova, out IoPte entry)
+    {
+        for (var i = 0; i < _bySize.Length; i++)
+        {
+            var t = _bySize[i];
+            if (t.Count != 0 && t.TryGetValue(new Key(domain, iova & ~((1UL << _shifts[i]) - 1)), out entry))
+            {
+                return true;
+            }
+        }
+        entry = default;
+        return false;
     }
 
     /// <summary>Range invalidations and full flushes issued so far.</summary>
@@ -43,11 +82,14 @@ public sealed class Iotlb
         lock (_lock)
         {
             var n = 0;
-            foreach (var k in _entries.Keys)
+            foreach (var t in _bySize)
             {
-                if (k.Domain == domain)
+                foreach (var k in t.Keys)
                 {
-                    n++;
+                    if (k.Domain == domain)
+                    {
+                        n++;
+                    }
                 }
             }
             return n;
@@ -58,16 +100,8 @@ public sealed class Iotlb
     {
         lock (_lock)
         {
-            foreach (var shift in _shifts)
-            {
-                if (_entries.TryGetValue(new Key(domain, iova & ~((1UL << shift) - 1), shift), out entry))
-                {
-                    return true;
-                }
-            }
+            return Probe(domain, iova, out entry);
         }
-        entry = default;
-        return false;
     }
 
     /// <summary>
@@ -80,20 +114,17 @@ public sealed class Iotlb
     {
         lock (_lock)
         {
-            foreach (var shift in _shifts)
+            if (Probe(domain.Id, iova, out entry))
             {
-                if (_entries.TryGetValue(new Key(domain.Id, iova & ~((1UL << shift) - 1), shift), out entry))
-                {
-                    hit = true;
-                    return true;
-                }
+                hit = true;
+                return true;
             }
             hit = false;
             if (!domain.Walk(iova, out entry))
             {
                 return false;
             }
-            _entries[new Key(domain.Id, entry.IovaBase, entry.SizeShift)] = entry;
+            _bySize[SizeIndex(entry.SizeShift)][new Key(domain.Id, entry.IovaBase)] = entry;
             return true;
         }
     }
@@ -102,7 +133,7 @@ public sealed class Iotlb
     {
         lock (_lock)
         {
-            _entries[new Key(domain, entry.IovaBase, entry.SizeShift)] = entry;
+            _bySize[SizeIndex(entry.SizeShift)][new Key(domain, entry.IovaBase)] = entry;
         }
     }
 
@@ -112,15 +143,18 @@ public sealed class Iotlb
         lock (_lock)
         {
             FullFlushes++;
-            if (_entries.Count == 0)
+            foreach (var t in _bySize)
             {
-                return;
-            }
-            foreach (var k in _entries.Keys)
-            {
-                if (k.Domain == domain)
+                if (t.Count == 0)
                 {
-                    _entries.Remove(k);
+                    continue;
+                }
+                foreach (var k in t.Keys)
+                {
+                    if (k.Domain == domain)
+                    {
+                        t.Remove(k);
+                    }
                 }
             }
         }
@@ -132,32 +166,29 @@ public sealed class Iotlb
         lock (_lock)
         {
             RangeInvalidations++;
-            if (_entries.Count == 0)
+            for (var i = 0; i < _bySize.Length; i++)
             {
-                return;
-            }
-            // Probe the keys the range could hold when that is cheaper than scanning every entry.
-            var probes = 0UL;
-            foreach (var shift in _shifts)
-            {
-                probes += ((end >> shift) - (start >> shift)) + 1;
-            }
-            if (probes <= (ulong)_entries.Count)
-            {
-                foreach (var shift in _shifts)
+                var t = _bySize[i];
+                if (t.Count == 0)
+                {
+                    continue;
+                }
+                var shift = _shifts[i];
+                // Probe the keys the range could hold when that is cheaper than scanning every entry.
+                if ((end >> shift) - (start >> shift) + 1 <= (ulong)t.Count)
                 {
                     for (var b = start >> shift; b <= end >> shift; b++)
                     {
-                        _entries.Remove(new Key(domain, b << shift, shift));
+                        t.Remove(new Key(domain, b << shift));
                     }
+                    continue;
                 }
-                return;
-            }
-            foreach (var (k, e) in _entries)
-            {
-                if (k.Domain == domain && e.IovaBase <= end && e.IovaBase + e.Size - 1 >= start)
+                foreach (var (k, e) in t)
                 {
-                    _entries.Remove(k);
+                    if (k.Domain == domain && e.IovaBase <= end && e.IovaBase + e.Size - 1 >= start)
+                    {
+                        t.Remove(k);
+                    }
                 }
             }
         }
@@ -169,7 +200,10 @@ public sealed class Iotlb
         lock (_lock)
         {
             FullFlushes++;
-            _entries.Clear();
+            foreach (var t in _bySize)
+            {
+                t.Clear();
+            }
         }
     }
 
@@ -178,7 +212,7 @@ public sealed class Iotlb
     {
         lock (_lock)
         {
-            return [.. _entries.Where(kv => kv.Key.Domain == domain).Select(kv => kv.Value).OrderBy(e => e.IovaBase)];
+            return [.. _bySize.SelectMany(t => t.Where(kv => kv.Key.Domain == domain).Select(kv => kv.Value)).OrderBy(e => e.IovaBase)];
         }
     }
 

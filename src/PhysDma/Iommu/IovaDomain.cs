@@ -23,7 +23,11 @@ public sealed class IovaDomain
 
     private const ulong Anchor = ulong.MaxValue;
 
-    private readonly Lock _treeLock = new();
+    /// <summary>Nodes the allocation walk visits before the augmented search takes over (same result, O(log n)).</summary>
+    private const int WalkSteps = 16;
+
+    // iova_rbtree_lock: a spinlock, as in the kernel.
+    private readonly KernelSpinLock _treeLock = new();
     private readonly IovaTree _tree = new();
     private readonly Rcache[] _rcaches;
     private readonly Clock _clock;
@@ -31,9 +35,10 @@ public sealed class IovaDomain
     private readonly Lock _magPoolLock = new();
     private readonly Stack<Magazine> _magPool = new();
 
-    // cached_node / cached32_node, held as the node's range (a node's lo is its identity in the tree).
-    private ulong _cachedLo = Anchor, _cachedHi = Anchor;
-    private ulong _cached32Lo = Anchor, _cached32Hi = Anchor;
+    // cached_node / cached32_node: node numbers, which the tree keeps stable as the kernel's pointers are.
+    private readonly int _anchor;
+    private int _cached;
+    private int _cached32;
     private ulong _max32AllocSize;
 
     /// <summary><c>init_iova_domain</c>.</summary>
@@ -50,7 +55,9 @@ public sealed class IovaDomain
         _max32AllocSize = Dma32BitPfn;
         _cpus = cpus;
         _clock = clock;
-        _tree.Insert(Anchor, Anchor, reserved: true);
+        _anchor = _tree.Insert(Anchor, Anchor, reserved: true);
+        _cached = _anchor;
+        _cached32 = _anchor;
         _rcaches = new Rcache[RangeCacheMaxSize];
         for (var i = 0; i < RangeCacheMaxSize; i++)
         {
@@ -68,7 +75,7 @@ public sealed class IovaDomain
     {
         get
         {
-            lock (_treeLock)
+            using (_treeLock.Enter())
             {
                 return _max32AllocSize;
             }
@@ -80,7 +87,7 @@ public sealed class IovaDomain
     {
         get
         {
-            lock (_treeLock)
+            using (_treeLock.Enter())
             {
                 return _tree.AllocatedPages;
             }
@@ -92,7 +99,7 @@ public sealed class IovaDomain
     {
         get
         {
-            lock (_treeLock)
+            using (_treeLock.Enter())
             {
                 return _tree.ReservedPages - 1;
             }
@@ -121,35 +128,41 @@ public sealed class IovaDomain
     public ulong IovaAlign(ulong size) => Sizes.AlignUp(size, Granule);
 
     /// <summary>
-    /// <c>reserve_iova</c>: marks [loPfn, hiPfn] as never allocatable. Parts already reserved or allocated
-    /// are left as they are; the free parts become reserved nodes.
+    /// <c>reserve_iova</c>: marks [loPfn, hiPfn] as never allocatable. Each node it overlaps is stretched
+    /// down over the free pages before it (<c>__adjust_overlap_range</c>), so a reservation over an
+    /// allocated range becomes part of that allocation and is released with it, as in the kernel; what
+    /// is left above the last overlapped node becomes one reserved node.
     /// </summary>
     public void ReserveIova(ulong loPfn, ulong hiPfn)
     {
-        lock (_treeLock)
+        // The kernel refuses pfns whose addresses would not fit (WARN_ON, returns NULL).
+        if ((loPfn | hiPfn) > (ulong.MaxValue >> Shift) || loPfn > hiPfn)
         {
-            var p = loPfn;
-            while (p <= hiPfn)
+            return;
+        }
+        using (_treeLock.Enter())
+        {
+            for (var n = _tree.FirstEndingAtOrAbove(loPfn); n >= 0; n = _tree.Next(n))
             {
-                var n = _tree.FindContaining(p);
-                if (n >= 0)
+                if (loPfn > _tree.Hi(n) || hiPfn < _tree.Lo(n))
                 {
-                    if (_tree.Hi(n) >= hiPfn)
-                    {
-                        return;
-                    }
-                    p = _tree.Hi(n) + 1;
-                    continue;
+                    // Nodes are in order: nothing further on overlaps either.
+                    break;
                 }
-                var next = _tree.Successor(p);
-                var end = next >= 0 ? Math.Min(hiPfn, _tree.Lo(next) - 1) : hiPfn;
-                _tree.Insert(p, end, reserved: true);
-                if (end == ulong.MaxValue)
+                if (loPfn < _tree.Lo(n))
+                {
+                    _tree.StretchDown(n, loPfn);
+                }
+                if (hiPfn > _tree.Hi(n))
+                {
+                    loPfn = _tree.Hi(n) + 1;
+                }
+                if (loPfn >= _tree.Lo(n) && hiPfn <= _tree.Hi(n))
                 {
                     return;
                 }
-                p = end + 1;
             }
+            _tree.Insert(loPfn, hiPfn, reserved: true);
         }
     }
 
@@ -166,14 +179,47 @@ public sealed class IovaDomain
         }
         var limit = limitPfn + 1; // exclusive from here on
         var alignMask = sizeAligned ? ~0UL << Sizes.Fls64(size - 1) : ~0UL;
-        lock (_treeLock)
+        using (_treeLock.Enter())
         {
             if (limit <= Dma32BitPfn && size >= _max32AllocSize)
             {
                 return 0;
             }
-            var (cLo, cHi) = limit <= Dma32BitPfn ? (_cached32Lo, _cached32Hi) : (_cachedLo, _cachedHi);
-            var pfn = _tree.FindHighestFit(StartPfn, Math.Min(limit, cLo), size, alignMask);
+            var cached = limit <= Dma32BitPfn ? _cached32 : _cached;
+            var pfn = IovaTree.NotFound;
+            var insertBefore = -1;
+
+            // The kernel's walk backwards from the cached node, for as long as it stays short.
+            var curr = cached;
+            var high = limit;
+            var low = StartPfn;
+            ulong newPfn;
+            int prev;
+            var steps = 0;
+            bool more;
+            do
+            {
+                high = Math.Min(high, _tree.Lo(curr));
+                newPfn = (high - size) & alignMask;
+                prev = curr;
+                curr = _tree.Prev(curr);
+                more = curr >= 0 && newPfn <= _tree.Hi(curr) && newPfn >= low;
+            }
+            while (more && ++steps < WalkSteps);
+            if (!more)
+            {
+                if (high >= size && newPfn >= low)
+                {
+                    pfn = newPfn;
+                    insertBefore = prev;
+                }
+            }
+            else
+            {
+                // A long walk: the gap-augmented search finds the same block without visiting every node.
+                pfn = _tree.FindHighestFit(StartPfn, Math.Min(limit, _tree.Lo(cached)), size, alignMask);
+            }
+            var cHi = _tree.Hi(cached);
             if (pfn == IovaTree.NotFound && cHi < limit)
             {
                 // Retry in the space above the cached node, which the first walk never looks at.
@@ -184,14 +230,16 @@ public sealed class IovaDomain
                 _max32AllocSize = size;
                 return 0;
             }
-            _tree.Insert(pfn, pfn + size - 1);
+            var node = insertBefore >= 0
+                ? _tree.InsertBefore(insertBefore, pfn, pfn + size - 1)
+                : _tree.Insert(pfn, pfn + size - 1);
             if (pfn + size - 1 < Dma32BitPfn)
             {
-                (_cached32Lo, _cached32Hi) = (pfn, pfn + size - 1);
+                _cached32 = node;
             }
             else
             {
-                (_cachedLo, _cachedHi) = (pfn, pfn + size - 1);
+                _cached = node;
             }
             return pfn;
         }
@@ -200,7 +248,7 @@ public sealed class IovaDomain
     /// <summary><c>free_iova</c>: returns the range holding <paramref name="pfn"/> to the tree.</summary>
     public void FreeIova(ulong pfn)
     {
-        lock (_treeLock)
+        using (_treeLock.Enter())
         {
             FreeIovaLocked(pfn);
         }
@@ -208,29 +256,31 @@ public sealed class IovaDomain
 
     private void FreeIovaLocked(ulong pfn)
     {
-        var n = _tree.FindContaining(pfn);
-        if (n < 0 || _tree.Lo(n) == Anchor)
+        // The range allocated last is the one most often freed next: try the cached nodes before a search.
+        var n = _tree.Contains(_cached, pfn) ? _cached
+            : _tree.Contains(_cached32, pfn) ? _cached32
+            : _tree.FindContaining(pfn);
+        if (n < 0 || n == _anchor)
         {
             return;
         }
         var lo = _tree.Lo(n);
         var hi = _tree.Hi(n);
         // __cached_rbnode_delete_update: the cached nodes move up past a freed range at or above them.
-        var succ = _tree.Successor(lo);
-        var (sLo, sHi) = succ >= 0 ? (_tree.Lo(succ), _tree.Hi(succ)) : (Anchor, Anchor);
-        if (lo == _cached32Lo || (hi < Dma32BitPfn && lo >= _cached32Lo))
+        var next = _tree.Next(n);
+        if (n == _cached32 || (hi < Dma32BitPfn && lo >= _tree.Lo(_cached32)))
         {
-            (_cached32Lo, _cached32Hi) = (sLo, sHi);
+            _cached32 = next;
         }
         if (lo < Dma32BitPfn)
         {
             _max32AllocSize = Dma32BitPfn;
         }
-        if (lo >= _cachedLo)
+        if (lo >= _tree.Lo(_cached))
         {
-            (_cachedLo, _cachedHi) = (sLo, sHi);
+            _cached = next;
         }
-        _tree.Remove(lo);
+        _tree.Remove(n);
     }
 
     /// <summary>
@@ -318,7 +368,7 @@ public sealed class IovaDomain
     /// <summary><c>iova_magazine_free_pfns</c>: the magazine's ranges go back to the tree.</summary>
     private void MagazineFreePfns(Magazine mag)
     {
-        lock (_treeLock)
+        using (_treeLock.Enter())
         {
             for (var i = 0; i < mag.Size; i++)
             {
@@ -363,7 +413,7 @@ public sealed class IovaDomain
         // everywhere else (a magazine is emptied into the tree under its CPU lock), so the other order
         // could deadlock against a concurrent drain. Meant for a quiescent domain.
         var snaps = SnapshotRcaches();
-        lock (_treeLock)
+        using (_treeLock.Enter())
         {
             var e = _tree.Check();
             if (e is not null)
@@ -412,7 +462,7 @@ public sealed class IovaDomain
     /// <summary>Allocated (not reserved) ranges in the tree, in pfns.</summary>
     public List<(ulong Lo, ulong Hi)> AllocatedRanges()
     {
-        lock (_treeLock)
+        using (_treeLock.Enter())
         {
             return [.. _tree.Nodes().Where(n => !n.Reserved).Select(n => (n.Lo, n.Hi))];
         }
@@ -421,7 +471,7 @@ public sealed class IovaDomain
     /// <summary>Reserved ranges in the tree, in pfns (the anchor excluded).</summary>
     public List<(ulong Lo, ulong Hi)> ReservedRanges()
     {
-        lock (_treeLock)
+        using (_treeLock.Enter())
         {
             return [.. _tree.Nodes().Where(n => n.Reserved && n.Lo != Anchor).Select(n => (n.Lo, n.Hi))];
         }
@@ -429,9 +479,15 @@ public sealed class IovaDomain
 
     private sealed class Magazine
     {
+#pragma warning disable IDE0044, IDE0051, CS0169 // padding: CPUs' magazines never share a cache line
+        private CacheLinePad _before;
+#pragma warning restore IDE0044, IDE0051, CS0169
         public readonly ulong[] Pfns = new ulong[MagSize];
         public int Size;
         public Magazine? Next;
+#pragma warning disable IDE0044, IDE0051, CS0169
+        private CacheLinePad _after;
+#pragma warning restore IDE0044, IDE0051, CS0169
 
         public bool IsFull => Size == MagSize;
         public bool IsEmpty => Size == 0;
@@ -458,7 +514,7 @@ public sealed class IovaDomain
 
     private sealed class CpuRcache(Magazine loaded, Magazine prev)
     {
-        public readonly Lock Lock = new();
+        public readonly KernelSpinLock Lock = new();
         public Magazine Loaded = loaded;
         public Magazine Prev = prev;
     }
@@ -488,7 +544,15 @@ public sealed class IovaDomain
 
         public int Order { get; }
 
-        private CpuRcache Mine => _cpu[Machine.CurrentCpu % _cpu.Length];
+        private CpuRcache Mine
+        {
+            get
+            {
+                var cpu = Machine.CurrentCpu;
+                var cpus = _cpu;
+                return cpus[(uint)cpu < (uint)cpus.Length ? cpu : cpu % cpus.Length];
+            }
+        }
 
         private void DepotPush(Magazine m)
         {
@@ -510,7 +574,7 @@ public sealed class IovaDomain
         public bool Insert(ulong pfn)
         {
             var c = Mine;
-            lock (c.Lock)
+            using (c.Lock.Enter())
             {
                 if (c.Loaded.IsFull)
                 {
@@ -538,7 +602,7 @@ public sealed class IovaDomain
         public ulong Get(ulong limitPfn)
         {
             var c = Mine;
-            lock (c.Lock)
+            using (c.Lock.Enter())
             {
                 if (c.Loaded.IsEmpty)
                 {
@@ -595,7 +659,7 @@ public sealed class IovaDomain
         public void FreeCpu(int cpu)
         {
             var c = _cpu[cpu];
-            lock (c.Lock)
+            using (c.Lock.Enter())
             {
                 _d.MagazineFreePfns(c.Loaded);
                 _d.MagazineFreePfns(c.Prev);
@@ -631,7 +695,7 @@ public sealed class IovaDomain
             long n = 0;
             foreach (var c in _cpu)
             {
-                lock (c.Lock)
+                using (c.Lock.Enter())
                 {
                     n += c.Loaded.Size + c.Prev.Size;
                 }
@@ -652,7 +716,7 @@ public sealed class IovaDomain
             for (var i = 0; i < _cpu.Length; i++)
             {
                 var c = _cpu[i];
-                lock (c.Lock)
+                using (c.Lock.Enter())
                 {
                     cpus[i] = (c.Loaded.Pfns[..c.Loaded.Size], c.Prev.Pfns[..c.Prev.Size]);
                 }

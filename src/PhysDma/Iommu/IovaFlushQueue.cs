@@ -1,3 +1,4 @@
+using PhysDma.Core;
 using PhysDma.Platform;
 
 namespace PhysDma.Iommu;
@@ -19,10 +20,16 @@ public sealed class IovaFlushQueue
 
     private sealed class Ring(int size)
     {
-        public readonly Lock Lock = new();
+#pragma warning disable IDE0044, IDE0051, CS0169 // padding: CPUs' rings never share a cache line
+        private CacheLinePad _before;
+#pragma warning restore IDE0044, IDE0051, CS0169
+        public readonly KernelSpinLock Lock = new();
         public readonly Entry[] Entries = new Entry[size];
         public int Head;
         public int Tail;
+#pragma warning disable IDE0044, IDE0051, CS0169
+        private CacheLinePad _after;
+#pragma warning restore IDE0044, IDE0051, CS0169
     }
 
     private readonly IovaDomain _iovad;
@@ -77,7 +84,7 @@ public sealed class IovaFlushQueue
             var n = 0;
             foreach (var r in _rings)
             {
-                lock (r.Lock)
+                using (r.Lock.Enter())
                 {
                     n += (r.Tail - r.Head) & _mask;
                 }
@@ -94,7 +101,7 @@ public sealed class IovaFlushQueue
             var n = 0UL;
             foreach (var r in _rings)
             {
-                lock (r.Lock)
+                using (r.Lock.Enter())
                 {
                     for (var i = r.Head; i != r.Tail; i = (i + 1) & _mask)
                     {
@@ -111,7 +118,7 @@ public sealed class IovaFlushQueue
     {
         foreach (var r in _rings)
         {
-            lock (r.Lock)
+            using (r.Lock.Enter())
             {
                 for (var i = r.Head; i != r.Tail; i = (i + 1) & _mask)
                 {
@@ -157,7 +164,7 @@ public sealed class IovaFlushQueue
     {
         Interlocked.MemoryBarrier();
         var r = _rings[Machine.CurrentCpu % _rings.Length];
-        lock (r.Lock)
+        using (r.Lock.Enter())
         {
             RingFreeLocked(r);
             // Usually one flush empties a full ring. But when another CPU's flush started before some
@@ -200,7 +207,7 @@ public sealed class IovaFlushQueue
     {
         foreach (var r in _rings)
         {
-            lock (r.Lock)
+            using (r.Lock.Enter())
             {
                 RingFreeLocked(r);
             }

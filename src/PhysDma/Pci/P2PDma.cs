@@ -191,7 +191,7 @@ public sealed class P2PDma
             distB = 0;
             if (a.AcsRedirect)
             {
-                acs.Add(a.Name);
+                acs.Add(a.Address);
             }
             for (var bb = client; bb is not null; bb = bb.Upstream, distB++)
             {
@@ -214,7 +214,7 @@ public sealed class P2PDma
             {
                 if (bb.AcsRedirect)
                 {
-                    acs.Add(bb.Name);
+                    acs.Add(bb.Address);
                 }
             }
             if (acs.Count == 0)

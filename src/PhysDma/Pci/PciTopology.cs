@@ -40,6 +40,12 @@ public sealed class PciNode
     /// <summary>The host bridge this node is below.</summary>
     public string HostBridge { get; }
 
+    /// <summary>
+    /// <c>pci_name</c>: the function's address, <c>DDDD:BB:DD.F</c>. Endpoints have the machine file's <c>bdf</c>;
+    /// ports get the address depth-first enumeration gives them (see <see cref="PciTopology"/>).
+    /// </summary>
+    public string Address { get; internal set; } = "";
+
     public override string ToString() => Name;
 }
 
@@ -126,6 +132,57 @@ public sealed class PciTopology
             {
                 _bars.Add(new PciBar(d.Name, b.Bar, new PhysAddr(b.Base), b.BusBase, b.Size));
             }
+        }
+        AssignPortAddresses(config);
+    }
+
+    /// <summary>
+    /// Machine files give endpoints their addresses; bridges get the ones the kernel's depth-first bus
+    /// enumeration gives them, worked back from the endpoints' buses. Root ports sit on bus 00 of their host
+    /// bridge as devices 01, 02, ... in machine-file order; a switch's upstream port sits on its root or
+    /// downstream port's secondary bus (one below the switch's internal bus) as device 00; its downstream
+    /// ports sit on the internal bus (one below the lowest secondary bus among them) as devices 00, 01, ... in
+    /// the order of their secondary buses. These are the names <c>pci=disable_acs_redir=</c> takes.
+    /// </summary>
+    private void AssignPortAddresses(MachineConfig config)
+    {
+        foreach (var (device, bdf) in _bdf)
+        {
+            _endpoints[device].Address = bdf;
+        }
+        var children = new Dictionary<PciNode, List<PciNode>>();
+        foreach (var n in _endpoints.Values.Concat(_ports.Values))
+        {
+            if (n.Upstream is { } up)
+            {
+                if (!children.TryGetValue(up, out var list))
+                {
+                    children[up] = list = [];
+                }
+                list.Add(n);
+            }
+        }
+        int Domain(PciNode n) => n.Kind == PciNodeKind.Endpoint ? Convert.ToInt32(n.Address[..4], 16) : children[n].Min(Domain);
+        int Secondary(PciNode port) => children[port].Min(OwnBus);
+        int Internal(PciNode usp) => children[usp].Min(Secondary) - 1;
+        int OwnBus(PciNode n) => n.Kind switch
+        {
+            PciNodeKind.Endpoint => Convert.ToInt32(n.Address[5..7], 16),
+            PciNodeKind.SwitchUpstreamPort => Internal(n) - 1,
+            PciNodeKind.SwitchDownstreamPort => Internal(n.Upstream!),
+            _ => 0,
+        };
+        string Format(PciNode n, int bus, int dev) => $"{Domain(n):x4}:{Math.Max(bus, 0):x2}:{dev:x2}.0";
+
+        var rootPorts = config.Pci.Where(p => p.Type == PciNodeType.RootPort).ToList();
+        foreach (var port in _ports.Values)
+        {
+            port.Address = port.Kind switch
+            {
+                PciNodeKind.RootPort => Format(port, 0, 1 + rootPorts.Where(r => r.Parent == port.HostBridge).ToList().FindIndex(r => r.Name == port.Name)),
+                PciNodeKind.SwitchUpstreamPort => Format(port, OwnBus(port), 0),
+                _ => Format(port, OwnBus(port), children[port.Upstream!].OrderBy(Secondary).ToList().IndexOf(port)),
+            };
         }
     }
 

@@ -24,7 +24,7 @@ public sealed class Device
         _dmaMask = config.DmaMaskBits is { } bits ? Sizes.DmaBitMask(bits) : 0;
         CoherentDmaMask = Sizes.DmaBitMask(config.CoherentDmaMaskBits);
         BusDmaLimit = config.BusDmaLimit;
-        DmaRangeMap = config.DmaRanges.Count == 0
+        DmaRanges = config.DmaRanges.Count == 0
             ? null
             : [.. config.DmaRanges.Select(r => new DmaRange(new PhysAddr(r.Cpu), new DmaAddr(r.Dma), r.Size))];
         MinAlignMask = config.MinAlignMask;
@@ -36,8 +36,17 @@ public sealed class Device
     }
 
     public DeviceConfig Config { get; }
+
+    /// <summary>The device's number on its machine (0, 1, ... in configuration order): the DMA layers' per-device arrays use it.</summary>
+    public int Index { get; init; }
     public string Name { get; }
     public bool IsPci { get; }
+
+    /// <summary>
+    /// What <c>dev_printk</c> (<c>dev_err</c>, <c>dev_warn</c>, ...) puts before a message: the driver's name, then
+    /// <c>dev_name</c> (the PCI address of a PCI function). The model names the driver after the device.
+    /// </summary>
+    public string PrintkPrefix => $"{Name} {Config.Bdf ?? Name}";
 
     /// <summary><c>dev_is_dma_coherent</c>.</summary>
     public bool Coherent { get; }
@@ -54,7 +63,10 @@ public sealed class Device
 
     public ulong CoherentDmaMask { get; set; }
     public ulong BusDmaLimit { get; set; }
-    public IReadOnlyList<DmaRange>? DmaRangeMap { get; }
+    public IReadOnlyList<DmaRange>? DmaRangeMap => DmaRanges;
+
+    /// <summary>The same map as an array, for the hot paths: indexing it boxes no enumerator.</summary>
+    internal DmaRange[]? DmaRanges { get; }
     public ulong MinAlignMask { get; }
     public ulong MaxSegSize { get; }
     public ulong SegBoundaryMask { get; }
@@ -71,9 +83,6 @@ public sealed class Device
 
     /// <summary><c>dev->dma_uses_io_tlb</c> (dynamic swiotlb).</summary>
     public volatile bool DmaUsesIoTlb;
-
-    /// <summary>The device's <c>dev->dma_io_tlb_mem</c>; set by the swiotlb layer (a restricted pool or the default).</summary>
-    public object? IoTlbMem { get; set; }
 
     /// <summary>How the device's own bus addresses reach memory: the bus range map, or an IOMMU.</summary>
     public IDeviceTranslation? Translation { get; set; }
@@ -120,12 +129,12 @@ public sealed class BusTranslation(ulong memEncryptBit, MemoryMap map) : IDevice
     public Translated Translate(Device dev, DmaAddr addr, DmaAccess access)
     {
         var a = addr.Value & ~memEncryptBit;
-        var ranges = dev.DmaRangeMap;
+        var ranges = dev.DmaRanges;
         if (ranges is null)
         {
             return new Translated(new PhysAddr(a), ulong.MaxValue - a, FaultReason.None);
         }
-        foreach (var r in ranges)
+        foreach (ref readonly var r in ranges.AsSpan())
         {
             if (a >= r.DmaStart.Value && a - r.DmaStart.Value < r.Size)
             {

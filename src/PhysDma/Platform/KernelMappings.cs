@@ -60,14 +60,13 @@ public sealed class KernelMappings
     }
 
     /// <summary>
-    /// <c>__va</c> used only to name an address for cache maintenance by VA, as arch DMA hooks do. It is
-    /// arithmetic in the kernel and does not fault by itself; the damage, if any, is the cache operation.
+    /// <c>phys_to_virt</c> as arm64's <c>arch_sync_dma_for_device</c>, <c>arch_sync_dma_for_cpu</c> and
+    /// <c>arch_dma_prep_coherent</c> use it: the linear-map address of the range, handed to <c>dcache_clean_poc</c>
+    /// and friends. arm64 has no highmem and so no kmap: every RAM page is in the linear map, the address is
+    /// arithmetic and makes no mapping, so it is not counted as a kernel mapping. It does not fault by itself;
+    /// the damage, if any, is the cache operation.
     /// </summary>
-    public KernelVirt PhysToVirtForCacheOp(PhysAddr p)
-    {
-        _counters.CountPhysToVirt();
-        return new KernelVirt(_linearBase + (p.Value - _linearPhysStart));
-    }
+    public KernelVirt PhysToVirtForCacheOp(PhysAddr p) => new(_linearBase + (p.Value - _linearPhysStart));
 
     /// <summary>
     /// <c>__va</c> as pure arithmetic for a caller that only compares or prints the address (dma-debug):

@@ -114,6 +114,7 @@ public sealed class Machine
             var dev = new Device(d, coherent, isPci, translated && config.Iommu!.Mode != IommuMode.Passthrough)
             {
                 Translation = BusTranslation,
+                Index = _devices.Count,
             };
             _devices.Add(d.Name, dev);
         }

@@ -59,7 +59,7 @@ public sealed record PciNodeConfig(
     public bool ExternalFacing { get; init; }
 }
 
-/// <summary>Which legacy <c>dma_map_ops</c> a device has (SCENARIOS.md <c>ops:</c>).</summary>
+/// <summary>Which legacy <c>dma_map_ops</c> a device has (a machine file's <c>ops:</c>).</summary>
 public enum DeviceOpsKind
 {
     /// <summary>No ops: dma-direct or dma-iommu.</summary>
@@ -111,7 +111,7 @@ public sealed record DeviceConfig
     public DeviceOpsKind Ops { get; init; } = DeviceOpsKind.None;
 }
 
-/// <summary>Everything a machine is made of; SCENARIOS.md's <c>machine:</c> block.</summary>
+/// <summary>Everything a machine is made of; a machine file (docs/machines.md).</summary>
 public sealed record MachineConfig
 {
     public string Name { get; init; } = "custom";

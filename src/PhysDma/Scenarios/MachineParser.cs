@@ -4,25 +4,15 @@ using PhysDma.Platform;
 namespace PhysDma.Scenarios;
 
 /// <summary>
-/// Reads SCENARIOS.md's <c>machine:</c> block into a <see cref="MachineConfig"/>: a profile name, a path to a
+/// Reads a scenario's <c>machine:</c> block (docs/machines.md) into a <see cref="MachineConfig"/>: a profile name, a path to a
 /// machine file, or a mapping (optionally <c>base: NAME</c> plus overrides; devices and PCI nodes that name an
 /// existing one override its fields, new names are added).
 /// </summary>
 public static class MachineParser
 {
-    private static readonly string[] MachineFields =
-    [
-        "base", "description", "arch", "page_size", "cache_line", "dma_minalign", "bounce_unaligned_kmalloc", "cpus",
-        "debug", "kernel_quirks", "ram", "highmem_above", "kernel_text", "swiotlb", "iommu", "mem_encrypt_bit", "pci",
-        "devices",
-    ];
+    private static readonly string[] MachineFields = FieldDoc.Names(MachineCatalogue.Machine);
+    private static readonly string[] DeviceFields = FieldDoc.Names(MachineCatalogue.Device);
 
-    private static readonly string[] DeviceFields =
-    [
-        "name", "parent", "bdf", "bars", "p2pmem", "dma_mask", "coherent_dma_mask", "coherent", "iommu", "untrusted",
-        "bus_dma_limit", "dma_ranges", "min_align_mask", "max_seg_size", "seg_boundary_mask", "force_bounce",
-        "restricted_pool", "ops",
-    ];
 
     /// <summary>Resolves a <c>machine:</c> value; <paramref name="baseDir"/> anchors relative machine-file paths.</summary>
     public static MachineConfig Resolve(YNode node, string baseDir)
@@ -61,13 +51,18 @@ public static class MachineParser
             throw new ScenarioError(path, 1, "", $"cannot read machine file: {e.Message}");
         }
         var root = YNode.Load(text, path);
+        var dir = Path.GetDirectoryName(Path.GetFullPath(path)) ?? ".";
         if (root.IsMapping && root.Fields().Get("machine") is { } inner)
         {
             root.Fields("machine");
-            return Resolve(inner, Path.GetDirectoryName(Path.GetFullPath(path)) ?? ".");
+            if (inner.IsScalar)
+            {
+                return Resolve(inner, dir);
+            }
+            root = inner;
         }
-        var cfg = Parse(root, Path.GetDirectoryName(Path.GetFullPath(path)) ?? ".");
-        return cfg with { Name = cfg.Name == "custom" ? Path.GetFileNameWithoutExtension(path) : cfg.Name };
+        // A machine written in a file, whether whole or as overrides of a base, is shown under the file's name.
+        return Parse(root, dir) with { Name = Path.GetFileNameWithoutExtension(path) };
     }
 
     public static MachineConfig Parse(YNode node, string baseDir)
@@ -126,7 +121,7 @@ public static class MachineParser
 
     private static AddrRange Range(YNode n)
     {
-        var f = n.Fields("base", "size");
+        var f = n.Fields(FieldDoc.Names(MachineCatalogue.Range));
         var size = f.Required("size").AsSize();
         if (size == 0)
         {
@@ -146,7 +141,7 @@ public static class MachineParser
         {
             return start;
         }
-        var f = v.Fields("size", "areas", "force", "dynamic", "base");
+        var f = v.Fields(FieldDoc.Names(MachineCatalogue.Swiotlb));
         return start with
         {
             Size = f.Get("size")?.AsSize() ?? start.Size,
@@ -170,11 +165,11 @@ public static class MachineParser
         {
             return start;
         }
-        var f = v.Fields("mode", "page_sizes", "aperture_bits", "forcedac", "flush_queue", "reserved");
+        var f = v.Fields(FieldDoc.Names(MachineCatalogue.Iommu));
         var fq = start.FlushQueue;
         if (f.Get("flush_queue") is { } fqn)
         {
-            var ff = fqn.Fields("entries", "timeout_ms");
+            var ff = fqn.Fields(FieldDoc.Names(MachineCatalogue.FlushQueue));
             fq = new FlushQueueConfig(ff.Get("entries")?.AsInt(2, 1 << 20) ?? fq.Entries, ff.Get("timeout_ms")?.AsInt(1, 1_000_000) ?? fq.TimeoutMs);
         }
         IReadOnlyList<ulong> pageSizes = start.PageSizes;
@@ -226,7 +221,7 @@ public static class MachineParser
 
     private static PciNodeConfig PciNode(YNode n, PciNodeConfig? start)
     {
-        var f = n.Fields("name", "type", "parent", "bdf", "vendor", "device", "p2p_allowed", "windows", "acs_redirect", "external_facing");
+        var f = n.Fields(FieldDoc.Names(MachineCatalogue.PciNode));
         var type = f.Get("type")?.AsEnum(("host_bridge", PciNodeType.HostBridge), ("root_port", PciNodeType.RootPort), ("switch", PciNodeType.Switch))
             ?? start?.Type ?? throw n.Error("missing field 'type'");
         return new PciNodeConfig(
@@ -297,20 +292,20 @@ public static class MachineParser
 
     private static BarConfig Bar(YNode n)
     {
-        var f = n.Fields("bar", "base", "size", "bus_base");
+        var f = n.Fields(FieldDoc.Names(MachineCatalogue.Bar));
         var @base = f.Required("base").AsAddress();
         return new BarConfig(f.Required("bar").AsInt(0, 5), @base, f.Required("size").AsSize(), f.Get("bus_base")?.AsAddress() ?? @base);
     }
 
     private static P2PMemConfig P2PMem(YNode n)
     {
-        var f = n.Fields("bar", "offset", "size");
+        var f = n.Fields(FieldDoc.Names(MachineCatalogue.P2PMem));
         return new P2PMemConfig(f.Required("bar").AsInt(0, 5), f.Get("offset")?.AsSize() ?? 0, f.Required("size").AsSize());
     }
 
     private static DmaRangeConfig DmaRange(YNode n)
     {
-        var f = n.Fields("cpu", "dma", "size");
+        var f = n.Fields(FieldDoc.Names(MachineCatalogue.DmaRange));
         return new DmaRangeConfig(f.Required("cpu").AsAddress(), f.Required("dma").AsAddress(), f.Required("size").AsSize());
     }
 }

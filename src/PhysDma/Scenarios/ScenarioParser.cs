@@ -26,7 +26,7 @@ public static class ScenarioParser
     public static Scenario Parse(string text, string file, string? machineOverride = null, IReadOnlyList<(string Name, string Target)>? devices = null)
     {
         var root = YNode.Load(text, file);
-        var f = root.Fields("name", "description", "machine", "steps", "expect");
+        var f = root.Fields([.. StepCatalogue.ScenarioFields]);
         var baseDir = Path.GetDirectoryName(Path.GetFullPath(file)) ?? ".";
         MachineConfig machine;
         if (machineOverride is not null)
@@ -241,7 +241,7 @@ public static class ScenarioParser
         var segs = new List<SgSegmentSpec>();
         foreach (var seg in f.Required("segments").Items())
         {
-            var sf = seg.Fields("buf", "offset", "size");
+            var sf = seg.Fields(FieldDoc.Names(StepCatalogue.Segment));
             var size = sf.Required("size").AsSize();
             if (size == 0 || size > uint.MaxValue)
             {

@@ -4,7 +4,7 @@ using PhysDma.Platform;
 
 namespace PhysDma.Tests.Debug;
 
-/// <summary>Cacheline overlap tracking (spec §6.3).</summary>
+/// <summary>Cacheline overlap tracking (active_cacheline_insert, active_cacheline_remove).</summary>
 public class CachelineTests
 {
     [Fact]

@@ -5,7 +5,7 @@ using PhysDma.Platform;
 namespace PhysDma.Tests.Debug;
 
 /// <summary>
-/// DESIGN.md's performance rule with dma-debug on: entries come from the pool's free list and go back to it,
+/// The hot-path rule (docs/design.md) with dma-debug on: entries come from the pool's free list and go back to it,
 /// so a correct driver's map, sync and unmap allocate nothing once warm.
 /// </summary>
 public class DebugHotPathTests

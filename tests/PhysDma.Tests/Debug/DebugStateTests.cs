@@ -4,7 +4,7 @@ using PhysDma.Platform;
 
 namespace PhysDma.Tests.Debug;
 
-/// <summary>err_printk's counting and printing rules, the driver filter, the entry pool and the lookups (spec §6.1, §6.4).</summary>
+/// <summary>err_printk's counting and printing rules, the driver filter, the entry pool and the lookups (dma_debug_entry, err_printk).</summary>
 public class DebugStateTests
 {
     private const string Nic = "DMA-API: nic0 0000:03:00.0: ";

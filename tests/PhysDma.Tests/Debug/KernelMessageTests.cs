@@ -4,7 +4,7 @@ using PhysDma.Platform;
 
 namespace PhysDma.Tests.Debug;
 
-/// <summary>Every report of spec §6.4, with the kernel's text, verbatim.</summary>
+/// <summary>Every err_printk report of kernel/dma/debug.c, with the kernel's text, verbatim.</summary>
 public class KernelMessageTests
 {
     private const string Nic = "DMA-API: nic0 0000:03:00.0: ";

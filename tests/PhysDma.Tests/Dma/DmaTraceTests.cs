@@ -5,7 +5,7 @@ using static PhysDma.Tests.TestMachines;
 
 namespace PhysDma.Tests.Dma;
 
-/// <summary>Trace rendering (spec §7, invariant 32).</summary>
+/// <summary>Trace rendering (include/trace/events/dma.h): attrs in the kernel's flag order, arrays as {0x..,0x..}.</summary>
 public sealed class DmaTraceTests
 {
     [Theory]

@@ -6,10 +6,10 @@ using static PhysDma.Tests.TestMachines;
 
 namespace PhysDma.Tests.Dma;
 
-/// <summary>Spec §10 invariants 1, 2, 5, 6, 7 and 10, and DESIGN invariants 1 and 2 (measured with counters).</summary>
+/// <summary>What the phys-based API guarantees for MMIO and for the common path (measured with counters).</summary>
 public sealed class InvariantTests
 {
-    // Invariant 1: dma_map_page_attrs with MMIO is ERROR with no trace; dma_unmap_page_attrs with MMIO changes nothing.
+    // dma_map_page_attrs with MMIO is ERROR with no trace; dma_unmap_page_attrs with MMIO changes nothing.
     [Fact]
     public void Inv1_map_page_mmio_error_unmap_page_mmio_no_op()
     {
@@ -23,7 +23,7 @@ public sealed class InvariantTests
         Assert.Empty(r.LogText);
     }
 
-    // Invariant 2: dma_map_resource(p) == dma_map_phys(p, attrs | MMIO), trace attrs contain MMIO.
+    // dma_map_resource(p) == dma_map_phys(p, attrs | MMIO), trace attrs contain MMIO.
     [Theory]
     [InlineData(0xd000_0000UL, 32)]
     [InlineData(0x10_0000_0000UL, 64)]
@@ -40,7 +40,7 @@ public sealed class InvariantTests
         Assert.Equal(r2.LogText, r1.LogText);
     }
 
-    // Invariant 5: dma_mask == NULL gives ERROR with no backend call.
+    // dma_map_phys with dma_mask == NULL gives ERROR with no backend call.
     [Fact]
     public void Inv5_null_mask_no_backend_call()
     {
@@ -55,7 +55,7 @@ public sealed class InvariantTests
         Assert.Equal(default, r.Counters.Snapshot() - before);
     }
 
-    // Invariant 6: an MMIO mapping via dma-direct is exactly phys (no offset, no encryption bit) or ERROR.
+    // dma_direct_map_phys: an MMIO mapping is exactly phys (no offset, no encryption bit) or ERROR.
     [Theory]
     [InlineData(0x1000UL)]
     [InlineData(0xd000_0000UL)]
@@ -87,7 +87,7 @@ public sealed class InvariantTests
         Assert.DoesNotContain(r.LogText, l => l.Contains("SWIOTLB", StringComparison.Ordinal));
     }
 
-    // Invariant 7 and DESIGN invariant 1: no MMIO map or unmap calls an arch cache hook, swiotlb, or the kernel mappings.
+    // No MMIO map or unmap calls an arch cache hook, swiotlb, or the kernel mappings.
     [Theory]
     [InlineData(DmaDirection.ToDevice)]
     [InlineData(DmaDirection.FromDevice)]
@@ -144,7 +144,7 @@ public sealed class InvariantTests
     [Fact]
     public void Sync_of_an_mmio_mapping_on_non_coherent_device_does_cache_ops_on_non_ram()
     {
-        // Syncs carry no attrs (spec §1.6): dma-direct cannot know the address is MMIO. The model counts it.
+        // Syncs carry no attrs (dma_sync_single_for_*): dma-direct cannot know the address is MMIO. The model counts it.
         var r = Arm64();
         var log = r.CacheLog();
         var a = r.Api.MapPhys(r.Dev, ArmBar, 4096, DmaDirection.ToDevice, DmaAttrs.Mmio);
@@ -153,7 +153,7 @@ public sealed class InvariantTests
         Assert.Equal(1, r.Machine.ArchCache.OpsOnNonRam);
     }
 
-    // DESIGN invariant 2 / issue: the common path reads no struct page and makes no kernel mapping.
+    // The common path reads no struct page and makes no kernel mapping.
     [Theory]
     [InlineData(0x1000UL, DmaDirection.ToDevice)]
     [InlineData(0x4_0000_0000UL, DmaDirection.FromDevice)]
@@ -185,7 +185,7 @@ public sealed class InvariantTests
         Assert.Equal(default, r.Counters.Snapshot() - before);
     }
 
-    // Invariant 10: non-coherent map(TO_DEVICE) syncs for the device at the address it will read;
+    // dma_direct_map_phys: non-coherent map(TO_DEVICE) syncs for the device at the address it will read;
     // unmap(FROM_DEVICE) invalidates (before any copy-back).
     [Fact]
     public void Inv10_non_coherent_map_to_device_cleans_unmap_from_device_invalidates()

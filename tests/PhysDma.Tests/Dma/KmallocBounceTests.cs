@@ -4,7 +4,7 @@ using static PhysDma.Tests.TestMachines;
 
 namespace PhysDma.Tests.Dma;
 
-/// <summary>dma_kmalloc_needs_bounce (spec §2.3) on arm64 with ARCH_DMA_MINALIGN 128.</summary>
+/// <summary>dma_kmalloc_needs_bounce on arm64 with ARCH_DMA_MINALIGN 128.</summary>
 public sealed class KmallocBounceTests
 {
     private static Rig ArmWithSwiotlb(bool coherent = false) =>

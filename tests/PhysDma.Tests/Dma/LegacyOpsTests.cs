@@ -6,7 +6,7 @@ using static PhysDma.Tests.TestMachines;
 
 namespace PhysDma.Tests.Dma;
 
-/// <summary>Routes (c), (d) and (e) of spec §1.3: devices with their own dma_map_ops.</summary>
+/// <summary>dma_map_phys's routes through a device's own dma_map_ops: map_phys, map_page, map_resource.</summary>
 public sealed class LegacyOpsTests
 {
     private static Rig WithOps(DeviceOpsKind kind) => X86Nic(d => d with { Ops = kind });

@@ -7,7 +7,7 @@ using static PhysDma.Tests.TestMachines;
 namespace PhysDma.Tests.Dma;
 
 /// <summary>
-/// arm64 non-coherent: the cache operations per direction (spec §2.5) and what the device and the CPU see
+/// arm64 non-coherent: the cache operations per direction (arch_sync_dma_for_device, arch_sync_dma_for_cpu) and what the device and the CPU see
 /// when a driver does or skips the syncs.
 /// </summary>
 public sealed class NonCoherentSyncTests

@@ -4,7 +4,7 @@ using static PhysDma.Tests.TestMachines;
 
 namespace PhysDma.Tests.Dma;
 
-/// <summary>need_sync / skip-sync (spec §1.6), masks and max mapping size (§2.7).</summary>
+/// <summary>need_sync / skip-sync (dma_need_sync, dma_set_mask), masks and max mapping size (dma_max_mapping_size).</summary>
 public sealed class QueryTests
 {
     [Fact]

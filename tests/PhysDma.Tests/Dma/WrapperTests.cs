@@ -5,7 +5,7 @@ using static PhysDma.Tests.TestMachines;
 
 namespace PhysDma.Tests.Dma;
 
-/// <summary>The wrappers of spec §1.4 and the dispatch of §1.3 around them.</summary>
+/// <summary>dma_map_page_attrs, dma_map_single_attrs, dma_map_resource and the dispatch of dma_map_phys around them.</summary>
 public sealed class WrapperTests
 {
     private static Page PageOf(Rig r, PhysAddr p) => new(p.Pfn(r.Machine.PageShift));

@@ -6,7 +6,7 @@ using static PhysDma.Tests.Iommu.IommuMachines;
 
 namespace PhysDma.Tests.Iommu;
 
-/// <summary>dma-iommu map/unmap/sync (spec §4.1–4.3, 4.9), device DMA through the IOMMU, invariants 17–18, 24.</summary>
+/// <summary>dma-iommu map/unmap/sync (iommu_dma_map_phys, iommu_dma_unmap_phys, iommu_dma_sync_*), device DMA through the IOMMU, prot bits, untrusted bouncing.</summary>
 public class DmaIommuTests
 {
     private static readonly PhysAddr Buf = new(0x100000000);
@@ -42,7 +42,7 @@ public class DmaIommuTests
         Assert.Null(rec.Bounce);
         if ((attrs & DmaAttrs.Mmio) != 0)
         {
-            // Invariant 17 and DESIGN invariant 1: no IOMMU_CACHE, no kernel mapping, no struct page.
+            // MMIO gets IOMMU_MMIO, never IOMMU_CACHE, and no kernel mapping, no struct page.
             Assert.Equal(0, pte.Prot & IommuProt.Cache);
             var d = m.Counters.Snapshot() - before;
             Assert.Equal(0, d.KernelMappings);

@@ -5,7 +5,7 @@ using static PhysDma.Tests.Iommu.IommuMachines;
 
 namespace PhysDma.Tests.Iommu;
 
-/// <summary>DESIGN.md performance rule: dma-iommu map, sync and unmap allocate nothing once warm.</summary>
+/// <summary>The hot-path rule (docs/design.md): dma-iommu map, sync and unmap allocate nothing once warm.</summary>
 public class IommuHotPathTests
 {
     [Theory]
@@ -16,7 +16,7 @@ public class IommuHotPathTests
     [InlineData(IommuMode.Strict, "tb0", DmaDirection.Bidirectional, 100)]
     public void Map_sync_unmap_allocate_nothing_in_steady_state(IommuMode mode, string name, DmaDirection dir, int size)
     {
-        // dma-debug off: its cost is paid only when switched on (DESIGN.md). A small swiotlb pool, so
+        // dma-debug off: its cost is paid only when switched on (docs/design.md). A small swiotlb pool, so
         // the warm-up touches every bounce slot (sparse memory allocates a page on first touch).
         var m = new Machine(Config(mode, cpus: 1) with { Debug = false, Swiotlb = new SwiotlbConfig(Sizes.MiB, 1, false, false, null) });
         var api = new DmaApi(m);

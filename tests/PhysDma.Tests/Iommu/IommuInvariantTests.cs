@@ -7,7 +7,7 @@ using static PhysDma.Tests.Iommu.IommuMachines;
 namespace PhysDma.Tests.Iommu;
 
 /// <summary>
-/// The IOMMU invariants of spec §10 (17–24), one test (or theory) each, with exact addresses and the
+/// What dma-iommu guarantees (prot bits, IOVA alignment and size, the 32-bit-first rule, lazy reuse after a flush, rcache bounds, untrusted bouncing), one test (or theory) each, with exact addresses and the
 /// bytes the device and the CPU see.
 /// </summary>
 public class IommuInvariantTests
@@ -170,7 +170,7 @@ public class IommuInvariantTests
         var c = api.MapPhys(nic, Buf, 4096, DmaDirection.ToDevice, DmaAttrs.None);
         Assert.Equal((1UL << 48) - 0x1000, c.Value);
         Assert.False(nic.Pci32BitWorkaround);
-        Assert.Equal("nic0: Using 48-bit DMA addresses", Assert.Single(api.Log.Lines, l => l.Level == LogLevel.Notice).Message);
+        Assert.Equal("nic0 0000:01:00.0: Using 48-bit DMA addresses", Assert.Single(api.Log.Lines, l => l.Level == LogLevel.Notice).Message);
 
         // Room below 4 GiB again (after the flush queue drains), yet the device stays 48-bit.
         api.UnmapPhys(nic, a, 4096, DmaDirection.ToDevice, DmaAttrs.None);

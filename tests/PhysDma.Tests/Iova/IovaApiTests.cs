@@ -7,7 +7,7 @@ using static PhysDma.Tests.Iova.IovaMachines;
 
 namespace PhysDma.Tests.Iova;
 
-/// <summary>The two-step IOVA API (spec §4.8) and invariants 25–27.</summary>
+/// <summary>The two-step IOVA API (dma_iova_try_alloc, dma_iova_link, dma_iova_sync, dma_iova_unlink, dma_iova_destroy).</summary>
 public class IovaApiTests
 {
     private static readonly PhysAddr A = new(0x100000000);
@@ -26,7 +26,7 @@ public class IovaApiTests
         Assert.False(DmaApi.UseIova(state));
         Assert.Equal(0UL, state.Addr.Value);
         Assert.Equal(0UL, DmaApi.IovaSize(state));
-        // Invariant 25: no IOVA for the device without dma-iommu (the nic0 one is still reserved).
+        // dma_iova_try_alloc: no IOVA for the device without dma-iommu (the nic0 one is still reserved).
         Assert.Equal(1UL, api.Iommu!.IovaPagesInUse);
         // Linking into a state without an IOVA is a driver bug the model refuses.
         Assert.Throws<ModelViolation>(() => api.IovaLink(dev, state, A, 0, 4096, DmaDirection.ToDevice, DmaAttrs.None));
@@ -71,7 +71,7 @@ public class IovaApiTests
         Assert.Equal(Errno.None, api.IovaLink(nic, state, B, 0xe00, 0x1000, DmaDirection.ToDevice, DmaAttrs.None));
         Assert.Equal(Errno.None, api.IovaLink(nic, state, C, 0x1e00, 0x800, DmaDirection.ToDevice, DmaAttrs.None));
 
-        // Invariant 26: linking wrote PTEs but made no iotlb_sync_map call.
+        // dma_iova_link writes PTEs but leaves the IOTLB sync to dma_iova_sync: no iotlb_sync_map call yet.
         Assert.Equal(3, domain.PteCount);
         Assert.Equal(0, domain.SyncMapCalls);
         Assert.Equal(Errno.None, api.IovaSync(nic, state, 0, 0x2600));
@@ -108,7 +108,7 @@ public class IovaApiTests
         Assert.True(api.IovaTryAlloc(nic, state, new PhysAddr(0), 0x3000));
         Assert.Equal(Errno.None, api.IovaLink(nic, state, A, 0, 0x1000, DmaDirection.ToDevice, DmaAttrs.None));
         var pteBefore = api.Iommu!.DomainOf(nic)!.PteCount;
-        // Invariant 25: an unaligned buffer at offset > 0 is refused with -EIO and maps nothing.
+        // dma_iova_link: an unaligned buffer at offset > 0 is refused with -EIO and maps nothing.
         Assert.Equal(Errno.EIO, api.IovaLink(nic, state, B + 0x10, 0x1000, 0x800, DmaDirection.ToDevice, DmaAttrs.None));
         Assert.Equal(pteBefore, api.Iommu.DomainOf(nic)!.PteCount);
         Assert.Contains(m.Log.Lines, l => l.Message.Contains("dma_iova_link"));
@@ -126,7 +126,7 @@ public class IovaApiTests
         var tb = m.Device("tbn0");
         var state = new DmaIovaState();
         Assert.True(api.IovaTryAlloc(tb, state, new PhysAddr(BarBase + 0x40), 0x1000));
-        // Invariant 25: untrusted + unaligned + MMIO cannot be bounced.
+        // dma_iova_link: untrusted + unaligned + MMIO cannot be bounced.
         Assert.Equal(Errno.EPERM, api.IovaLink(tb, state, new PhysAddr(BarBase + 0x40), 0, 0x100, DmaDirection.ToDevice, DmaAttrs.Mmio));
         Assert.Equal(0L, api.Swiotlb.SlotsUsed);
         Assert.Equal(0, api.Iommu!.DomainOf(tb)!.PteCount);
@@ -237,7 +237,7 @@ public class IovaApiTests
         var tables = cookie.Domain.PageTable!.TablePages;
         var invalidations = cookie.Domain.Unit.Iotlb.RangeInvalidations;
         api.IovaDestroy(nic, state, 0, DmaDirection.ToDevice, DmaAttrs.None);
-        // Invariant 27.
+        // dma_iova_destroy with mapped_len 0 frees the IOVA without touching the page tables.
         Assert.Equal(ptes, cookie.Domain.PteCount);
         Assert.Equal(tables, cookie.Domain.PageTable.TablePages);
         Assert.Equal(invalidations, cookie.Domain.Unit.Iotlb.RangeInvalidations);

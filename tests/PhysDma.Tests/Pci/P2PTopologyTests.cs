@@ -115,7 +115,7 @@ public class P2PTopologyTests
         api.P2P.MapType(api.P2P.Provider("acc0", 0)!, m.Device("acc1"));
         Assert.Contains(m.Log.Lines, l => l.Message == "acc1 0000:0c:00.0: ACS redirect is set between the client and provider (0000:0b:00.0)");
         Assert.Contains(m.Log.Lines, l => l.Message ==
-            "acc1 0000:0c:00.0: to disable ACS redirect for this path, add the kernel parameter: pci=disable_acs_redir=swacs.dsp[0000:0b:00];swacs.dsp[0000:0c:00]");
+            "acc1 0000:0c:00.0: to disable ACS redirect for this path, add the kernel parameter: pci=disable_acs_redir=0000:0a:00.0;0000:0a:01.0");
     }
 
     [Fact]

@@ -36,7 +36,7 @@ public partial class PhysApiDocTests
         ["coco"] = "coco",
         ["arm64"] = "arm64-noncoherent",
         ["default"] = "default",
-        ["pre-series"] = "default+",
+        ["pre-series"] = "pre-series",
         ["refused"] = "default+",
         ["legacy"] = "x86-noiommu+",
         ["legacy-no-resource"] = "x86-noiommu+",

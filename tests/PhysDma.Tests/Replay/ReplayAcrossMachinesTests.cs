@@ -44,7 +44,7 @@ public sealed class ReplayAcrossMachinesTests
         Assert.Equal([(13L, 0xbffff000UL, 0xbc000000UL), (14L, 0xbfffe000UL, ulong.MaxValue), (15L, 0xbffe0000UL, ulong.MaxValue), (16L, 0xbffff000UL, ulong.MaxValue)],
             r.Calls!.Select(c => (c.Line, c.TracedDma, c.ModelDma)));
         Assert.Equal([14L, 15L, 16L], r.Failures.Select(f => f.Line));
-        Assert.Equal("nic0: DMA addr 0x0000000000000000+4096 overflow (mask ffffffffffffffff, bus limit 0).", r.Failures[0].Reason);
+        Assert.Equal("nic0 0000:02:00.0: DMA addr 0x0000000000000000+4096 overflow (mask ffffffffffffffff, bus limit 0).", r.Failures[0].Reason);
         // The driver saw the maps fail there, so their unmaps are not made.
         Assert.Equal(3, r.Skipped["unmap of a mapping that failed on the model"]);
         Assert.Equal(1, r.PeakSwiotlbSlots);

@@ -3,7 +3,7 @@ using static PhysDma.Tests.Scenarios.ScenarioTestKit;
 namespace PhysDma.Tests.Scenarios;
 
 /// <summary>
-/// DESIGN invariants 3, 4 and 6: a driver that uses the API correctly gets the right bytes on every
+/// Correct use gives the right bytes, leaves nothing behind, and repeats exactly: a driver that uses the API correctly gets the right bytes on every
 /// machine (coherent or not, IOMMU strict, lazy, passthrough or absent, forced bouncing or not), leaves
 /// every structure empty, gets no dma-debug report, and the JSON is the same on every run.
 /// </summary>
@@ -83,7 +83,7 @@ public class CorrectUsageTests
             Assert.Equal(0, pages.GetValue<long>());
             Assert.Equal(0, final["iotlb_entries"]!.GetValue<long>());
         }
-        // Invariant 6: byte-identical on a second run.
+        // Deterministic: byte-identical on a second run.
         Assert.Equal(r.ToJson(), Run(yaml).ToJson());
     }
 }

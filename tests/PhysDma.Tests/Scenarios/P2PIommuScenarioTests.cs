@@ -3,7 +3,7 @@ using static PhysDma.Tests.Scenarios.ScenarioTestKit;
 namespace PhysDma.Tests.Scenarios;
 
 /// <summary>
-/// MMIO behind the IOMMU (spec §10 invariant 17, §9.4's rejected configurations under an IOMMU) and
+/// MMIO behind the IOMMU (IOMMU_MMIO, never IOMMU_CACHE; the configurations that refuse MMIO under an IOMMU) and
 /// the fix the series made: peer memory reached through the host bridge is mapped IOMMU_MMIO, never
 /// IOMMU_CACHE, even on a coherent device.
 /// </summary>

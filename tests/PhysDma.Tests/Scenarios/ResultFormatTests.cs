@@ -4,7 +4,7 @@ using static PhysDma.Tests.Scenarios.ScenarioTestKit;
 
 namespace PhysDma.Tests.Scenarios;
 
-/// <summary>The result JSON of SCENARIOS.md: fields, formats, determinism, exit codes.</summary>
+/// <summary>The result JSON (docs/scenarios.md): fields, formats, determinism, exit codes.</summary>
 public class ResultFormatTests
 {
     private const string RangeMapped = """

@@ -6,7 +6,7 @@ using PhysDma.Scenarios;
 
 namespace PhysDma.Tests.Sg;
 
-/// <summary>dma-iommu scatter-gather (spec §4.7) on fresh domains: exact DMA segments, padding, P2P, errors.</summary>
+/// <summary>dma-iommu scatter-gather (iommu_dma_map_sg) on fresh domains: exact DMA segments, padding, P2P, errors.</summary>
 public class IommuSgTests
 {
     /// <summary>

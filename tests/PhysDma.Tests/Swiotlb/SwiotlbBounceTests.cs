@@ -6,7 +6,7 @@ using static PhysDma.Tests.Swiotlb.SwiotlbMachines;
 namespace PhysDma.Tests.Swiotlb;
 
 /// <summary>
-/// Bytes through bounce buffers (spec §3.6, §3.7, invariants 9 and 15): the device sees only the bounce
+/// Bytes through bounce buffers (swiotlb_tbl_map_single, swiotlb_bounce, swiotlb_tbl_unmap_single): the device sees only the bounce
 /// slot, the original changes only at sync-for-cpu or unmap, and direction decides which copies happen.
 /// </summary>
 public class SwiotlbBounceTests
@@ -152,7 +152,7 @@ public class SwiotlbBounceTests
         Assert.Null(r.M.DeviceWrite(r.Dev, dma, Enumerable.Repeat((byte)0x5A, 2048).ToArray()));
 
         r.Api.SyncSingleForCpu(r.Dev, dma, 2000, DmaDirection.FromDevice);
-        Assert.Contains(r.Api.Log.Lines, l => l.Message == "nic0: Buffer overflow detected. Allocation size: 100. Mapping size: 2000.");
+        Assert.Contains(r.Api.Log.Lines, l => l.Message == "nic0 nic0: Buffer overflow detected. Allocation size: 100. Mapping size: 2000.");
         var got = CpuRead(r.M, r.Va, 2000);
         Assert.All(got[..100], b => Assert.Equal(0x5A, b));
         Assert.All(got[100..], b => Assert.Equal(0, b));
@@ -183,7 +183,7 @@ public class SwiotlbBounceTests
             var a = api.MapPhys(dev, p2 + ((ulong)i * 512), 300, DmaDirection.Bidirectional, 0);
             Assert.True(api.Swiotlb.IsSwiotlbBuffer(dev, api.Direct.DmaToPhys(dev, a)));
         }
-        // MMIO is never bounced: on a forced device it fails (spec §2.4 row 1).
+        // MMIO is never bounced: on a forced device it fails (dma_direct_map_phys returns DMA_MAPPING_ERROR for MMIO where it would bounce).
         Assert.Equal(DmaAddr.MappingError, api.MapPhys(dev, new PhysAddr(0xfe000000), 64, DmaDirection.ToDevice, DmaAttrs.Mmio));
     }
 
@@ -224,7 +224,7 @@ public class SwiotlbBounceTests
         var (p, _) = SwiotlbMachines.Buffer(m, 4096, lo: 0x2000000);
         Assert.Equal(DmaAddr.MappingError, api.MapPhys(dev, p, 64, DmaDirection.ToDevice, 0));
         Assert.Equal(0L, api.Swiotlb.SlotsUsed);
-        Assert.Contains(api.Log.Lines, l => l.Message == "isa0: swiotlb addr 0x00000000bc000000+64 overflow (mask ffffff, bus limit 0).");
+        Assert.Contains(api.Log.Lines, l => l.Message == "isa0 isa0: swiotlb addr 0x00000000bc000000+64 overflow (mask ffffff, bus limit 0).");
     }
 
     [Fact]

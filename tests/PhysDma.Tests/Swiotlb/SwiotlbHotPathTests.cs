@@ -5,7 +5,7 @@ using static PhysDma.Tests.Swiotlb.SwiotlbMachines;
 
 namespace PhysDma.Tests.Swiotlb;
 
-/// <summary>DESIGN.md performance rule: map, sync and unmap through swiotlb allocate nothing once warm.</summary>
+/// <summary>The hot-path rule (docs/design.md): map, sync and unmap through swiotlb allocate nothing once warm.</summary>
 public class SwiotlbHotPathTests
 {
     [Theory]

@@ -86,7 +86,7 @@ internal static class SwiotlbMachines
     }
 
     /// <summary>
-    /// Spec §10 invariant 14 for one pool: every free slot's list is the number of free slots from it to the
+    /// swiotlb's free-list bookkeeping for one pool: every free slot's list is the number of free slots from it to the
     /// end of its segment (and the pool), every used slot's list is 0, and the areas' counts add up.
     /// <paramref name="used"/> says which slots the caller believes are allocated.
     /// </summary>

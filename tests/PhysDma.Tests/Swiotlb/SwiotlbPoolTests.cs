@@ -5,7 +5,7 @@ using static PhysDma.Tests.Swiotlb.SwiotlbMachines;
 
 namespace PhysDma.Tests.Swiotlb;
 
-/// <summary>Dynamic swiotlb (spec §3.5, last paragraph) and restricted pools (§3.8).</summary>
+/// <summary>Dynamic swiotlb (swiotlb_find_slots growing by transient and new pools) and restricted pools (rmem_swiotlb_device_init).</summary>
 public class SwiotlbPoolTests
 {
     private static PhysAddr Orig(ulong offset) => new(FourGiB + 0x100000 + offset);
@@ -236,6 +236,6 @@ public class SwiotlbPoolTests
         var cfg = X86(null, 0, Dev("wifi0", restricted: new AddrRange(5 * Sizes.GiB, Sizes.MiB))) with { HighmemAbove = FourGiB };
         var (m, api) = Build(cfg);
         Assert.Same(api.Swiotlb.DefaultMem, api.Swiotlb.Mem(m.Device("wifi0")));
-        Assert.Contains(api.Log.Lines, l => l.Message == "wifi0: Restricted DMA pool must be accessible within the linear mapping.");
+        Assert.Contains(api.Log.Lines, l => l.Message == "wifi0 wifi0: Restricted DMA pool must be accessible within the linear mapping.");
     }
 }

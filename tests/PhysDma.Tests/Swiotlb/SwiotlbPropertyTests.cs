@@ -8,8 +8,8 @@ namespace PhysDma.Tests.Swiotlb;
 
 /// <summary>
 /// Random map/unmap sequences over random pool sizes, areas, min_align masks, segment boundaries and
-/// alloc_align masks. After every step: invariant 14 (free-list counts, used slots at 0, area counts),
-/// slot accounting, and invariants 11-13 and 16 for each mapping. CsCheck shrinks a failure to a
+/// alloc_align masks. After every step: the free-list counts, used slots at 0 and area counts,
+/// slot accounting, and for each mapping min_align_mask kept, alloc_align honoured, no segment or boundary crossed and the max mapping size respected. CsCheck shrinks a failure to a
 /// minimal sequence and prints it.
 /// </summary>
 public class SwiotlbPropertyTests

@@ -5,7 +5,7 @@ using static PhysDma.Tests.Swiotlb.SwiotlbMachines;
 
 namespace PhysDma.Tests.Swiotlb;
 
-/// <summary>Slot choice (spec §3.5), release (§3.7) and invariants 11-14 and 16 of §10, with exact addresses.</summary>
+/// <summary>Slot choice (swiotlb_search_pool_area), release (swiotlb_release_slots), min_align_mask and alloc_align, segments, free lists and the max mapping size, with exact addresses.</summary>
 public class SwiotlbSlotTests
 {
     private static (Machine M, DmaApi Api, Device Dev, IoTlbPool Pool) X86Nic(
@@ -33,7 +33,7 @@ public class SwiotlbSlotTests
         Assert.True(pool.Slot(5).OrigAddr.IsInvalid);
         Assert.True(api.Swiotlb.IsActive(dev));
         Assert.False(api.Swiotlb.IsForceBounce(dev));
-        Assert.Same(api.Swiotlb.DefaultMem, dev.IoTlbMem);
+        Assert.Same(api.Swiotlb.DefaultMem, api.Swiotlb.Mem(dev));
         Assert.Contains(api.Log.Lines, l => l.Message == "software IO TLB: mapped [mem 0x00000000bc000000-0x00000000bfffffff] (64MB)");
     }
 
@@ -198,7 +198,7 @@ public class SwiotlbSlotTests
         var s = api.Swiotlb;
         Assert.Equal(256 * Sizes.KiB, s.MaxMappingSize(dev));
         Assert.True(s.TblMapSingle(dev, Orig(0), 257 * Sizes.KiB, 0, DmaDirection.ToDevice, 0).IsInvalid);
-        Assert.Contains(api.Log.Lines, l => l.Message == "nic0: swiotlb buffer is full (sz: 263168 bytes), total 32768 (slots), used 0 (slots)");
+        Assert.Contains(api.Log.Lines, l => l.Message == "nic0 nic0: swiotlb buffer is full (sz: 263168 bytes), total 32768 (slots), used 0 (slots)");
         Assert.Equal(0L, s.SlotsUsed);
 
         var (m2, api2) = Build(X86(null, 0, Dev("nic0")));
@@ -223,7 +223,7 @@ public class SwiotlbSlotTests
     public void Max_mapping_size_is_what_always_fits_not_a_hard_limit()
     {
         // With min_align_mask set, the limit reserves room for the worst-case in-slot offset. An orig with
-        // no such offset can still map more: spec §10 invariant 16 holds strictly only for mask 0.
+        // no such offset can still map more: "larger than swiotlb_max_mapping_size always fails" holds strictly only for mask 0.
         var (_, api, dev, pool) = X86Nic(minAlignMask: 0xfff);
         Assert.Equal(pool.Start, api.Swiotlb.TblMapSingle(dev, Orig(0), 260000, 0, DmaDirection.ToDevice, 0));
     }
@@ -240,7 +240,7 @@ public class SwiotlbSlotTests
         }
         Assert.Equal(pool.SlotAddr(384), maps[3]);
         Assert.True(s.TblMapSingle(dev, Orig(0x800000), 100, 0, DmaDirection.ToDevice, 0).IsInvalid);
-        Assert.Contains(api.Log.Lines, l => l.Message == "nic0: swiotlb buffer is full (sz: 100 bytes), total 512 (slots), used 512 (slots)");
+        Assert.Contains(api.Log.Lines, l => l.Message == "nic0 nic0: swiotlb buffer is full (sz: 100 bytes), total 512 (slots), used 512 (slots)");
         Assert.Equal(512L, s.SlotsUsed);
 
         var lines = api.Log.Count;

@@ -11,17 +11,17 @@ public sealed partial class DmaDebug
 
     private readonly int _clPerPageShift;
     private readonly int _l1Shift;
-    private readonly Lock _radixLock = new();
+    private readonly KernelSpinLock _radixLock = new();
 
     // Present key = cacheline has a mapping; value = how many more mappings overlap it (0..7).
     private readonly Dictionary<ulong, int> _activeCachelines = [];
 
-    /// <summary>Cachelines in the tree (0 after every mapping has been unmapped: invariant 30).</summary>
+    /// <summary>Cachelines in the tree (0 after every mapping has been unmapped: <c>active_cacheline_remove</c> drops each one).</summary>
     public int ActiveCachelines
     {
         get
         {
-            lock (_radixLock)
+            using (_radixLock.Enter())
             {
                 return _activeCachelines.Count;
             }
@@ -31,7 +31,7 @@ public sealed partial class DmaDebug
     /// <summary>The overlap count stored for a cacheline, or null when it is not in the tree.</summary>
     public int? CachelineOverlap(PhysAddr paddr)
     {
-        lock (_radixLock)
+        using (_radixLock.Enter())
         {
             return _activeCachelines.TryGetValue(CachelineNumber(paddr), out var n) ? n : null;
         }
@@ -53,7 +53,7 @@ public sealed partial class DmaDebug
             return false;
         }
         var cln = CachelineNumber(entry.Paddr);
-        lock (_radixLock)
+        using (_radixLock.Enter())
         {
             if (_activeCachelines.TryAdd(cln, 0))
             {
@@ -90,7 +90,7 @@ public sealed partial class DmaDebug
             return;
         }
         var cln = CachelineNumber(entry.Paddr);
-        lock (_radixLock)
+        using (_radixLock.Enter())
         {
             if (!_activeCachelines.TryGetValue(cln, out var overlap))
             {

@@ -7,7 +7,7 @@ namespace PhysDma.Dma;
 // PhysDma's own checks: misuse the phys-based API allows and the kernel's dma-debug cannot see.
 public sealed partial class DmaDebug
 {
-    private readonly Lock _ownLock = new();
+    private readonly KernelSpinLock _ownLock = new();
     private DebugEntry? _ownHead;
     private DebugEntry? _shadowSpare;
 
@@ -72,7 +72,7 @@ public sealed partial class DmaDebug
             return 0;
         }
         List<DebugEntryInfo>? hits = null;
-        lock (_ownLock)
+        using (_ownLock.Enter())
         {
             for (var e = _ownHead; e is not null; e = e.OwnNext)
             {
@@ -142,7 +142,7 @@ public sealed partial class DmaDebug
             return;
         }
         entry.DeviceOwns = true;
-        lock (_ownLock)
+        using (_ownLock.Enter())
         {
             OwnLink(entry);
         }
@@ -161,7 +161,7 @@ public sealed partial class DmaDebug
         {
             return;
         }
-        lock (_ownLock)
+        using (_ownLock.Enter())
         {
             var s = _shadowSpare ?? new DebugEntry();
             _shadowSpare = s.OwnExtra;
@@ -200,7 +200,7 @@ public sealed partial class DmaDebug
         {
             return;
         }
-        lock (_ownLock)
+        using (_ownLock.Enter())
         {
             OwnUnlink(entry);
             while (entry.OwnExtra is { } s)

@@ -26,7 +26,7 @@ public enum MapErrType
 }
 
 /// <summary>One report: a dma-debug error (<c>err_printk</c>) or one of PhysDma's own checks.</summary>
-/// <param name="Check">The SCENARIOS.md check name.</param>
+/// <param name="Check">The check's name in results (docs/checks.md).</param>
 /// <param name="Message">The full line, with its <c>DMA-API: </c> (kernel) or <c>PhysDma: </c> (ours) prefix.</param>
 /// <param name="Printed">Whether the kernel would have printed it; always false for our own checks.</param>
 /// <param name="Device">The device's name.</param>
@@ -84,7 +84,7 @@ public sealed partial class DmaDebug
     // The kernel has one spinlock per bucket; a stripe of locks keeps the same ordering rules for less memory.
     private readonly Lock[] _bucketLocks;
 
-    private readonly Lock _freeLock = new();
+    private readonly KernelSpinLock _freeLock = new();
     private readonly Stack<DebugEntry> _spare = new();
 
     private readonly Lock _errLock = new();
@@ -183,7 +183,7 @@ public sealed partial class DmaDebug
     /// </summary>
     public string? CurrentSite { get; set; }
 
-    /// <summary>Live entries in the hash (0 after every mapping has been unmapped: invariant 30).</summary>
+    /// <summary>Live entries in the hash (0 after every mapping has been unmapped, as <c>dma_debug_device_change</c> expects at unbind).</summary>
     public int LiveEntries => Volatile.Read(ref _live);
 
     /// <summary>Every report so far, in order.</summary>
@@ -317,7 +317,7 @@ public sealed partial class DmaDebug
         var grew = false;
         uint total = 0;
         DebugEntry entry;
-        lock (_freeLock)
+        using (_freeLock.Enter())
         {
             if (NumFreeEntries == 0)
             {
@@ -354,7 +354,7 @@ public sealed partial class DmaDebug
     {
         ActiveCachelineRemove(entry);
         OwnershipUntrack(entry);
-        lock (_freeLock)
+        using (_freeLock.Enter())
         {
             entry.Dev = null!;
             _spare.Push(entry);

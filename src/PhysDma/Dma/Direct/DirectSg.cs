@@ -4,7 +4,7 @@ using PhysDma.Platform;
 
 namespace PhysDma.Dma;
 
-/// <summary>Scatter-gather mapping for dma-direct (kernel/dma/direct.c) with the P2PDMA states of spec §2.6.</summary>
+/// <summary>Scatter-gather mapping for dma-direct (kernel/dma/direct.c) (<c>dma_direct_map_sg</c>) with the P2PDMA states of <c>pci_p2pdma_state</c>.</summary>
 internal sealed class DirectSg(DmaApi api)
 {
     private Machine M => api.Machine;

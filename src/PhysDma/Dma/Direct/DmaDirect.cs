@@ -24,12 +24,12 @@ public sealed class DmaDirect : IDmaBackend
     /// <summary><c>__phys_to_dma</c>: the range map applied, no encryption bit; ERROR outside every range.</summary>
     public DmaAddr PhysToDmaUnencrypted(Device dev, PhysAddr p)
     {
-        var map = dev.DmaRangeMap;
+        var map = dev.DmaRanges;
         if (map is null)
         {
             return new DmaAddr(p.Value);
         }
-        foreach (var r in map)
+        foreach (ref readonly var r in map.AsSpan())
         {
             if (p >= r.CpuStart && p.Value - r.CpuStart.Value < r.Size)
             {
@@ -50,12 +50,12 @@ public sealed class DmaDirect : IDmaBackend
     public PhysAddr DmaToPhys(Device dev, DmaAddr a)
     {
         var v = a.Value & ~_m.Config.MemEncryptBit;
-        var map = dev.DmaRangeMap;
+        var map = dev.DmaRanges;
         if (map is null)
         {
             return new PhysAddr(v);
         }
-        foreach (var r in map)
+        foreach (ref readonly var r in map.AsSpan())
         {
             if (v >= r.DmaStart.Value && v - r.DmaStart.Value < r.Size)
             {
@@ -95,7 +95,7 @@ public sealed class DmaDirect : IDmaBackend
         return !Sizes.IsAligned(rounded, _api.CacheAlignment);
     }
 
-    /// <summary><c>dma_direct_map_phys</c> (6.18): the decision table of spec §2.4.</summary>
+    /// <summary><c>dma_direct_map_phys</c> (6.18): bounce when forced or not <c>dma_capable</c> (MMIO fails instead), else the bus address, with arch sync for a non-coherent device.</summary>
     public DmaAddr MapPhys(Device dev, PhysAddr phys, ulong size, DmaDirection dir, DmaAttrs attrs)
     {
         DmaAddr dmaAddr = default;
@@ -151,7 +151,7 @@ public sealed class DmaDirect : IDmaBackend
     private DmaAddr Overflow(Device dev, DmaAddr dmaAddr, ulong size)
     {
         _api.Log.WarnOnce("dma_direct_map_phys:overflow", () =>
-            $"{dev.Name}: DMA addr {Hex.Padded16(dmaAddr.Value)}+{size} overflow (mask {Hex.Llx(dev.DmaMask)}, bus limit {Hex.Llx(dev.BusDmaLimit)}).");
+            $"{dev.PrintkPrefix}: DMA addr {Hex.Padded16(dmaAddr.Value)}+{size} overflow (mask {Hex.Llx(dev.DmaMask)}, bus limit {Hex.Llx(dev.BusDmaLimit)}).");
         return DmaAddr.MappingError;
     }
 

@@ -5,7 +5,7 @@ using PhysDma.Platform;
 
 namespace PhysDma.Dma;
 
-// The two-step IOVA API (dma_iova_*, drivers/iommu/dma-iommu.c, spec §4.8): one IOVA range reserved up
+// The two-step IOVA API (dma_iova_*, drivers/iommu/dma-iommu.c): one IOVA range reserved up
 // front, buffers linked into it piece by piece without IOTLB syncs, one sync at the end.
 public sealed partial class DmaIommu
 {

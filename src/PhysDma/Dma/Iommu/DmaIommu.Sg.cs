@@ -5,7 +5,7 @@ using PhysDma.Platform;
 
 namespace PhysDma.Dma;
 
-// Scatter-gather for dma-iommu (iommu_dma_map_sg and friends, spec §4.7): the whole list in one IOVA
+// Scatter-gather for dma-iommu (iommu_dma_map_sg, iommu_dma_unmap_sg, __finalise_sg, __invalidate_sg): the whole list in one IOVA
 // allocation, entries padded to granules and to the segment boundary, merged into DMA segments on the way
 // out, P2P bus addresses passed through in their own output slots.
 public sealed partial class DmaIommu : IDmaBackend

@@ -15,7 +15,7 @@ public sealed partial class DmaIommu
 {
     private readonly DmaApi _api;
     private readonly Machine _m;
-    private readonly Dictionary<Device, IommuDmaCookie> _cookies = [];
+    private readonly List<IommuDmaCookie> _cookies = [];
 
     internal DmaIommu(DmaApi api, IommuConfig config)
     {
@@ -39,7 +39,9 @@ public sealed partial class DmaIommu
             var domain = Unit.AllocDomain(type);
             if (domain.IsPaging)
             {
-                _cookies[dev] = InitDomain(dev, domain, config);
+                var cookie = InitDomain(dev, domain, config);
+                _api.State(dev).Cookie = cookie;
+                _cookies.Add(cookie);
                 dev.DmaIommu = true;
                 dev.Pci32BitWorkaround = dev.IsPci && !config.ForceDac;
             }
@@ -50,12 +52,12 @@ public sealed partial class DmaIommu
     /// <summary>The IOMMU hardware.</summary>
     public IommuUnit Unit { get; }
 
-    public IommuDmaCookie? CookieOf(Device dev) => _cookies.TryGetValue(dev, out var c) ? c : null;
+    public IommuDmaCookie? CookieOf(Device dev) => _api.State(dev).Cookie;
 
     public IommuDomain? DomainOf(Device dev) => Unit.DomainOf(dev);
 
     /// <summary>IOVA pages in live mappings over every DMA domain (results' <c>iova_pages_in_use</c>).</summary>
-    public ulong IovaPagesInUse => _cookies.Values.Aggregate(0UL, (n, c) => n + c.PagesInUse);
+    public ulong IovaPagesInUse => _cookies.Aggregate(0UL, (n, c) => n + c.PagesInUse);
 
     /// <summary>IOTLB entries (results' <c>iotlb_entries</c>).</summary>
     public int IotlbEntries => Unit.Iotlb.Count;
@@ -68,7 +70,7 @@ public sealed partial class DmaIommu
     {
         var shift = domain.GranuleShift;
         var iovad = new IovaDomain(domain.Granule, Math.Max(1UL, domain.ApertureStart >> shift), _m.Cpus, _m.Clock);
-        // SCENARIOS.md: host-bridge MEM windows are reserved in every IOVA domain (peer addresses, not memory).
+        // iova_reserve_pci_windows: host-bridge MEM windows are reserved in every IOVA domain (peer addresses, not memory).
         foreach (var node in _m.Config.Pci)
         {
             if (node.Type != PciNodeType.HostBridge)
@@ -98,8 +100,11 @@ public sealed partial class DmaIommu
         return new IommuDmaCookie(domain, iovad, fq);
     }
 
-    private IommuDmaCookie Cookie(Device dev) =>
-        _cookies.TryGetValue(dev, out var c) ? c : throw new ModelViolation($"{dev.Name}: dma-iommu call for a device without a DMA domain");
+    private IommuDmaCookie Cookie(Device dev) => _api.State(dev).Cookie ?? NoDomain(dev);
+
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.NoInlining)]
+    private static IommuDmaCookie NoDomain(Device dev) =>
+        throw new ModelViolation($"{dev.Name}: dma-iommu call for a device without a DMA domain");
 
     /// <summary><c>dma_info_to_prot</c>.</summary>
     public static int InfoToProt(DmaDirection dir, bool coherent, DmaAttrs attrs)
@@ -211,7 +216,7 @@ public sealed partial class DmaIommu
 
     private void WarnBounceInactive(Device dev) =>
         _api.Log.WarnOnce("iommu_dma_map_swiotlb:inactive:" + dev.Name,
-            () => $"{dev.Name}: DMA bounce buffers are inactive, unable to map unaligned transaction.");
+            () => $"{dev.PrintkPrefix}: DMA bounce buffers are inactive, unable to map unaligned transaction.");
 
     /// <summary>
     /// <c>__iommu_dma_map</c>: IOVA for the granule-aligned span around [phys, phys+size), PTEs written,
@@ -282,7 +287,7 @@ public sealed partial class DmaIommu
     }
 
     private void NoticeDac(Device dev, ulong dmaLimit) =>
-        _api.Log.Print(LogLevel.Notice, $"{dev.Name}: Using {Sizes.Fls64(dmaLimit)}-bit DMA addresses");
+        _api.Log.Print(LogLevel.Notice, $"{dev.PrintkPrefix}: Using {Sizes.Fls64(dmaLimit)}-bit DMA addresses");
 
     /// <summary><c>iommu_dma_free_iova</c>: through the flush queue when the unmap was queued, else straight back.</summary>
     private static void FreeIova(IommuDmaCookie cookie, ulong iova, ulong size, bool queued)
@@ -396,7 +401,7 @@ public sealed partial class DmaIommu
     /// </summary>
     public void FlushAll()
     {
-        foreach (var c in _cookies.Values)
+        foreach (var c in _cookies)
         {
             if (c.Fq is { } fq)
             {

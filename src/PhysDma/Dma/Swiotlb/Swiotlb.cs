@@ -45,7 +45,7 @@ public sealed partial class Swiotlb
         foreach (var dev in _m.Devices)
         {
             // swiotlb_dev_init: every device starts on the default allocator.
-            dev.IoTlbMem = DefaultMem;
+            _api.State(dev).IoTlbMem = DefaultMem;
             dev.DmaUsesIoTlb = false;
             if (dev.Config.RestrictedPool is { } rp)
             {
@@ -87,7 +87,7 @@ public sealed partial class Swiotlb
     }
 
     /// <summary><c>dev->dma_io_tlb_mem</c>.</summary>
-    public IoTlbMem? Mem(Device dev) => dev.IoTlbMem as IoTlbMem;
+    public IoTlbMem? Mem(Device dev) => _api.State(dev).IoTlbMem;
 
     /// <summary>The device's live transient pools, newest first.</summary>
     public IReadOnlyList<IoTlbPool> TransientPools(Device dev) =>
@@ -236,7 +236,7 @@ public sealed partial class Swiotlb
         {
             if (_m.Config.HighmemAbove is { } h && rp.Base >= h)
             {
-                Log.Print(LogLevel.Err, $"{dev.Name}: Restricted DMA pool must be accessible within the linear mapping.");
+                Log.Print(LogLevel.Err, $"{dev.PrintkPrefix}: Restricted DMA pool must be accessible within the linear mapping.");
                 return;
             }
             var nslabs = rp.Size >> IoTlb.Shift;
@@ -260,7 +260,7 @@ public sealed partial class Swiotlb
             Log.Print(LogLevel.Info,
                 $"Reserved memory: created restricted DMA pool at {Hex.Padded16(rp.Base)}, size {rp.Size / Sizes.MiB} MiB");
         }
-        dev.IoTlbMem = mem;
+        _api.State(dev).IoTlbMem = mem;
     }
 
     /// <summary>

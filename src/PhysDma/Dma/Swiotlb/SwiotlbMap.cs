@@ -60,7 +60,7 @@ public sealed partial class Swiotlb
         var tblSlotShift = IoTlb.NrSlots(tblDmaAddr);
 
         int slotIndex;
-        lock (area.Lock)
+        using (area.Lock.Enter())
         {
             if (nslots > pool.AreaNSlabs - area.Used)
             {
@@ -417,7 +417,7 @@ public sealed partial class Swiotlb
             throw new KernelBug($"kernel BUG at kernel/dma/swiotlb.c: swiotlb_release_slots area {aindex} of {pool.NAreas}");
         }
         var area = pool.Areas[aindex];
-        lock (area.Lock)
+        using (area.Lock.Enter())
         {
             var next = index + nslots;
             // The kernel reads the slot after the run while still in the segment; a pool whose size is
@@ -479,7 +479,7 @@ public sealed partial class Swiotlb
     [MethodImpl(MethodImplOptions.NoInlining)]
     private void WarnNoPool(Device dev) =>
         Log.Ratelimited("swiotlb_tbl_map_single:nopool", LogLevel.Warn,
-            () => $"{dev.Name}: Can not allocate SWIOTLB buffer earlier and can't now provide you with the DMA bounce buffer");
+            () => $"{dev.PrintkPrefix}: Can not allocate SWIOTLB buffer earlier and can't now provide you with the DMA bounce buffer");
 
     [MethodImpl(MethodImplOptions.NoInlining)]
     private void WarnMemEncrypt()
@@ -492,25 +492,25 @@ public sealed partial class Swiotlb
 
     [MethodImpl(MethodImplOptions.NoInlining)]
     private void WarnAllocAlign(Device dev) =>
-        Log.WarnOnce("swiotlb_tbl_map_single:align", () => $"{dev.Name}: Alloc alignment may prevent fulfilling requests with max mapping_size");
+        Log.WarnOnce("swiotlb_tbl_map_single:align", () => $"{dev.PrintkPrefix}: Alloc alignment may prevent fulfilling requests with max mapping_size");
 
     [MethodImpl(MethodImplOptions.NoInlining)]
     private void WarnFull(Device dev, IoTlbMem mem, ulong size) =>
         Log.Ratelimited("swiotlb_tbl_map_single:full", LogLevel.Warn,
-            () => $"{dev.Name}: swiotlb buffer is full (sz: {size} bytes), total {mem.NSlabs} (slots), used {mem.TotalUsed} (slots)");
+            () => $"{dev.PrintkPrefix}: swiotlb buffer is full (sz: {size} bytes), total {mem.NSlabs} (slots), used {mem.TotalUsed} (slots)");
 
     [MethodImpl(MethodImplOptions.NoInlining)]
     private void WarnAddrOverflow(Device dev, DmaAddr dma, ulong size) =>
         Log.WarnOnce("swiotlb_map:overflow", () =>
-            $"{dev.Name}: swiotlb addr {Hex.Padded16(dma.Value)}+{size} overflow (mask {Hex.Llx(dev.DmaMask)}, bus limit {Hex.Llx(dev.BusDmaLimit)}).");
+            $"{dev.PrintkPrefix}: swiotlb addr {Hex.Padded16(dma.Value)}+{size} overflow (mask {Hex.Llx(dev.DmaMask)}, bus limit {Hex.Llx(dev.BusDmaLimit)}).");
 
     [MethodImpl(MethodImplOptions.NoInlining)]
     private void WarnBufferOverflow(Device dev, ulong allocSize, ulong size) =>
         Log.WarnOnce("swiotlb_bounce:overflow", () =>
-            $"{dev.Name}: Buffer overflow detected. Allocation size: {allocSize}. Mapping size: {size}.");
+            $"{dev.PrintkPrefix}: Buffer overflow detected. Allocation size: {allocSize}. Mapping size: {size}.");
 
     [MethodImpl(MethodImplOptions.NoInlining)]
     private void WarnUnalignedAlloc(Device dev, PhysAddr tlb) =>
         Log.WarnOnce("swiotlb_alloc:unaligned", () =>
-            $"{dev.Name}: Cannot allocate pages from non page-aligned swiotlb addr 0x{Hex.Padded16(tlb.Value)}.");
+            $"{dev.PrintkPrefix}: Cannot allocate pages from non page-aligned swiotlb addr 0x{Hex.Padded16(tlb.Value)}.");
 }

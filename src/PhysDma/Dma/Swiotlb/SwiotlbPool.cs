@@ -2,7 +2,7 @@ using PhysDma.Core;
 
 namespace PhysDma.Dma;
 
-/// <summary>The swiotlb constants of include/linux/swiotlb.h and kernel/dma/swiotlb.c (spec §3.1).</summary>
+/// <summary>The swiotlb constants of include/linux/swiotlb.h and kernel/dma/swiotlb.c (IO_TLB_SHIFT, IO_TLB_SIZE, IO_TLB_SEGSIZE, ...).</summary>
 public static class IoTlb
 {
     /// <summary><c>IO_TLB_SHIFT</c>: a slot is 2 KiB.</summary>
@@ -69,7 +69,8 @@ public readonly record struct IoTlbSlotInfo(PhysAddr OrigAddr, ulong AllocSize, 
 /// <summary><c>struct io_tlb_area</c>: a slice of a pool with its own lock, so CPUs rarely contend.</summary>
 internal sealed class IoTlbArea
 {
-    public readonly Lock Lock = new();
+    // area->lock, a spinlock as in the kernel (and padded, so two areas' locks never share a line).
+    public readonly KernelSpinLock Lock = new();
     public long Used;
     public int Index;
 }
@@ -146,7 +147,7 @@ public sealed class IoTlbPool
     public long AreaUsed(int area)
     {
         var a = Areas[area];
-        lock (a.Lock)
+        using (a.Lock.Enter())
         {
             return a.Used;
         }
@@ -156,7 +157,7 @@ public sealed class IoTlbPool
     public int AreaIndex(int area)
     {
         var a = Areas[area];
-        lock (a.Lock)
+        using (a.Lock.Enter())
         {
             return a.Index;
         }

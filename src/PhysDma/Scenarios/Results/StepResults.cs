@@ -221,8 +221,8 @@ public sealed record IommuFlushResult : StepResult
 }
 
 /// <summary>
-/// <c>alloc_coherent</c>: measured like a mapping, but its cost comes before the address (and it has no cache
-/// operations of its own to show).
+/// <c>alloc_coherent</c>: measured like a mapping, but its cost comes before the address. Its cache operations are
+/// <c>arch_dma_prep_coherent</c>'s clean and invalidate of the new pages on a non-coherent device (empty elsewhere).
 /// </summary>
 public sealed record AllocCoherentResult : StepResult, IMeasured
 {
@@ -230,6 +230,7 @@ public sealed record AllocCoherentResult : StepResult, IMeasured
     public string? Dev { get; set; }
     public ulong? Size { get; set; }
     public FlagSet? Attrs { get; set; }
+    public List<CacheOpResult> CacheOps { get; set; } = [];
     public long PageTouches { get; set; }
     public long KernelMappings { get; set; }
     public HexAddr? DmaAddr { get; set; }
@@ -237,9 +238,6 @@ public sealed record AllocCoherentResult : StepResult, IMeasured
     public string? Path { get; set; }
     public FlagSet? IommuProt { get; set; }
     public override string? Error { get; set; }
-
-    [JsonIgnore]
-    public List<CacheOpResult> CacheOps { get; set; } = [];
 }
 
 public sealed record FreeCoherentResult : StepResult

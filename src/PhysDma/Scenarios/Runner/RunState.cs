@@ -5,38 +5,37 @@ using PhysDma.Platform;
 
 namespace PhysDma.Scenarios;
 
-/// <summary>A mapping a <c>map</c>, <c>p2p_map</c> or <c>alloc_coherent</c> step made, by its <c>as:</c> name.</summary>
-internal sealed class Handle
+/// <summary>What every mapping a step made by its <c>as:</c> name has: the device, direction and attributes.</summary>
+internal abstract class MappingHandle
 {
     public required string Name { get; init; }
     public required Device Dev { get; init; }
+    public required DmaDirection Dir { get; init; }
+    public required DmaAttrs Attrs { get; init; }
+    public bool Unmapped { get; set; }
+}
+
+/// <summary>A mapping a <c>map</c>, <c>p2p_map</c> or <c>alloc_coherent</c> step made.</summary>
+internal sealed class Handle : MappingHandle
+{
     public required Buffer Buf { get; init; }
     public required PhysAddr Phys { get; init; }
     public required ulong Size { get; init; }
-    public required DmaDirection Dir { get; init; }
-    public required DmaAttrs Attrs { get; init; }
     public required MapApi Api { get; init; }
     public required DmaAddr Addr { get; init; }
 
     /// <summary>Set for handles made by <c>p2p_map</c>: what the importer decided.</summary>
     public P2PMapping? P2P { get; init; }
 
-    public bool Unmapped { get; set; }
-
     /// <summary>Whether this handle holds a DMA-API mapping (bus addresses and failures do not).</summary>
     public bool IsDmaMapping => !Addr.IsError && P2P is not { Type: P2PMapType.BusAddr };
 }
 
 /// <summary>A scatterlist a <c>map_sg</c> step made.</summary>
-internal sealed class SgHandle
+internal sealed class SgHandle : MappingHandle
 {
-    public required string Name { get; init; }
-    public required Device Dev { get; init; }
     public required SgTable Table { get; init; }
-    public required DmaDirection Dir { get; init; }
-    public required DmaAttrs Attrs { get; init; }
     public required bool Mapped { get; init; }
-    public bool Unmapped { get; set; }
 }
 
 /// <summary>An IOVA state an <c>iova_alloc</c> step made.</summary>

@@ -49,9 +49,15 @@ internal sealed class SingleMapOps(RunState s)
         return (dev, b, size, phys);
     }
 
-    /// <summary>The outcome fields both map ops end with; bounce and prot only for a mapping that was made.</summary>
-    private void End(MapResult r, DmaAddr addr, bool ok, string p2p)
+    /// <summary>
+    /// What both map ops do after the call: the handle is registered under its <c>as:</c> name (a failed map too:
+    /// a driver may still unmap it), and the outcome fields are filled; bounce and prot only for a mapping made.
+    /// </summary>
+    private void End(MapResult r, Handle h, string? error, bool ok, string p2p)
     {
+        s.Handles[h.Name] = h;
+        var addr = h.Addr;
+        r.Error = error;
         r.DmaAddr = new HexAddr(addr.Value);
         r.Path = ok ? DmaRecorder.PathName(s.Recorder.Path) : "none";
         r.P2p = p2p;
@@ -78,20 +84,8 @@ internal sealed class SingleMapOps(RunState s)
                 MapApi.Resource => api.MapResource(dev, phys, size, step.Dir, step.Attrs),
                 _ => api.MapPhys(dev, phys, size, step.Dir, step.Attrs),
             };
-            s.Handles[step.As] = new Handle
-            {
-                Name = step.As,
-                Dev = dev,
-                Buf = b,
-                Phys = phys,
-                Size = size,
-                Dir = step.Dir,
-                Attrs = step.Attrs,
-                Api = step.Api,
-                Addr = addr,
-            };
-            r.Error = addr.IsError ? "DMA_MAPPING_ERROR" : null;
-            End(r, addr, !addr.IsError, "none");
+            var h = new Handle { Name = step.As, Dev = dev, Buf = b, Phys = phys, Size = size, Dir = step.Dir, Attrs = step.Attrs, Api = step.Api, Addr = addr };
+            End(r, h, addr.IsError ? "DMA_MAPPING_ERROR" : null, !addr.IsError, "none");
         }
     }
 
@@ -116,21 +110,8 @@ internal sealed class SingleMapOps(RunState s)
             {
                 throw s.Error(step, "buf", $"buffer '{b.Name}' ({b.KindName}) is neither memory with struct page nor part of a PCI BAR: no importer can map it");
             }
-            s.Handles[step.As] = new Handle
-            {
-                Name = step.As,
-                Dev = dev,
-                Buf = b,
-                Phys = phys,
-                Size = size,
-                Dir = step.Dir,
-                Attrs = step.Attrs,
-                Api = MapApi.Phys,
-                Addr = m.Addr,
-                P2P = m,
-            };
-            r.Error = m.Error != Errno.None ? m.Error.ToString() : m.Addr.IsError ? "DMA_MAPPING_ERROR" : null;
-            End(r, m.Addr, m.Ok, MapTypeName(m.Type));
+            var h = new Handle { Name = step.As, Dev = dev, Buf = b, Phys = phys, Size = size, Dir = step.Dir, Attrs = step.Attrs, Api = MapApi.Phys, Addr = m.Addr, P2P = m };
+            End(r, h, m.Error != Errno.None ? m.Error.ToString() : m.Addr.IsError ? "DMA_MAPPING_ERROR" : null, m.Ok, MapTypeName(m.Type));
         }
     }
 

@@ -1,0 +1,193 @@
+using BenchmarkDotNet.Attributes;
+using PhysDma.Core;
+using PhysDma.Dma;
+using PhysDma.Iommu;
+using PhysDma.Platform;
+
+namespace PhysDma.Benchmarks;
+
+/// <summary>
+/// <c>dma_map_phys</c> + <c>dma_mapping_error</c> + <c>dma_unmap_phys</c> of one page on a coherent
+/// 64-bit device through dma-direct, with no bus offset and with a <c>dma_ranges</c> map (the range walk
+/// of <c>phys_to_dma</c> and <c>dma_to_phys</c>), dma-debug off and on.
+/// </summary>
+[MemoryDiagnoser]
+public class DirectMapBenchmarks
+{
+    private DmaApi _api = null!;
+    private Device _dev = null!;
+    private PhysAddr _buf;
+
+    [Params(false, true)]
+    public bool DmaRanges { get; set; }
+
+    [Params(false, true)]
+    public bool Debug { get; set; }
+
+    [GlobalSetup]
+    public void Setup()
+    {
+        var cfg = new MachineConfig
+        {
+            Name = "bench-direct",
+            Arch = Arch.X86_64,
+            Cpus = 1,
+            Debug = Debug,
+            Ram = [new AddrRange(0, 3 * Sizes.GiB), new AddrRange(4 * Sizes.GiB, 4 * Sizes.GiB)],
+            Swiotlb = null,
+            Devices =
+            [
+                new DeviceConfig
+                {
+                    Name = "nic0",
+                    DmaMaskBits = 64,
+                    CoherentDmaMaskBits = 64,
+                    DmaRanges = DmaRanges
+                        ? [new DmaRangeConfig(0, 0x80_0000_0000, 3 * Sizes.GiB), new DmaRangeConfig(4 * Sizes.GiB, 0x81_0000_0000, 4 * Sizes.GiB)]
+                        : [],
+                },
+            ],
+        };
+        var m = new Machine(cfg);
+        _api = new DmaApi(m);
+        _dev = m.Device("nic0");
+        _buf = m.Allocator.Alloc(4096, 4096, 4 * Sizes.GiB)!.Value;
+        var a = MapUnmap();
+        if (a.IsError || (DmaRanges && a.Value < 0x81_0000_0000))
+        {
+            throw new InvalidOperationException($"benchmark setup: mapped to {a}");
+        }
+    }
+
+    [Benchmark(Description = "direct map+mapping_error+unmap 4K")]
+    public DmaAddr MapUnmap()
+    {
+        var a = _api.MapPhys(_dev, _buf, 4096, DmaDirection.ToDevice, DmaAttrs.None);
+        _api.MappingError(_dev, a);
+        _api.UnmapPhys(_dev, a, 4096, DmaDirection.ToDevice, DmaAttrs.None);
+        return a;
+    }
+}
+
+/// <summary>
+/// <c>dma_map_phys</c> + <c>dma_mapping_error</c> + <c>dma_unmap_phys</c> of 4 KiB through dma-iommu on a
+/// coherent PCI device, strict and lazy, dma-debug off and on.
+/// </summary>
+[MemoryDiagnoser]
+public class IommuPathBenchmarks
+{
+    private DmaApi _api = null!;
+    private Device _dev = null!;
+    private static readonly PhysAddr Buf = new(0x100000000);
+
+    [Params(IommuMode.Strict, IommuMode.Lazy)]
+    public IommuMode Mode { get; set; }
+
+    [Params(false, true)]
+    public bool Debug { get; set; }
+
+    [GlobalSetup]
+    public void Setup()
+    {
+        var m = new Machine(BenchMachines.Iommu(Mode, Debug, cpus: 1));
+        _api = new DmaApi(m);
+        _dev = m.Device("nic0");
+        if (MapUnmap().IsError)
+        {
+            throw new InvalidOperationException("benchmark setup: map failed");
+        }
+    }
+
+    // A correct driver checks the mapping: without dma_mapping_error, dma-debug would report
+    // map_error_not_checked on every unmap and the figure would be the cost of that report.
+    [Benchmark(Description = "iommu map+mapping_error+unmap 4K")]
+    public DmaAddr MapUnmap()
+    {
+        var a = _api.MapPhys(_dev, Buf, 4096, DmaDirection.ToDevice, DmaAttrs.None);
+        _api.MappingError(_dev, a);
+        _api.UnmapPhys(_dev, a, 4096, DmaDirection.ToDevice, DmaAttrs.None);
+        return a;
+    }
+}
+
+/// <summary>
+/// Throughput of modelled CPUs mapping and unmapping 4 KiB through a lazy IOMMU, each on its own thread
+/// bound to its CPU: the time per operation over all threads, so two CPUs that scale show half of one.
+/// </summary>
+[MemoryDiagnoser]
+public class CpuScalingBenchmarks
+{
+    private const int TotalOps = 1 << 17;
+
+    private DmaApi _api = null!;
+    private Device _dev = null!;
+    private Machine _m = null!;
+
+    [Params(1, 2)]
+    public int Threads { get; set; }
+
+    [GlobalSetup]
+    public void Setup()
+    {
+        _m = new Machine(BenchMachines.Iommu(IommuMode.Lazy, debug: false, cpus: 2));
+        _api = new DmaApi(_m);
+        _dev = _m.Device("nic0");
+        Run();
+    }
+
+    [Benchmark(OperationsPerInvoke = TotalOps, Description = "iommu lazy map+unmap 4K, per op over all CPUs")]
+    public void Run()
+    {
+        var per = TotalOps / Threads;
+        if (Threads == 1)
+        {
+            Work(0, per);
+            return;
+        }
+        var threads = new Thread[Threads];
+        for (var t = 0; t < Threads; t++)
+        {
+            var cpu = t;
+            threads[t] = new Thread(() => Work(cpu, per));
+            threads[t].Start();
+        }
+        foreach (var th in threads)
+        {
+            th.Join();
+        }
+    }
+
+    private void Work(int cpu, int ops)
+    {
+        using var _ = _m.OnCpu(cpu);
+        var buf = new PhysAddr(0x100000000 + ((ulong)cpu << 20));
+        for (var i = 0; i < ops; i++)
+        {
+            var a = _api.MapPhys(_dev, buf, 4096, DmaDirection.ToDevice, DmaAttrs.None);
+            _api.UnmapPhys(_dev, a, 4096, DmaDirection.ToDevice, DmaAttrs.None);
+        }
+    }
+}
+
+/// <summary>Machines the benchmarks share.</summary>
+internal static class BenchMachines
+{
+    /// <summary>x86 with an IOMMU (4 KiB/2 MiB/1 GiB pages, 48-bit), one host bridge and a PCI NIC behind a root port.</summary>
+    public static MachineConfig Iommu(IommuMode mode, bool debug, int cpus) => new()
+    {
+        Name = "bench-x86-iommu",
+        Arch = Arch.X86_64,
+        Cpus = cpus,
+        Debug = debug,
+        Ram = [new AddrRange(0, 3 * Sizes.GiB), new AddrRange(4 * Sizes.GiB, 4 * Sizes.GiB)],
+        Swiotlb = new SwiotlbConfig(4 * Sizes.MiB, 1, false, false, null),
+        Iommu = new IommuConfig(mode, [4 * Sizes.KiB, 2 * Sizes.MiB, Sizes.GiB], 48, false,
+            new FlushQueueConfig(256, 10), [new AddrRange(0xfee00000, Sizes.MiB)]),
+        Pci =
+        [
+            new PciNodeConfig("hb0", PciNodeType.HostBridge, null, 0x8086, 0x2020, true, [new AddrRange(0xc0000000, 0x3ec00000)], false),
+            new PciNodeConfig("rp0", PciNodeType.RootPort, "hb0", 0x8086, 0x2021, true, [], false),
+        ],
+        Devices = [new DeviceConfig { Name = "nic0", Parent = "rp0", Bdf = "0000:01:00.0", DmaMaskBits = 64, CoherentDmaMaskBits = 64 }],
+    };
+}
