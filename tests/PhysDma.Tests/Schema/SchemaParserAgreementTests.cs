@@ -61,6 +61,8 @@ public class SchemaParserAgreementTests
         "id" => "s1",
         "cpu" => "0",
         "expect" => "{}",
+        "expect_on" => "{ coco: {} }",
+        "fallback" => "map_phys",
         _ => throw new InvalidOperationException($"no sample for field '{field}'"),
     };
 

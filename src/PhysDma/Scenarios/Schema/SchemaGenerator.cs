@@ -116,6 +116,8 @@ public static class SchemaGenerator
             {
                 "op" => Described(new JsonObject { ["const"] = op.Name }, StepCatalogue.OpDescriptions[op.Name]),
                 "expect" => Described(Expect(ResultCatalogue.StepFields(op.Name).Select(f => f.Name)), $"Result fields of {op.Name} and the values they must have."),
+                "expect_on" => Described(new JsonObject { ["type"] = "object", ["additionalProperties"] = Expect(ResultCatalogue.StepFields(op.Name).Select(f => f.Name)) },
+                    $"Per machine: result fields of {op.Name} that hold on that machine, in place of expect's."),
                 _ => doc.Schema(),
             };
         }
