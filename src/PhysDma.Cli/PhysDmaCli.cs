@@ -11,6 +11,9 @@ public static class PhysDmaCli
     public const int ExitExpectFailed = 1;
     public const int ExitBadInput = 2;
 
+    /// <summary>A defect in PhysDma itself (an exception nothing expected): never 0, 1 or 2.</summary>
+    public const int ExitInternalError = 3;
+
     public static int Invoke(string[] args, TextWriter stdout, TextWriter stderr)
     {
         var root = Build(stdout, stderr);
@@ -24,7 +27,14 @@ public static class PhysDmaCli
             stderr.WriteLine("physdma: try 'physdma --help'");
             return ExitBadInput;
         }
-        return parse.Invoke(new InvocationConfiguration { Output = stdout, Error = stderr });
+        try
+        {
+            return parse.Invoke(new InvocationConfiguration { Output = stdout, Error = stderr, EnableDefaultExceptionHandler = false });
+        }
+        catch (Exception e)
+        {
+            return ScenarioInput.InternalError(e, string.Join(' ', args), stderr);
+        }
     }
 
     private static RootCommand Build(TextWriter stdout, TextWriter stderr)
@@ -81,7 +91,7 @@ public static class PhysDmaCli
         ScenarioRunner runner;
         try
         {
-            var scenario = ScenarioParser.ParseFile(path, machine);
+            var scenario = ScenarioInput.Parse(path, machine);
             runner = new ScenarioRunner(scenario);
             runner.Api.Trace.Enabled = tracePath is not null;
             result = runner.Run();
@@ -90,6 +100,10 @@ public static class PhysDmaCli
         {
             stderr.WriteLine($"physdma: {e.Formatted}");
             return ExitBadInput;
+        }
+        catch (Exception e)
+        {
+            return ScenarioInput.InternalError(e, path, stderr);
         }
         var text = result.ToJson();
         try

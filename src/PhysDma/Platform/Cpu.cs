@@ -75,10 +75,10 @@ public sealed class Cpu
         }
     }
 
-    /// <summary><c>memset</c> through the cache.</summary>
+    /// <summary><c>memset</c> through the cache (a page at a time, so whole cache blocks of one value stay shared).</summary>
     public void Memset(KernelVirt dst, byte value, ulong len)
     {
-        Span<byte> buf = stackalloc byte[256];
+        Span<byte> buf = stackalloc byte[4096];
         buf.Fill(value);
         while (len > 0)
         {

@@ -1,3 +1,4 @@
+using System.Numerics;
 using PhysDma.Core;
 
 namespace PhysDma.Platform;
@@ -10,15 +11,23 @@ namespace PhysDma.Platform;
 /// </summary>
 public sealed class CpuCache
 {
-    private sealed class Line(byte[] data)
+    /// <summary>
+    /// 64 consecutive lines kept together (one bit each for present and dirty) so a cached byte costs about
+    /// one byte of host memory. A block whose every byte is one value shares a read-only array until written.
+    /// </summary>
+    private sealed class Block(byte[] data)
     {
-        public readonly byte[] Data = data;
-        public bool Dirty;
+        public byte[] Data = data;
+        public ulong Present;
+        public ulong Dirty;
     }
 
+    private const int LinesPerBlock = 64;
     private readonly PhysicalMemory _memory;
-    private readonly Dictionary<ulong, Line> _lines = [];
+    private readonly Dictionary<ulong, Block> _blocks = [];
     private readonly Lock _lock = new();
+    private readonly ulong _blockSize;
+    private readonly int _lineShift;
 
     public CpuCache(PhysicalMemory memory, ulong lineSize)
     {
@@ -28,9 +37,23 @@ public sealed class CpuCache
         }
         _memory = memory;
         LineSize = lineSize;
+        _blockSize = lineSize * LinesPerBlock;
+        _lineShift = Sizes.Log2(lineSize);
     }
 
     public ulong LineSize { get; }
+
+    /// <summary>Host bytes the cached lines hold (shared uniform blocks count nothing).</summary>
+    public ulong HeldBytes
+    {
+        get
+        {
+            lock (_lock)
+            {
+                return (ulong)_blocks.Values.Count(b => !Uniform.IsShared(b.Data)) * _blockSize;
+            }
+        }
+    }
 
     public int LineCount
     {
@@ -38,16 +61,23 @@ public sealed class CpuCache
         {
             lock (_lock)
             {
-                return _lines.Count;
+                return _blocks.Values.Sum(b => BitOperations.PopCount(b.Present));
             }
         }
+    }
+
+    private (ulong BlockAddr, int Bit) Locate(ulong a)
+    {
+        var blockAddr = a & ~(_blockSize - 1);
+        return (blockAddr, (int)((a - blockAddr) >> _lineShift));
     }
 
     public bool IsCached(PhysAddr p)
     {
         lock (_lock)
         {
-            return _lines.ContainsKey(Sizes.AlignDown(p.Value, LineSize));
+            var (ba, bit) = Locate(p.Value);
+            return _blocks.TryGetValue(ba, out var b) && (b.Present & (1UL << bit)) != 0;
         }
     }
 
@@ -55,19 +85,41 @@ public sealed class CpuCache
     {
         lock (_lock)
         {
-            return _lines.TryGetValue(Sizes.AlignDown(p.Value, LineSize), out var l) && l.Dirty;
+            var (ba, bit) = Locate(p.Value);
+            return _blocks.TryGetValue(ba, out var b) && (b.Dirty & (1UL << bit)) != 0;
         }
     }
 
-    private Line Fill(ulong lineAddr)
+    private Block GetBlock(ulong blockAddr)
     {
-        if (!_lines.TryGetValue(lineAddr, out var line))
+        if (!_blocks.TryGetValue(blockAddr, out var b))
         {
-            line = new Line(new byte[LineSize]);
-            _memory.Read(new PhysAddr(lineAddr), line.Data);
-            _lines.Add(lineAddr, line);
+            b = new Block(Uniform.Zeroes((int)_blockSize));
+            _blocks.Add(blockAddr, b);
         }
-        return line;
+        return b;
+    }
+
+    private static void Own(Block b)
+    {
+        if (Uniform.IsShared(b.Data))
+        {
+            b.Data = (byte[])b.Data.Clone();
+        }
+    }
+
+    /// <summary>The line at <paramref name="lineAddr"/>, filled from memory if it was not cached.</summary>
+    private Block Fill(ulong lineAddr)
+    {
+        var (ba, bit) = Locate(lineAddr);
+        var b = GetBlock(ba);
+        if ((b.Present & (1UL << bit)) == 0)
+        {
+            Own(b);
+            _memory.Read(new PhysAddr(lineAddr), b.Data.AsSpan(bit << _lineShift, (int)LineSize));
+            b.Present |= 1UL << bit;
+        }
+        return b;
     }
 
     /// <summary>A CPU load of cacheable memory.</summary>
@@ -79,9 +131,9 @@ public sealed class CpuCache
             while (!dest.IsEmpty)
             {
                 var lineAddr = Sizes.AlignDown(a, LineSize);
-                var off = (int)(a - lineAddr);
-                var n = Math.Min(dest.Length, (int)LineSize - off);
-                Fill(lineAddr).Data.AsSpan(off, n).CopyTo(dest);
+                var n = Math.Min(dest.Length, (int)(lineAddr + LineSize - a));
+                var b = Fill(lineAddr);
+                b.Data.AsSpan((int)(a & (_blockSize - 1)), n).CopyTo(dest);
                 dest = dest[n..];
                 a += (ulong)n;
             }
@@ -96,15 +148,86 @@ public sealed class CpuCache
             var a = p.Value;
             while (!src.IsEmpty)
             {
+                var (ba, _) = Locate(a);
+                if (a == ba && (ulong)src.Length >= _blockSize)
+                {
+                    // A whole block: no line needs filling from memory first.
+                    var whole = src[..(int)_blockSize];
+                    var b = GetBlock(ba);
+                    b.Data = Uniform.ValueOf(whole) is { } v ? Uniform.Of(v, (int)_blockSize) : whole.ToArray();
+                    b.Present = b.Dirty = ulong.MaxValue;
+                    src = src[(int)_blockSize..];
+                    a += _blockSize;
+                    continue;
+                }
                 var lineAddr = Sizes.AlignDown(a, LineSize);
-                var off = (int)(a - lineAddr);
-                var n = Math.Min(src.Length, (int)LineSize - off);
+                var n = Math.Min(src.Length, (int)(lineAddr + LineSize - a));
                 var line = Fill(lineAddr);
-                src[..n].CopyTo(line.Data.AsSpan(off, n));
-                line.Dirty = true;
+                Own(line);
+                src[..n].CopyTo(line.Data.AsSpan((int)(a & (_blockSize - 1)), n));
+                line.Dirty |= 1UL << Locate(lineAddr).Bit;
                 src = src[n..];
                 a += (ulong)n;
             }
+        }
+    }
+
+    private enum Op
+    {
+        Clean,
+        Invalidate,
+        Flush,
+    }
+
+    /// <summary>
+    /// Applies a maintenance operation to every cached line touching [start, start+size). The work is
+    /// proportional to the lines cached, not to the size named: a 16 TiB range over four cached lines visits
+    /// four lines.
+    /// </summary>
+    private void Maintain(ulong start, ulong size, Op op)
+    {
+        var end = start + size < start ? ulong.MaxValue : start + size;
+        var first = Sizes.AlignDown(start, _blockSize);
+        var blocksInRange = ((end - 1 - first) / _blockSize) + 1;
+        if (blocksInRange <= (ulong)_blocks.Count + 4)
+        {
+            for (ulong i = 0; i < blocksInRange; i++)
+            {
+                MaintainBlock(first + (i * _blockSize), start, end, op);
+            }
+            return;
+        }
+        foreach (var ba in _blocks.Keys.Where(k => k + _blockSize > start && k < end).Order().ToList())
+        {
+            MaintainBlock(ba, start, end, op);
+        }
+    }
+
+    private void MaintainBlock(ulong ba, ulong start, ulong end, Op op)
+    {
+        if (!_blocks.TryGetValue(ba, out var b))
+        {
+            return;
+        }
+        for (var bit = 0; bit < LinesPerBlock; bit++)
+        {
+            var lineAddr = ba + ((ulong)bit << _lineShift);
+            if ((b.Present & (1UL << bit)) == 0 || lineAddr + LineSize <= start || lineAddr >= end)
+            {
+                continue;
+            }
+            if (op != Op.Invalidate || lineAddr < start || lineAddr + LineSize > end)
+            {
+                WriteBack(b, lineAddr, bit);
+            }
+            if (op != Op.Clean)
+            {
+                Drop(b, bit);
+            }
+        }
+        if (b.Present == 0)
+        {
+            _blocks.Remove(ba);
         }
     }
 
@@ -117,11 +240,7 @@ public sealed class CpuCache
         }
         lock (_lock)
         {
-            var endAddr = p.Value + size;
-            for (var a = Sizes.AlignDown(p.Value, LineSize); a < endAddr; a += LineSize)
-            {
-                WriteBack(a);
-            }
+            Maintain(p.Value, size, Op.Clean);
         }
     }
 
@@ -137,15 +256,7 @@ public sealed class CpuCache
         }
         lock (_lock)
         {
-            var endAddr = p.Value + size;
-            for (var a = Sizes.AlignDown(p.Value, LineSize); a < endAddr; a += LineSize)
-            {
-                if (a < p.Value || a + LineSize > endAddr)
-                {
-                    WriteBack(a);
-                }
-                _lines.Remove(a);
-            }
+            Maintain(p.Value, size, Op.Invalidate);
         }
     }
 
@@ -158,21 +269,22 @@ public sealed class CpuCache
         }
         lock (_lock)
         {
-            var endAddr = p.Value + size;
-            for (var a = Sizes.AlignDown(p.Value, LineSize); a < endAddr; a += LineSize)
-            {
-                WriteBack(a);
-                _lines.Remove(a);
-            }
+            Maintain(p.Value, size, Op.Flush);
         }
     }
 
-    private void WriteBack(ulong lineAddr)
+    private static void Drop(Block b, int bit)
     {
-        if (_lines.TryGetValue(lineAddr, out var line) && line.Dirty)
+        b.Present &= ~(1UL << bit);
+        b.Dirty &= ~(1UL << bit);
+    }
+
+    private void WriteBack(Block b, ulong lineAddr, int bit)
+    {
+        if ((b.Dirty & (1UL << bit)) != 0)
         {
-            _memory.Write(new PhysAddr(lineAddr), line.Data);
-            line.Dirty = false;
+            _memory.Write(new PhysAddr(lineAddr), b.Data.AsSpan(bit << _lineShift, (int)LineSize));
+            b.Dirty &= ~(1UL << bit);
         }
     }
 
@@ -186,11 +298,12 @@ public sealed class CpuCache
             var endAddr = p.Value + (ulong)dest.Length;
             for (var lineAddr = Sizes.AlignDown(a, LineSize); lineAddr < endAddr; lineAddr += LineSize)
             {
-                if (_lines.TryGetValue(lineAddr, out var line) && line.Dirty)
+                var (ba, bit) = Locate(lineAddr);
+                if (_blocks.TryGetValue(ba, out var b) && (b.Dirty & (1UL << bit)) != 0)
                 {
                     var from = Math.Max(lineAddr, a);
                     var to = Math.Min(lineAddr + LineSize, endAddr);
-                    line.Data.AsSpan((int)(from - lineAddr), (int)(to - from)).CopyTo(dest[(int)(from - a)..]);
+                    b.Data.AsSpan((int)(from - ba), (int)(to - from)).CopyTo(dest[(int)(from - a)..]);
                 }
             }
         }
@@ -201,13 +314,32 @@ public sealed class CpuCache
     {
         lock (_lock)
         {
-            var endAddr = p.Value + (ulong)src.Length;
-            for (var lineAddr = Sizes.AlignDown(p.Value, LineSize); lineAddr < endAddr; lineAddr += LineSize)
-            {
-                WriteBack(lineAddr);
-                _lines.Remove(lineAddr);
-            }
+            Maintain(p.Value, (ulong)src.Length, Op.Flush);
             _memory.Write(p, src);
         }
     }
+}
+
+/// <summary>
+/// Read-only arrays of one repeated byte, shared by every page or cache block whose bytes are all that
+/// value (a <c>fill</c>, or never written): a 4 GiB fill costs a pointer per page, not 4 GiB.
+/// </summary>
+internal static class Uniform
+{
+    private static readonly System.Collections.Concurrent.ConcurrentDictionary<(byte, int), byte[]> Shared = new();
+
+    public static byte[] Of(byte value, int size) => Shared.GetOrAdd((value, size), static k =>
+    {
+        var a = new byte[k.Item2];
+        a.AsSpan().Fill(k.Item1);
+        return a;
+    });
+
+    public static byte[] Zeroes(int size) => Of(0, size);
+
+    public static bool IsShared(byte[] a) => a.Length > 0 && Shared.TryGetValue((a[0], a.Length), out var s) && ReferenceEquals(s, a);
+
+    /// <summary>The one value every byte has, or null.</summary>
+    public static byte? ValueOf(ReadOnlySpan<byte> data) =>
+        data.IsEmpty ? null : data.IndexOfAnyExcept(data[0]) < 0 ? data[0] : null;
 }

@@ -32,6 +32,13 @@ public sealed class Machine
         {
             throw new MachineConfigException("page_size", $"page_size must be a power of two of at least 4096, not {config.PageSize}");
         }
+        if (config.HighmemAbove is { } hm && (config.Arch == Arch.Arm64 || !Sizes.IsAligned(hm, config.PageSize)))
+        {
+            // arm64 maps all RAM linearly (no CONFIG_HIGHMEM); elsewhere highmem starts at a page frame.
+            throw new MachineConfigException("highmem_above", config.Arch == Arch.Arm64
+                ? "arm64 has no highmem: every page of RAM is in the linear map"
+                : $"highmem_above must be page-aligned ({config.PageSize}), not {hm}");
+        }
         if (!Sizes.IsPowerOfTwo(config.CacheLine) || config.CacheLine > config.PageSize)
         {
             throw new MachineConfigException("cache_line", $"cache_line must be a power of two no larger than a page, not {config.CacheLine}");

@@ -17,6 +17,9 @@ public sealed class PhysicalMemory
     /// <summary>How many 4 KiB chunks hold bytes.</summary>
     public int TouchedChunks => _chunks.Count;
 
+    /// <summary>Host bytes the written pages hold (pages of one repeated value share an array and count nothing).</summary>
+    public ulong HeldBytes => (ulong)_chunks.Values.Count(c => !Uniform.IsShared(c)) * ChunkSize;
+
     public void Read(PhysAddr addr, Span<byte> dest)
     {
         var a = addr.Value;
@@ -44,8 +47,22 @@ public sealed class PhysicalMemory
         {
             var off = (int)(a & (ChunkSize - 1));
             var n = Math.Min(src.Length, (int)ChunkSize - off);
-            var chunk = _chunks.GetOrAdd(a >> ChunkShift, static _ => new byte[ChunkSize]);
-            src[..n].CopyTo(chunk.AsSpan(off, n));
+            if (n == (int)ChunkSize && Uniform.ValueOf(src[..n]) is { } v)
+            {
+                // A page of one value (a fill, zeroes) shares one read-only array.
+                _chunks[a >> ChunkShift] = Uniform.Of(v, (int)ChunkSize);
+            }
+            else
+            {
+                var key = a >> ChunkShift;
+                var chunk = _chunks.GetOrAdd(key, static _ => new byte[ChunkSize]);
+                while (Uniform.IsShared(chunk))
+                {
+                    var own = (byte[])chunk.Clone();
+                    chunk = _chunks.TryUpdate(key, own, chunk) ? own : _chunks[key];
+                }
+                src[..n].CopyTo(chunk.AsSpan(off, n));
+            }
             src = src[n..];
             a += (ulong)n;
         }

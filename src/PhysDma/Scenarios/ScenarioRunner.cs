@@ -71,6 +71,7 @@ public sealed class ScenarioRunner
                 // dma-debug's "Mapped at:" names the step that made a mapping, as the kernel names the caller.
                 dbg.CurrentSite = $"{Path.GetFileName(_scenario.File)}:{step.Line} (step {step.Index}, {step.Op})";
             }
+            _s.Current = step;
             try
             {
                 using (_s.M.OnCpu(step.Cpu))
@@ -85,8 +86,14 @@ public sealed class ScenarioRunner
             }
             catch (ModelViolation e)
             {
-                r.Error = "model_violation";
-                violation = e.Message;
+                // The kernel would dereference an address nothing maps (phys_to_virt of device memory, a struct
+                // page that does not exist, a freed vmap area): the oops ends the run, as a BUG does.
+                r.Error = "oops";
+                bug = $"Oops: unable to handle kernel paging request: {e.Message}";
+            }
+            catch (Exception e) when (e is not ScenarioError)
+            {
+                throw new InternalError(_scenario.File, step.Line, step.Index, step.Op, e);
             }
             CollectFaults(step, faultsBefore);
             CollectLog(step, logBefore);
