@@ -46,8 +46,10 @@ public static class PhysDmaCli
         var json = new Option<bool>("--json") { Description = "print the JSON result instead of the table" };
         var outFile = new Option<string?>("--out") { Description = "also write the JSON result to this file" };
         var trace = new Option<string?>("--trace") { Description = "write the dma trace events, in ftrace text format, to this file" };
-        var run = new Command("run", "run a scenario and report what every step did") { file, machine, json, outFile, trace };
-        run.SetAction(p => Run(p.GetRequiredValue(file), p.GetValue(machine), p.GetValue(json), p.GetValue(outFile), p.GetValue(trace), stdout, stderr));
+        var maxMemory = new Option<string?>("--max-memory") { Description = "stop when the modelled bytes would take more host memory than this (default 4GiB)" };
+        var run = new Command("run", "run a scenario (a file, or - for standard input) and report what every step did") { file, machine, json, outFile, trace, maxMemory };
+        run.SetAction(p => ScenarioInput.WithBudget(p.GetValue(maxMemory), stderr, budget =>
+            Run(p.GetRequiredValue(file), p.GetValue(machine), p.GetValue(json), p.GetValue(outFile), p.GetValue(trace), stdout, stderr, budget)));
         root.Add(run);
 
         var machines = new Command("machines", "list the built-in machine profiles");
@@ -85,7 +87,8 @@ public static class PhysDmaCli
         return console;
     }
 
-    public static int Run(string path, string? machine, bool json, string? outFile, string? tracePath, TextWriter stdout, TextWriter stderr)
+    public static int Run(string path, string? machine, bool json, string? outFile, string? tracePath, TextWriter stdout, TextWriter stderr,
+        ulong maxMemory = ScenarioRunner.DefaultMaxMemory)
     {
         RunResult result;
         ScenarioRunner runner;
@@ -94,6 +97,7 @@ public static class PhysDmaCli
             var scenario = ScenarioInput.Parse(path, machine);
             runner = new ScenarioRunner(scenario);
             runner.Api.Trace.Enabled = tracePath is not null;
+            runner.MaxMemory = maxMemory;
             result = runner.Run();
         }
         catch (ScenarioError e)

@@ -28,6 +28,26 @@ internal static class ScenarioInput
         return ScenarioParser.ParseFile(path, machine);
     }
 
+    /// <summary>Parses <c>--max-memory</c> (a size: 512MiB, 4GiB) and runs <paramref name="run"/> with it.</summary>
+    public static int WithBudget(string? option, TextWriter stderr, Func<ulong, int> run)
+    {
+        if (option is null)
+        {
+            return run(ScenarioRunner.DefaultMaxMemory);
+        }
+        ulong budget;
+        try
+        {
+            budget = new YNode(new YamlDotNet.RepresentationModel.YamlScalarNode(option), "--max-memory", "").AsSize();
+        }
+        catch (ScenarioError e)
+        {
+            stderr.WriteLine($"physdma: --max-memory: {e.Message}");
+            return PhysDmaCli.ExitBadInput;
+        }
+        return run(budget);
+    }
+
     /// <summary>Reports a defect of PhysDma (no stack trace: the step and the exception's type and message).</summary>
     public static int InternalError(Exception e, string path, TextWriter stderr)
     {

@@ -46,6 +46,16 @@ public sealed class ScenarioRunner
         new DeviceOps(_s).Register(_ops);
     }
 
+    /// <summary>The default budget of host memory for modelled bytes: 4 GiB.</summary>
+    public const ulong DefaultMaxMemory = 4UL << 30;
+
+    /// <summary>The most host memory the modelled bytes (memory and cache) may take; a step past it is bad input.</summary>
+    public ulong MaxMemory
+    {
+        get => _s.MaxMemory;
+        set => _s.MaxMemory = value;
+    }
+
     public Machine Machine => _s.M;
     public DmaApi Api => _s.Api;
 
@@ -94,6 +104,10 @@ public sealed class ScenarioRunner
             catch (Exception e) when (e is not ScenarioError)
             {
                 throw new InternalError(_scenario.File, step.Line, step.Index, step.Op, e);
+            }
+            if (_s.HeldBytes > _s.MaxMemory)
+            {
+                throw _s.Error(step, "", $"the run holds {_s.HeldBytes} bytes of modelled memory after this step, more than the budget of {_s.MaxMemory} bytes (--max-memory)");
             }
             CollectFaults(step, faultsBefore);
             CollectLog(step, logBefore);

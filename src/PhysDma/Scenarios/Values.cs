@@ -123,6 +123,11 @@ public sealed class DataSpec
         _seq = seq;
     }
 
+    /// <summary>Whether every byte of the pattern is the same (a fill): long runs of it cost no memory.</summary>
+    public bool IsUniform => _bytes is null ? _seq is null : Uniform(_bytes);
+
+    private static bool Uniform(byte[] b) => b.AsSpan().IndexOfAnyExcept(b[0]) < 0;
+
     /// <summary>The natural length (hex bytes given), or null when the pattern has none (fill, seq).</summary>
     public int? NaturalLength => _bytes?.Length;
 

@@ -41,6 +41,7 @@ internal sealed class BufferOps(RunState s)
         var len = step.Len ?? (ulong?)step.Data.NaturalLength ?? (b.Size - Math.Min(step.Offset, b.Size));
         s.CheckRange(step, b, step.Offset, len, "data");
         CheckCpuAccess(b, step.Offset, len, write: true);
+        s.CheckMemory(step, "len", step.Data.IsUniform ? 0 : len);
         step.Data.Stream(len, (at, piece) =>
         {
             s.M.Cpu.Write(b.Va + step.Offset + at, piece);

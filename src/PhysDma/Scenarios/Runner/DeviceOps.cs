@@ -31,6 +31,7 @@ internal sealed class DeviceOps(RunState s)
         var dev = s.M.Device(step.Dev);
         var a = s.Target(step.Handle, step.Addr, step.Offset);
         var len = step.Len ?? (ulong?)step.Data.NaturalLength ?? (s.HandleSize(step.Handle!) - Math.Min(step.Offset, s.HandleSize(step.Handle!)));
+        s.CheckMemory(step, "len", step.Data.IsUniform ? 0 : len);
         Platform.DmaFault? fault = null;
         step.Data.Stream(len, (at, piece) =>
         {

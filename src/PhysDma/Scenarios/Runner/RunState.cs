@@ -128,6 +128,25 @@ internal sealed class RunState
         }
     }
 
+    /// <summary>The most host memory the modelled bytes may take (<c>--max-memory</c>).</summary>
+    public ulong MaxMemory { get; set; } = ScenarioRunner.DefaultMaxMemory;
+
+    /// <summary>Host bytes the machine's memory and cache hold now.</summary>
+    public ulong HeldBytes => M.Memory.HeldBytes + M.Cache.HeldBytes;
+
+    /// <summary>
+    /// A step that would make the modelled bytes exceed <see cref="MaxMemory"/> stops the run with a clear
+    /// message before it allocates (<paramref name="more"/>: the most bytes the step can add).
+    /// </summary>
+    public void CheckMemory(Step s, string field, ulong more)
+    {
+        var held = HeldBytes;
+        if (more > MaxMemory || held > MaxMemory - more)
+        {
+            throw Error(s, field, $"the run would hold {held} + {more} bytes of modelled memory, more than the budget of {MaxMemory} bytes (--max-memory)");
+        }
+    }
+
     /// <summary>A read prints its bytes: longer than <see cref="Values.MaxReadLength"/> is bad input.</summary>
     public void CheckReadLength(Step s, ulong len)
     {
