@@ -307,7 +307,7 @@ public sealed partial class DmaApi
         var ops = GetOps(dev);
         CheckDirection(dir);
         // dma-debug (PhysDma's cache_op_on_mmio) compares the non-RAM cache-op count across the backend.
-        var opsOnNonRamBefore = Debug is null ? 0 : Machine.ArchCache.OpsOnNonRam;
+        var opsOnNonRamBefore = Debug is null ? 0 : ArchCacheHooks.OpsOnNonRamByThisThread;
         if (GoDirect(dev, ops))
         {
             if (forCpu)
