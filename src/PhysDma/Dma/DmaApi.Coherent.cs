@@ -29,7 +29,7 @@ public sealed partial class DmaApi
         }
         KernelVirt? cpuAddr;
         var pageAligned = Sizes.AlignUp(size, Machine.PageSize);
-        if (pageAligned < size || pageAligned > Machine.Allocator.FreeBytes)
+        if (pageAligned < size || pageAligned > Machine.Allocator.FreeBytes || Machine.Inject.Fail(FaultPoint.CoherentAlloc))
         {
             // No allocator can give more than the free RAM (or a size that wraps when page-aligned): the
             // page allocator fails and dma_alloc_attrs returns NULL, at once rather than page by page.

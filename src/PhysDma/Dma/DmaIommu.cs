@@ -224,7 +224,7 @@ public sealed partial class DmaIommu
         {
             return DmaAddr.MappingError;
         }
-        if (cookie.Domain.Map(iova, phys - off, len, prot) != Errno.None)
+        if (IommuMap(cookie.Domain, iova, phys - off, len, prot) != Errno.None)
         {
             // A failed map never went live, so its IOVA skips the flush queue.
             FreeIova(cookie, iova, len, queued: false);
@@ -253,7 +253,7 @@ public sealed partial class DmaIommu
         }
         if (dmaLimit > Sizes.DmaBitMask(32) && dev.Pci32BitWorkaround)
         {
-            var pfn32 = iovad.AllocIovaFast(pages, Sizes.DmaBitMask(32) >> shift, flushRcache: false);
+            var pfn32 = _m.Inject.Fail(FaultPoint.AllocIovaFast) ? 0 : iovad.AllocIovaFast(pages, Sizes.DmaBitMask(32) >> shift, flushRcache: false);
             if (pfn32 != 0)
             {
                 return pfn32 << shift;
@@ -261,7 +261,7 @@ public sealed partial class DmaIommu
             dev.Pci32BitWorkaround = false;
             NoticeDac(dev, dmaLimit);
         }
-        return iovad.AllocIovaFast(pages, dmaLimit >> shift, flushRcache: true) << shift;
+        return (_m.Inject.Fail(FaultPoint.AllocIovaFast) ? 0 : iovad.AllocIovaFast(pages, dmaLimit >> shift, flushRcache: true)) << shift;
     }
 
     private void NoticeDac(Device dev, ulong dmaLimit) =>
@@ -377,6 +377,13 @@ public sealed partial class DmaIommu
     /// A full IOTLB flush now (the scenario op <c>iommu_flush</c>): every lazy domain runs what its flush
     /// queue timer would (flush, then free what may be freed); the IOTLB of every other domain is flushed.
     /// </summary>
+    /// <summary>
+    /// <c>iommu_map</c> as dma-iommu calls it: an injected failure (<see cref="FaultPoint.IommuMap"/>) is the
+    /// IO page-table page allocation failing, -ENOMEM, before anything is mapped.
+    /// </summary>
+    internal Errno IommuMap(IommuDomain domain, ulong iova, PhysAddr phys, ulong size, int prot) =>
+        _m.Inject.Fail(FaultPoint.IommuMap) ? Errno.ENOMEM : domain.Map(iova, phys, size, prot);
+
     public void FlushAll()
     {
         foreach (var c in _cookies.Values)

@@ -160,6 +160,9 @@ public sealed class Machine
     /// <summary>Kernel stack pages of the running tasks (dma-debug's stack check).</summary>
     public TaskStacks Stacks { get; }
     public CpuCache Cache { get; }
+
+    /// <summary>Deterministic fault injection (a scenario's <c>faults:</c>): which kernel calls fail.</summary>
+    public FaultInjector Inject { get; } = new();
     public ArchCacheHooks ArchCache { get; }
     public Cpu Cpu { get; }
     public Clock Clock { get; }

@@ -26,7 +26,7 @@ public static class ScenarioParser
     public static Scenario Parse(string text, string file, string? machineOverride = null)
     {
         var root = YNode.Load(text, file);
-        var f = root.Fields("name", "description", "machine", "steps", "expect");
+        var f = root.Fields("name", "description", "machine", "steps", "expect", "faults");
         var baseDir = Path.GetDirectoryName(Path.GetFullPath(file)) ?? ".";
         MachineConfig machine;
         if (machineOverride is not null)
@@ -36,6 +36,11 @@ public static class ScenarioParser
         else
         {
             machine = MachineParser.Resolve(f.Required("machine"), baseDir);
+        }
+        var faults = f.Get("faults") is { } fn ? FaultSpec.Parse(fn) : null;
+        if (faults is not null)
+        {
+            machine = faults.Apply(machine);
         }
         var name = f.Get("name")?.AsString() ?? Path.GetFileNameWithoutExtension(file);
         var stepsNode = f.Required("steps");
@@ -53,7 +58,7 @@ public static class ScenarioParser
                 final.Add(new Expectation(k, v));
             }
         }
-        return new Scenario(name, file, machine, steps, final);
+        return new Scenario(name, file, machine, steps, final) { Faults = faults };
     }
 
     private static Step ParseStep(YNode node, int index, ParseContext ctx)

@@ -22,6 +22,7 @@ public sealed class ScenarioRunner
     private readonly List<FaultResult> _faults = [];
     private readonly List<LogResult> _log = [];
     private readonly List<DebugReportResult> _debug = [];
+    private readonly List<InjectedFaultResult> _injected = [];
 
     public ScenarioRunner(Scenario scenario)
     {
@@ -38,6 +39,17 @@ public sealed class ScenarioRunner
             throw new ScenarioError(scenario.File, 1, "machine." + e.Field, e.Message);
         }
         _s = new RunState(scenario, m, api);
+        if (scenario.Faults is { } faults)
+        {
+            foreach (var (point, nth) in faults.FailAt)
+            {
+                m.Inject.FailAt(point, nth);
+            }
+            if (faults.DebugEntries is { } entries)
+            {
+                api.Debug?.LimitEntries(entries);
+            }
+        }
         new BufferOps(_s).Register(_ops);
         new SingleMapOps(_s).Register(_ops);
         new SgOps(_s).Register(_ops);
@@ -76,6 +88,7 @@ public sealed class ScenarioRunner
             var faultsBefore = _s.M.FaultCount;
             var logBefore = _s.Api.Log.Count;
             var debugBefore = _s.Api.Debug?.ReportCount ?? 0;
+            var injectedBefore = _s.M.Inject.InjectedCount;
             if (_s.Api.Debug is { } dbg)
             {
                 // dma-debug's "Mapped at:" names the step that made a mapping, as the kernel names the caller.
@@ -110,6 +123,10 @@ public sealed class ScenarioRunner
                 throw _s.Error(step, "", $"the run holds {_s.HeldBytes} bytes of modelled memory after this step, more than the budget of {_s.MaxMemory} bytes (--max-memory)");
             }
             CollectFaults(step, faultsBefore);
+            foreach (var inj in _s.M.Inject.InjectedSince(injectedBefore))
+            {
+                _injected.Add(new InjectedFaultResult(step.Index, FaultSpec.NameOf(inj.Point), inj.Nth, FaultSpec.ReturnOf(inj.Point)));
+            }
             CollectLog(step, logBefore);
             CollectDebug(step, debugBefore, r);
             // A step's own `ok` says whether its other expectations held.
@@ -139,6 +156,7 @@ public sealed class ScenarioRunner
             Bug = bug,
             Violation = violation,
             Failures = _failures,
+            Injected = _scenario.Faults is null ? null : _injected,
         };
         if (_scenario.FinalExpect.Count > 0)
         {
