@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using PhysDma.Platform;
 using PhysDma.Scenarios;
 
 namespace PhysDma.Fuzz;
@@ -25,6 +26,62 @@ public static class FuzzTarget
     public const ulong MaxMemory = 256UL << 20;
 
     public static TimeSpan TimeLimit { get; set; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>
+    /// A machine file: parsed as <c>--machine FILE</c> would parse it, then a machine and its DMA layers built
+    /// from it and a short fixed scenario run on it (map, device read, unmap on its first device).
+    /// </summary>
+    public static FuzzOutcome RunMachine(string text, string file = "machine.yaml")
+    {
+        MachineConfig cfg;
+        try
+        {
+            var root = YNode.Load(text, file);
+            cfg = MachineParser.Parse(root.IsMapping && root.Fields().Get("machine") is { } inner ? inner : root, Path.GetDirectoryName(Path.GetFullPath(file)) ?? ".");
+        }
+        catch (ScenarioError)
+        {
+            return FuzzOutcome.BadInput;
+        }
+        catch (Exception e)
+        {
+            throw new FuzzFailure($"machine: {e.GetType().Name}: {e.Message}", e);
+        }
+        // The fixed steps name the machine's first device; they are parsed against a built-in machine that has
+        // a device of that name when there is one (the parser checks names), then run on the fuzzed machine.
+        var dev = cfg.Devices.Select(d => d.Name).FirstOrDefault(n => n is "nic0" or "nvme0" or "gpu0" or "legacy32" or "tbt0");
+        var steps = dev is null ? "steps: []\n"
+            : $"steps:\n  - {{ op: alloc, name: b, size: 4KiB, kind: ram }}\n  - {{ op: map, dev: {dev}, buf: b, dir: to_device, as: h }}\n" +
+              $"  - {{ op: dev_read, dev: {dev}, handle: h, len: 64 }}\n  - {{ op: unmap, handle: h }}\n";
+        var scenario = ScenarioParser.Parse("machine: default\n" + steps, file) with { Machine = cfg };
+        return RunParsed(scenario);
+    }
+
+    private static FuzzOutcome RunParsed(Scenario scenario)
+    {
+        var sw = Stopwatch.StartNew();
+        try
+        {
+            var result = new ScenarioRunner(scenario) { MaxMemory = MaxMemory }.Run();
+            _ = result.ToJson();
+            return result.Ok ? FuzzOutcome.Ok : FuzzOutcome.ExpectFailed;
+        }
+        catch (ScenarioError)
+        {
+            return FuzzOutcome.BadInput;
+        }
+        catch (Exception e)
+        {
+            throw new FuzzFailure($"{e.GetType().Name}: {e.Message}", e);
+        }
+        finally
+        {
+            if (sw.Elapsed > TimeLimit)
+            {
+                throw new FuzzFailure($"input ran {sw.Elapsed.TotalSeconds:F1} s (limit {TimeLimit.TotalSeconds} s)");
+            }
+        }
+    }
 
     public static FuzzOutcome Run(string text, string file = "fuzz.yaml")
     {

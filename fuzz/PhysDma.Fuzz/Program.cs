@@ -20,7 +20,11 @@ if (mode == "afl")
 var seconds = args.Length > 1 ? int.Parse(args[1], CultureInfo.InvariantCulture) : 60;
 var seed = args.Length > 2 ? args[2] : "physdma-fuzz";
 var corpus = ScenarioGen.LoadCorpus(root);
-var gen = Gen.Frequency((1, ScenarioGen.Structured.Select(t => (t, Path.Combine(root, "fuzz", "input.yaml")))), (1, ScenarioGen.Mutated(corpus)));
+var machines = ScenarioGen.MachineCorpus(root);
+var gen = Gen.Frequency(
+    (4, ScenarioGen.Structured.Select(t => (t, Path.Combine(root, "fuzz", "input.yaml"), false))),
+    (4, ScenarioGen.Mutated(corpus).Select(x => (x.Text, x.File, false))),
+    (1, ScenarioGen.Mutated(machines).Select(x => (x.Text, x.File, true))));
 var rng = new PCG((uint)seed.GetHashCode(StringComparison.Ordinal));
 var counts = new long[3];
 var sw = Stopwatch.StartNew();
@@ -28,10 +32,10 @@ long n = 0;
 var findings = 0;
 while (sw.Elapsed.TotalSeconds < seconds)
 {
-    var (text, file) = gen.Generate(rng, null, out _);
+    var (text, file, isMachine) = gen.Generate(rng, null, out _);
     try
     {
-        counts[(int)FuzzTarget.Run(text, file)]++;
+        counts[(int)(isMachine ? FuzzTarget.RunMachine(text, file) : FuzzTarget.Run(text, file))]++;
     }
     catch (FuzzFailure e)
     {

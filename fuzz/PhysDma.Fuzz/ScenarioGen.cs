@@ -89,6 +89,10 @@ public static class ScenarioGen
             .Select(f => (File.ReadAllText(f), f))];
     }
 
+    /// <summary>Every built-in machine as a machine file (<c>physdma machines show NAME</c>): the seeds of machine-file fuzzing.</summary>
+    public static IReadOnlyList<(string Text, string File)> MachineCorpus(string repoRoot) =>
+        [.. Profiles.Names.Select(n => (Profiles.YamlOf(n)!, Path.Combine(repoRoot, "fuzz", n + ".yaml")))];
+
     private static readonly string[] Tokens = ["\n", " ", ":", "{", "}", "[", "]", ",", "-", "\"", "'", "0x", "&a", "*a", "!!int ", "? ", "|", "#", "\t", "\u00e9"];
 
     /// <summary>A seed file with a few byte-level mutations: flips, inserted tokens and numbers, deleted and repeated runs.</summary>
