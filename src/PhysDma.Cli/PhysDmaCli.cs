@@ -1,4 +1,5 @@
 using System.CommandLine;
+using PhysDma.Dma.Trace;
 using PhysDma.Scenarios;
 using Spectre.Console;
 
@@ -45,12 +46,14 @@ public static class PhysDmaCli
         var machine = new Option<string?>("--machine") { Description = "run on this machine instead of the scenario's (a built-in name or a machine file)" };
         var json = new Option<bool>("--json") { Description = "print the JSON result instead of the table" };
         var outFile = new Option<string?>("--out") { Description = "also write the JSON result to this file" };
-        var trace = new Option<string?>("--trace") { Description = "write the dma trace events, in ftrace text format, to this file" };
+        var trace = new Option<string?>("--trace") { Description = "write the trace events, as the tracefs trace file shows them, to this file" };
+        var traceEvents = new Option<string>("--trace-events") { Description = "event systems to trace, like trace-cmd record -e: any of dma,swiotlb,iommu", DefaultValueFactory = _ => "dma" };
         var maxMemory = new Option<string?>("--max-memory") { Description = "stop when the modelled bytes would take more host memory than this (default 4GiB)" };
-        var run = new Command("run", "run a scenario (a file, or - for standard input) and report what every step did") { file, machine, json, outFile, trace, maxMemory };
+        var run = new Command("run", "run a scenario (a file, or - for standard input) and report what every step did") { file, machine, json, outFile, trace, traceEvents, maxMemory };
         run.SetAction(p => ScenarioInput.WithBudget(p.GetValue(maxMemory), stderr, budget =>
-            Run(p.GetRequiredValue(file), p.GetValue(machine), p.GetValue(json), p.GetValue(outFile), p.GetValue(trace), stdout, stderr, budget)));
+            Run(p.GetRequiredValue(file), p.GetValue(machine), p.GetValue(json), p.GetValue(outFile), p.GetValue(trace), stdout, stderr, p.GetValue(traceEvents) ?? "dma", budget)));
         root.Add(run);
+        root.Add(ReplayCommand.Build(stdout, stderr));
 
         var machines = new Command("machines", "list the built-in machine profiles");
         machines.SetAction(_ => ListMachines(stdout));
@@ -88,15 +91,20 @@ public static class PhysDmaCli
     }
 
     public static int Run(string path, string? machine, bool json, string? outFile, string? tracePath, TextWriter stdout, TextWriter stderr,
-        ulong maxMemory = ScenarioRunner.DefaultMaxMemory)
+        string traceEvents = "dma", ulong maxMemory = ScenarioRunner.DefaultMaxMemory)
     {
+        if (DmaTrace.ParseEvents(traceEvents, out var eventsError) is not { } events)
+        {
+            stderr.WriteLine($"physdma: --trace-events: {eventsError}");
+            return ExitBadInput;
+        }
         RunResult result;
         ScenarioRunner runner;
         try
         {
             var scenario = ScenarioInput.Parse(path, machine);
             runner = new ScenarioRunner(scenario);
-            runner.Api.Trace.Enabled = tracePath is not null;
+            runner.Api.Trace.Events = tracePath is null ? TraceEvents.None : events;
             runner.MaxMemory = maxMemory;
             result = runner.Run();
         }
@@ -118,7 +126,8 @@ public static class PhysDmaCli
             }
             if (tracePath is not null)
             {
-                File.WriteAllText(tracePath, runner.Api.Trace.ToText());
+                using var w = new StreamWriter(tracePath);
+                runner.Api.Trace.WriteTo(w, runner.Api.Machine.Cpus);
             }
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)

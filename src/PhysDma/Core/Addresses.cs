@@ -1,9 +1,10 @@
 using System.Globalization;
+using System.Numerics;
 
 namespace PhysDma.Core;
 
 /// <summary>A CPU physical address (the kernel's <c>phys_addr_t</c>).</summary>
-public readonly record struct PhysAddr(ulong Value) : IComparable<PhysAddr>
+public readonly record struct PhysAddr(ulong Value) : IAddress<PhysAddr>
 {
     /// <summary>The kernel's <c>INVALID_PHYS_ADDR</c> / <c>(phys_addr_t)-1</c>.</summary>
     public static readonly PhysAddr Invalid = new(ulong.MaxValue);
@@ -12,34 +13,47 @@ public readonly record struct PhysAddr(ulong Value) : IComparable<PhysAddr>
     public Pfn Pfn(int pageShift) => new(Value >> pageShift);
     public ulong OffsetInPage(ulong pageSize) => Value & (pageSize - 1);
 
+    static PhysAddr IAddress<PhysAddr>.At(ulong value) => new(value);
     public static PhysAddr operator +(PhysAddr a, ulong b) => new(a.Value + b);
-    public static PhysAddr operator -(PhysAddr a, ulong b) => new(a.Value - b);
-    public static ulong operator -(PhysAddr a, PhysAddr b) => a.Value - b.Value;
-    public static bool operator <(PhysAddr a, PhysAddr b) => a.Value < b.Value;
-    public static bool operator >(PhysAddr a, PhysAddr b) => a.Value > b.Value;
-    public static bool operator <=(PhysAddr a, PhysAddr b) => a.Value <= b.Value;
-    public static bool operator >=(PhysAddr a, PhysAddr b) => a.Value >= b.Value;
     public int CompareTo(PhysAddr other) => Value.CompareTo(other.Value);
     public override string ToString() => Hex.Format(Value);
 }
 
 /// <summary>An address as a device puts it on the bus (the kernel's <c>dma_addr_t</c>).</summary>
-public readonly record struct DmaAddr(ulong Value) : IComparable<DmaAddr>
+public readonly record struct DmaAddr(ulong Value) : IAddress<DmaAddr>
 {
     /// <summary>The kernel's <c>DMA_MAPPING_ERROR</c>: all ones.</summary>
     public static readonly DmaAddr MappingError = new(ulong.MaxValue);
 
     public bool IsError => Value == ulong.MaxValue;
 
+    static DmaAddr IAddress<DmaAddr>.At(ulong value) => new(value);
     public static DmaAddr operator +(DmaAddr a, ulong b) => new(a.Value + b);
-    public static DmaAddr operator -(DmaAddr a, ulong b) => new(a.Value - b);
-    public static ulong operator -(DmaAddr a, DmaAddr b) => a.Value - b.Value;
-    public static bool operator <(DmaAddr a, DmaAddr b) => a.Value < b.Value;
-    public static bool operator >(DmaAddr a, DmaAddr b) => a.Value > b.Value;
-    public static bool operator <=(DmaAddr a, DmaAddr b) => a.Value <= b.Value;
-    public static bool operator >=(DmaAddr a, DmaAddr b) => a.Value >= b.Value;
     public int CompareTo(DmaAddr other) => Value.CompareTo(other.Value);
     public override string ToString() => Hex.Format(Value);
+}
+
+/// <summary>An address type: a 64-bit value with byte offsets and an order.</summary>
+public interface IAddress<TSelf> : IComparable<TSelf>, IAdditionOperators<TSelf, ulong, TSelf>
+    where TSelf : struct, IAddress<TSelf>
+{
+    ulong Value { get; }
+
+    static abstract TSelf At(ulong value);
+}
+
+/// <summary>The arithmetic and comparisons every address type shares, written once.</summary>
+public static class AddressOperators
+{
+    extension<T>(T) where T : struct, IAddress<T>
+    {
+        public static T operator -(T a, ulong b) => T.At(a.Value - b);
+        public static ulong operator -(T a, T b) => a.Value - b.Value;
+        public static bool operator <(T a, T b) => a.Value < b.Value;
+        public static bool operator >(T a, T b) => a.Value > b.Value;
+        public static bool operator <=(T a, T b) => a.Value <= b.Value;
+        public static bool operator >=(T a, T b) => a.Value >= b.Value;
+    }
 }
 
 /// <summary>A page frame number.</summary>
@@ -58,7 +72,7 @@ public readonly record struct Iova(ulong Value) : IComparable<Iova>
 }
 
 /// <summary>A kernel virtual address (linear map, kmap slot, vmalloc or stack area).</summary>
-public readonly record struct KernelVirt(ulong Value)
+public readonly record struct KernelVirt(ulong Value) : IAdditionOperators<KernelVirt, ulong, KernelVirt>
 {
     public static KernelVirt operator +(KernelVirt a, ulong b) => new(a.Value + b);
     public override string ToString() => Hex.Format(Value);

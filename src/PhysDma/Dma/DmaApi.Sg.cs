@@ -8,15 +8,25 @@ public sealed partial class DmaApi
 {
     private DirectSg? _directSg;
 
-    private DirectSg DirectSg => _directSg ??= new DirectSg(this);
+    internal DirectSg DirectSg => _directSg ??= new DirectSg(this);
 
     /// <summary>
-    /// The iommu backend for scatter-gather (<c>iommu_dma_map_sg</c> and friends); set by the dma-iommu layer.
+    /// The one dispatch of mapping.c: dma-direct when <c>dma_go_direct</c>, dma-iommu when <c>use_dma_iommu</c>,
+    /// else the device's ops.
     /// </summary>
-    internal ISgBackend? IommuSg { get; set; }
+    private IDmaBackend Backend(Device dev, DmaOps? ops) => GoDirect(dev, ops) ? Direct : dev.DmaIommu ? Iommu! : ops!;
 
-    /// <summary>The backend dma-iommu devices use: an override when set, else dma-iommu's own.</summary>
-    private ISgBackend IommuSgBackend => IommuSg ?? Iommu ?? throw new InvalidOperationException("dma-iommu scatter-gather backend missing");
+    /// <summary>
+    /// What every sync does before its backend: the backend chosen, the direction checked, and, when dma-debug
+    /// is <paramref name="watched"/>, the non-RAM cache-op count it compares afterwards (PhysDma's cache_op_on_mmio).
+    /// </summary>
+    private IDmaBackend SyncBackend(Device dev, DmaDirection dir, bool watched, out long opsOnNonRamBefore)
+    {
+        var ops = GetOps(dev);
+        CheckDirection(dir);
+        opsOnNonRamBefore = watched ? ArchCacheHooks.OpsOnNonRamByThisThread : 0;
+        return Backend(dev, ops);
+    }
 
     /// <summary><c>__dma_map_sg_attrs</c>: the segment count, or a negative errno of the expected set (others become -EIO).</summary>
     private int MapSgInternal(Device dev, IReadOnlyList<ScatterEntry> sgl, int nents, DmaDirection dir, DmaAttrs attrs)
@@ -28,19 +38,7 @@ public sealed partial class DmaApi
             WarnDev("__dma_map_sg_attrs:dma_mask", dev, "__dma_map_sg_attrs: dev->dma_mask is NULL");
             return 0;
         }
-        int ents;
-        if (GoDirect(dev, ops))
-        {
-            ents = DirectSg.MapSg(dev, sgl, nents, dir, attrs);
-        }
-        else if (dev.DmaIommu)
-        {
-            ents = IommuSgBackend.MapSg(dev, sgl, nents, dir, attrs);
-        }
-        else
-        {
-            ents = ops!.MapSg(dev, sgl, nents, dir, attrs);
-        }
+        var ents = Backend(dev, ops).MapSg(dev, sgl, nents, dir, attrs);
         if (ents > 0)
         {
             Trace.MapSg(dev, sgl, nents, ents, dir, attrs);
@@ -95,18 +93,7 @@ public sealed partial class DmaApi
         Trace.UnmapSg(dev, sgl, nents, dir, attrs);
         // dma-debug hook: debug_dma_unmap_sg(), before the backend changes the list.
         SgUnmapping?.Invoke(dev, sgl, nents, dir);
-        if (GoDirect(dev, ops))
-        {
-            DirectSg.UnmapSg(dev, sgl, nents, dir, attrs);
-        }
-        else if (dev.DmaIommu)
-        {
-            IommuSgBackend.UnmapSg(dev, sgl, nents, dir, attrs);
-        }
-        else
-        {
-            ops!.UnmapSg(dev, sgl, nents, dir, attrs);
-        }
+        Backend(dev, ops).UnmapSg(dev, sgl, nents, dir, attrs);
     }
 
     /// <summary><c>dma_unmap_sgtable</c>: unmaps with <c>orig_nents</c>.</summary>
@@ -125,39 +112,9 @@ public sealed partial class DmaApi
         {
             return;
         }
-        var ops = GetOps(dev);
-        CheckDirection(dir);
-        // dma-debug (PhysDma's cache_op_on_mmio) compares the non-RAM cache-op count across the backend.
-        var opsOnNonRamBefore = SgSynced is null ? 0 : ArchCacheHooks.OpsOnNonRamByThisThread;
-        if (GoDirect(dev, ops))
-        {
-            if (forCpu)
-            {
-                DirectSg.SyncSgForCpu(dev, sgl, nelems, dir);
-            }
-            else
-            {
-                DirectSg.SyncSgForDevice(dev, sgl, nelems, dir);
-            }
-        }
-        else if (dev.DmaIommu)
-        {
-            IommuSgBackend.SyncSg(dev, sgl, nelems, dir, forCpu);
-        }
-        else
-        {
-            ops!.SyncSg(dev, sgl, nelems, dir, forCpu);
-        }
+        SyncBackend(dev, dir, SgSynced is not null, out var opsOnNonRamBefore).SyncSg(dev, sgl, nelems, dir, forCpu);
         Trace.SyncSg(forCpu, dev, sgl, nelems, dir);
         // dma-debug hook: debug_dma_sync_sg_for_{cpu,device}().
         SgSynced?.Invoke(dev, sgl, nelems, dir, forCpu, opsOnNonRamBefore);
     }
-}
-
-/// <summary>A backend's scatter-gather entry points (dma-iommu implements it).</summary>
-internal interface ISgBackend
-{
-    int MapSg(Device dev, IReadOnlyList<ScatterEntry> sgl, int nents, DmaDirection dir, DmaAttrs attrs);
-    void UnmapSg(Device dev, IReadOnlyList<ScatterEntry> sgl, int nents, DmaDirection dir, DmaAttrs attrs);
-    void SyncSg(Device dev, IReadOnlyList<ScatterEntry> sgl, int nents, DmaDirection dir, bool forCpu);
 }

@@ -28,6 +28,7 @@ public sealed partial class DmaApi
         if (Iommu is not null)
         {
             Debug?.WatchIommu(Iommu.Unit);
+            Trace.AttachIommu(Iommu.Unit);
         }
         foreach (var dev in machine.Devices)
         {
@@ -40,7 +41,8 @@ public sealed partial class DmaApi
             {
                 if (SetMask(dev, dev.DmaMask) != Errno.None)
                 {
-                    throw new MachineConfigException("dma_mask",
+                    var index = machine.Config.Devices.ToList().IndexOf(dev.Config);
+                    throw new MachineConfigException(ConfigProperty.Item(nameof(MachineConfig.Devices), index).Then(nameof(DeviceConfig.DmaMaskBits)),
                         $"device '{dev.Name}': dma_set_mask({Hex.Format(dev.DmaMask)}) fails with -EIO: the mask cannot reach ZONE_DMA");
                 }
                 SetCoherentMask(dev, dev.CoherentDmaMask);
@@ -304,43 +306,8 @@ public sealed partial class DmaApi
 
     private void SyncSingle(Device dev, DmaAddr addr, ulong size, DmaDirection dir, bool forCpu)
     {
-        var ops = GetOps(dev);
-        CheckDirection(dir);
-        // dma-debug (PhysDma's cache_op_on_mmio) compares the non-RAM cache-op count across the backend.
-        var opsOnNonRamBefore = Debug is null ? 0 : ArchCacheHooks.OpsOnNonRamByThisThread;
-        if (GoDirect(dev, ops))
-        {
-            if (forCpu)
-            {
-                Direct.SyncSingleForCpu(dev, addr, size, dir);
-            }
-            else
-            {
-                Direct.SyncSingleForDevice(dev, addr, size, dir);
-            }
-        }
-        else if (dev.DmaIommu)
-        {
-            if (forCpu)
-            {
-                Iommu!.SyncSingleForCpu(dev, addr, size, dir);
-            }
-            else
-            {
-                Iommu!.SyncSingleForDevice(dev, addr, size, dir);
-            }
-        }
-        else if (ops!.HasSync)
-        {
-            if (forCpu)
-            {
-                ops.SyncSingleForCpu(dev, addr, size, dir);
-            }
-            else
-            {
-                ops.SyncSingleForDevice(dev, addr, size, dir);
-            }
-        }
+        // Every backend has both sync callbacks (a legacy ops table with none is not modelled: HasSync is true).
+        SyncBackend(dev, dir, Debug is not null, out var opsOnNonRamBefore).SyncSingle(dev, addr, size, dir, forCpu);
         Trace.SyncSingle(forCpu, dev, addr, size, dir);
         // dma-debug hook: debug_dma_sync_single_for_{cpu,device}().
         Debug?.SyncSingle(dev, addr, size, dir, forCpu, opsOnNonRamBefore);

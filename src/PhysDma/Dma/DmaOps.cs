@@ -8,7 +8,7 @@ namespace PhysDma.Dma;
 /// carry: a fixed bus-offset mapper with CPU cache maintenance for non-coherent devices. Which callbacks
 /// exist is the point: 6.18 ops have <c>map_page</c> and maybe <c>map_resource</c>; 6.19 ops have <c>map_phys</c>.
 /// </summary>
-public sealed class DmaOps
+public sealed class DmaOps : IDmaBackend
 {
     private readonly DmaApi _api;
     private readonly Machine _m;
@@ -23,7 +23,10 @@ public sealed class DmaOps
     public DeviceOpsKind Kind { get; }
     public bool HasMapPage => Kind is DeviceOpsKind.Legacy or DeviceOpsKind.LegacyNoResource;
     public bool HasMapResource => Kind == DeviceOpsKind.Legacy;
-    public bool HasMapPhys => Kind == DeviceOpsKind.Phys;
+    public bool HasMapPhys => Kind is DeviceOpsKind.Phys or DeviceOpsKind.PhysNoMmio;
+
+    /// <summary>Whether the ops can map MMIO at all (<c>map_resource</c>, or a <c>map_phys</c> that takes <c>DMA_ATTR_MMIO</c>).</summary>
+    public bool CanMapMmio => Kind is DeviceOpsKind.Legacy or DeviceOpsKind.Phys;
 
     /// <summary>All kinds have the single sync callbacks.</summary>
     public bool HasSync => true;
@@ -55,9 +58,14 @@ public sealed class DmaOps
         return a;
     }
 
-    /// <summary><c>ops->map_phys</c> (6.19): one callback, MMIO decided by the attribute.</summary>
+    /// <summary>
+    /// <c>ops->map_phys</c> (6.19): one callback, MMIO decided by the attribute; ops converted from ones
+    /// without <c>map_resource</c> refuse MMIO.
+    /// </summary>
     public DmaAddr MapPhys(Device dev, PhysAddr phys, ulong size, DmaDirection dir, DmaAttrs attrs) =>
-        (attrs & DmaAttrs.Mmio) != 0 ? MapResource(dev, phys, size, dir, attrs) : MapRam(dev, phys, size, dir, attrs);
+        (attrs & DmaAttrs.Mmio) == 0 ? MapRam(dev, phys, size, dir, attrs)
+        : CanMapMmio ? MapResource(dev, phys, size, dir, attrs)
+        : DmaAddr.MappingError;
 
     private DmaAddr MapRam(Device dev, PhysAddr phys, ulong size, DmaDirection dir, DmaAttrs attrs)
     {
@@ -111,23 +119,8 @@ public sealed class DmaOps
     }
 
     /// <summary><c>ops->map_sg</c>: every entry mapped on its own (no merging).</summary>
-    public int MapSg(Device dev, IReadOnlyList<ScatterEntry> sgl, int nents, DmaDirection dir, DmaAttrs attrs)
-    {
-        for (var i = 0; i < nents; i++)
-        {
-            var sg = sgl[i];
-            sg.DmaAddress = (attrs & DmaAttrs.Mmio) != 0
-                ? MapResource(dev, sg.Phys, sg.Length, dir, attrs)
-                : MapRam(dev, sg.Phys, sg.Length, dir, attrs);
-            if (sg.DmaAddress.IsError)
-            {
-                UnmapSg(dev, sgl, i, dir, attrs | DmaAttrs.SkipCpuSync);
-                return -(int)Errno.EIO;
-            }
-            sg.DmaLength = sg.Length;
-        }
-        return nents;
-    }
+    public int MapSg(Device dev, IReadOnlyList<ScatterEntry> sgl, int nents, DmaDirection dir, DmaAttrs attrs) =>
+        ((IDmaBackend)this).MapSgEntryByEntry(dev, sgl, nents, dir, attrs);
 
     public void UnmapSg(Device dev, IReadOnlyList<ScatterEntry> sgl, int nents, DmaDirection dir, DmaAttrs attrs)
     {
@@ -141,14 +134,7 @@ public sealed class DmaOps
     {
         for (var i = 0; i < nents; i++)
         {
-            if (forCpu)
-            {
-                SyncSingleForCpu(dev, sgl[i].DmaAddress, sgl[i].Length, dir);
-            }
-            else
-            {
-                SyncSingleForDevice(dev, sgl[i].DmaAddress, sgl[i].Length, dir);
-            }
+            ((IDmaBackend)this).SyncSingle(dev, sgl[i].DmaAddress, sgl[i].Length, dir, forCpu);
         }
     }
 }

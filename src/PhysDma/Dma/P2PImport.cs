@@ -18,6 +18,9 @@ public readonly record struct P2PMapping(DmaAddr Addr, P2PMapType Type, Errno Er
 /// </summary>
 public sealed class P2PImport(DmaApi api)
 {
+    private DmaAttrs HostBridgeAttrs(DmaAttrs attrs) =>
+        api.Machine.Config.KernelQuirks.Contains(KernelQuirk.P2PHostBridgeAsRam) ? attrs : attrs | DmaAttrs.Mmio;
+
     /// <summary>By page: <c>pci_p2pdma_state</c> on the page, then the map type's action.</summary>
     public P2PMapping MapPage(ref P2PMapState state, Device dev, Page page, PhysAddr phys, ulong size, DmaDirection dir, DmaAttrs attrs)
     {
@@ -44,7 +47,7 @@ public sealed class P2PImport(DmaApi api)
                 }
                 return new P2PMapping(P2PDma.BusAddrMap(provider!, phys), type, Errno.None);
             case P2PMapType.ThruHostBridge:
-                return Checked(dev, api.MapPhys(dev, phys, size, dir, attrs | DmaAttrs.Mmio), type);
+                return Checked(dev, api.MapPhys(dev, phys, size, dir, HostBridgeAttrs(attrs)), type);
             case P2PMapType.None:
                 return Checked(dev, api.MapPhys(dev, phys, size, dir, attrs), type);
             default:
@@ -66,7 +69,7 @@ public sealed class P2PImport(DmaApi api)
         switch (m.Type)
         {
             case P2PMapType.ThruHostBridge:
-                api.UnmapPhys(dev, m.Addr, size, dir, attrs | DmaAttrs.Mmio);
+                api.UnmapPhys(dev, m.Addr, size, dir, HostBridgeAttrs(attrs));
                 break;
             case P2PMapType.None:
                 api.UnmapPhys(dev, m.Addr, size, dir, attrs);

@@ -106,6 +106,7 @@ public sealed partial class IommuDomain
                 done += 1UL << shift;
             }
         }
+        Unit.TraceSink?.Map(iova, phys.Value, size);
         // iotlb_sync_map: nothing to do, an IOTLB never caches a non-present entry here.
         return Errno.None;
     }
@@ -127,6 +128,7 @@ public sealed partial class IommuDomain
         {
             unmapped = UnmapLocked(pt, iova, size);
         }
+        Unit.TraceSink?.Unmap(iova, size, unmapped);
         if (unmapped != 0)
         {
             gather.Add(iova, unmapped);

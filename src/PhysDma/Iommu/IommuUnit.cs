@@ -20,8 +20,8 @@ public sealed class IommuUnit
     private readonly Lock _lock = new();
     private readonly Dictionary<Device, IommuDomain> _attached = [];
     private readonly List<IommuDomain> _domains = [];
-    private readonly List<StaleIotlbAccess> _stale = [];
-    private readonly List<IommuFault> _faults = [];
+    private readonly AppendLog<StaleIotlbAccess> _stale = new();
+    private readonly AppendLog<IommuFault> _faults = new();
     private readonly Clock _clock;
     private int _nextDomainId = 1;
 
@@ -32,18 +32,18 @@ public sealed class IommuUnit
         _clock = clock;
         if (config.PageSizes.Count == 0 || config.PageSizes.Any(s => !Sizes.IsPowerOfTwo(s)))
         {
-            throw new MachineConfigException("iommu.page_sizes", "iommu page_sizes must be a non-empty list of powers of two");
+            throw new MachineConfigException(ConfigProperty.Of(nameof(MachineConfig.Iommu)).Then(nameof(IommuConfig.PageSizes)), "the IOMMU page sizes must be a non-empty list of powers of two");
         }
         var granule = config.PageSizes.Min();
         if (granule > cpuPageSize || granule < 4096)
         {
-            throw new MachineConfigException("iommu.page_sizes",
+            throw new MachineConfigException(ConfigProperty.Of(nameof(MachineConfig.Iommu)).Then(nameof(IommuConfig.PageSizes)),
                 $"the smallest IOMMU page ({granule}) must be between 4096 and the CPU page size ({cpuPageSize})");
         }
         GranuleShift = Sizes.Log2(granule);
         if (config.ApertureBits < 32 || config.ApertureBits > 64)
         {
-            throw new MachineConfigException("iommu.aperture_bits", $"aperture_bits must be between 32 and 64, not {config.ApertureBits}");
+            throw new MachineConfigException(ConfigProperty.Of(nameof(MachineConfig.Iommu)).Then(nameof(IommuConfig.ApertureBits)), $"the IOMMU aperture must be between 32 and 64 bits, not {config.ApertureBits}");
         }
         ApertureBits = config.ApertureBits;
         foreach (var s in config.PageSizes)
@@ -51,7 +51,7 @@ public sealed class IommuUnit
             var shift = Sizes.Log2(s);
             if (!IoPageTable.IsLevelSize(GranuleShift, shift) || shift >= ApertureBits)
             {
-                throw new MachineConfigException("iommu.page_sizes",
+                throw new MachineConfigException(ConfigProperty.Of(nameof(MachineConfig.Iommu)).Then(nameof(IommuConfig.PageSizes)),
                     $"page size {s} is not the size of a page-table level for a {granule}-byte granule");
             }
             PgsizeBitmap |= s;
@@ -114,49 +114,16 @@ public sealed class IommuUnit
     public event Action<Device, StaleIotlbAccess>? StaleAccess;
 
     /// <summary>Every access made through a stale IOTLB entry, in order.</summary>
-    public IReadOnlyList<StaleIotlbAccess> StaleAccesses
-    {
-        get
-        {
-            lock (_lock)
-            {
-                return [.. _stale];
-            }
-        }
-    }
+    public IReadOnlyList<StaleIotlbAccess> StaleAccesses => _stale.Snapshot();
 
-    public int StaleAccessCount
-    {
-        get
-        {
-            lock (_lock)
-            {
-                return _stale.Count;
-            }
-        }
-    }
+    public int StaleAccessCount => _stale.Count;
 
-    public IReadOnlyList<IommuFault> Faults
-    {
-        get
-        {
-            lock (_lock)
-            {
-                return [.. _faults];
-            }
-        }
-    }
+    /// <summary>The trace events' destination; null when the iommu events are not traced.</summary>
+    public IIommuTraceSink? TraceSink { get; set; }
 
-    public int FaultCount
-    {
-        get
-        {
-            lock (_lock)
-            {
-                return _faults.Count;
-            }
-        }
-    }
+    public IReadOnlyList<IommuFault> Faults => _faults.Snapshot();
+
+    public int FaultCount => _faults.Count;
 
     /// <summary>Invalidates the whole IOTLB (every domain).</summary>
     public void FlushAll() => Iotlb.InvalidateAll();
@@ -188,10 +155,7 @@ public sealed class IommuUnit
         if (hit && (!domain.Walk(iova, out var now) || now != entry))
         {
             var stale = new StaleIotlbAccess(dev.Name, domain.Id, addr, entry.PhysBase + (iova - entry.IovaBase), access, _clock.NowNs);
-            lock (_lock)
-            {
-                _stale.Add(stale);
-            }
+            _stale.Add(stale);
             StaleAccess?.Invoke(dev, stale);
         }
         return Hit(entry, iova);
@@ -210,10 +174,8 @@ public sealed class IommuUnit
 
     private Translated Fault(IommuDomain domain, Device dev, DmaAddr addr, DmaAccess access, FaultReason reason)
     {
-        lock (_lock)
-        {
-            _faults.Add(new IommuFault(dev.Name, domain.Id, addr, access, reason, _clock.NowNs));
-        }
+        _faults.Add(new IommuFault(dev.Name, domain.Id, addr, access, reason, _clock.NowNs));
+        TraceSink?.IoPageFault(dev, addr.Value, access == DmaAccess.Write);
         return new Translated(PhysAddr.Invalid, 0, reason);
     }
 

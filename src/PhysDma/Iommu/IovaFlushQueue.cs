@@ -42,11 +42,11 @@ public sealed class IovaFlushQueue
     {
         if (entries < 2 || (entries & (entries - 1)) != 0)
         {
-            throw new MachineConfigException("iommu.flush_queue.entries", $"flush queue entries must be a power of two of at least 2, not {entries}");
+            throw new MachineConfigException(ConfigProperty.Of(nameof(MachineConfig.Iommu)).Then(nameof(IommuConfig.FlushQueue)).Then(nameof(FlushQueueConfig.Entries)), $"flush queue entries must be a power of two of at least 2, not {entries}");
         }
         if (timeoutMs < 1)
         {
-            throw new MachineConfigException("iommu.flush_queue.timeout_ms", $"flush queue timeout must be at least 1 ms, not {timeoutMs}");
+            throw new MachineConfigException(ConfigProperty.Of(nameof(MachineConfig.Iommu)).Then(nameof(IommuConfig.FlushQueue)).Then(nameof(FlushQueueConfig.TimeoutMs)), $"flush queue timeout must be at least 1 ms, not {timeoutMs}");
         }
         _iovad = iovad;
         _flushIotlbAll = flushIotlbAll;

@@ -64,11 +64,11 @@ public sealed class P2PDma
             }
             if (!_providers.TryGetValue((d.Name, pm.Bar), out var provider))
             {
-                throw new MachineConfigException($"devices[{i}].p2pmem.bar", $"device '{d.Name}' has no BAR {pm.Bar} for its p2pmem pool");
+                throw new MachineConfigException(ConfigProperty.Item(nameof(MachineConfig.Devices), i).Then(nameof(DeviceConfig.P2PMem)).Then(nameof(P2PMemConfig.Bar)), $"device '{d.Name}' has no BAR {pm.Bar} for its p2pmem pool");
             }
             if (pm.Offset + pm.Size > provider.Size || pm.Size == 0 || !Sizes.IsAligned(pm.Offset | pm.Size, machine.PageSize))
             {
-                throw new MachineConfigException($"devices[{i}].p2pmem",
+                throw new MachineConfigException(ConfigProperty.Item(nameof(MachineConfig.Devices), i).Then(nameof(DeviceConfig.P2PMem)),
                     $"p2pmem pool {Hex.Format(pm.Offset)}+{Hex.Format(pm.Size)} must be page aligned and inside BAR {pm.Bar} ({Hex.Format(provider.Size)} bytes)");
             }
             // pci_p2pdma_add_resource: ZONE_DEVICE pages with a P2PDMA pgmap over the pool.

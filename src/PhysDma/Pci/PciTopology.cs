@@ -72,19 +72,19 @@ public sealed class PciTopology
             var n = config.Pci[i];
             if (!_configs.TryAdd(n.Name, n))
             {
-                throw new MachineConfigException($"pci[{i}].name", $"PCI node '{n.Name}' is defined twice");
+                throw new MachineConfigException(ConfigProperty.Item(nameof(MachineConfig.Pci), i).Then(nameof(PciNodeConfig.Name)), $"PCI node '{n.Name}' is defined twice");
             }
             if (n.Type == PciNodeType.HostBridge)
             {
                 if (n.Parent is not null)
                 {
-                    throw new MachineConfigException($"pci[{i}].parent", $"host bridge '{n.Name}' cannot have a parent");
+                    throw new MachineConfigException(ConfigProperty.Item(nameof(MachineConfig.Pci), i).Then(nameof(PciNodeConfig.Parent)), $"host bridge '{n.Name}' cannot have a parent");
                 }
                 continue;
             }
             if (n.Parent is null || !_configs.TryGetValue(n.Parent, out var parent))
             {
-                throw new MachineConfigException($"pci[{i}].parent",
+                throw new MachineConfigException(ConfigProperty.Item(nameof(MachineConfig.Pci), i).Then(nameof(PciNodeConfig.Parent)),
                     n.Parent is null ? $"PCI node '{n.Name}' needs a parent" : $"PCI node '{n.Name}': parent '{n.Parent}' is not defined before it");
             }
             var ok = n.Type switch
@@ -94,7 +94,7 @@ public sealed class PciTopology
             };
             if (!ok)
             {
-                throw new MachineConfigException($"pci[{i}].parent",
+                throw new MachineConfigException(ConfigProperty.Item(nameof(MachineConfig.Pci), i).Then(nameof(PciNodeConfig.Parent)),
                     $"a {Describe(n.Type)} cannot sit below a {Describe(parent.Type)} ('{n.Parent}')");
             }
         }
@@ -107,12 +107,12 @@ public sealed class PciTopology
             }
             if (_configs[d.Parent].Type == PciNodeType.HostBridge)
             {
-                throw new MachineConfigException($"devices[{i}].parent", $"device '{d.Name}' must sit below a root port or switch, not host bridge '{d.Parent}'");
+                throw new MachineConfigException(ConfigProperty.Item(nameof(MachineConfig.Devices), i).Then(nameof(DeviceConfig.Parent)), $"device '{d.Name}' must sit below a root port or switch, not host bridge '{d.Parent}'");
             }
-            var bdf = d.Bdf ?? throw new MachineConfigException($"devices[{i}].bdf", $"PCI device '{d.Name}' needs a bdf");
+            var bdf = d.Bdf ?? throw new MachineConfigException(ConfigProperty.Item(nameof(MachineConfig.Devices), i).Then(nameof(DeviceConfig.Bdf)), $"PCI device '{d.Name}' needs a bdf");
             if (_bdf.Values.Contains(bdf))
             {
-                throw new MachineConfigException($"devices[{i}].bdf", $"bdf {bdf} is used twice");
+                throw new MachineConfigException(ConfigProperty.Item(nameof(MachineConfig.Devices), i).Then(nameof(DeviceConfig.Bdf)), $"bdf {bdf} is used twice");
             }
             _bdf[d.Name] = bdf;
             var slot = bdf[..^2];

@@ -7,85 +7,37 @@ namespace PhysDma.Platform;
 /// uncached ones (ioremap) straight to memory. Which modelled CPU runs the caller is a thread binding
 /// (<see cref="Machine.OnCpu"/>); the data cache is shared, as a coherent CPU cluster's is.
 /// </summary>
-public sealed class Cpu
+public sealed class Cpu : IMemoryAccess<KernelVirt>
 {
-    private readonly KernelMappings _kmap;
-    private readonly CpuCache _cache;
-    private readonly PhysicalMemory _memory;
-    private readonly ulong _pageSize;
+    private readonly Machine _m;
 
-    internal Cpu(KernelMappings kmap, CpuCache cache, PhysicalMemory memory, ulong pageSize)
-    {
-        _kmap = kmap;
-        _cache = cache;
-        _memory = memory;
-        _pageSize = pageSize;
-    }
+    /// <summary>The CPU of <paramref name="m"/>: its kernel mappings, cache and memory must exist already.</summary>
+    internal Cpu(Machine m) => _m = m;
 
     public void Read(KernelVirt va, Span<byte> dest)
     {
-        while (!dest.IsEmpty)
+        foreach (var (a, at, n) in Chunks.Split(va.Value, dest.Length, _m.PageSize))
         {
-            var n = (int)Math.Min((ulong)dest.Length, _pageSize - (va.Value & (_pageSize - 1)));
-            var (p, cached) = _kmap.Translate(va);
-            if (cached)
-            {
-                _cache.Load(p, dest[..n]);
-            }
-            else
-            {
-                _memory.Read(p, dest[..n]);
-            }
-            dest = dest[n..];
-            va += (ulong)n;
+            var (p, cached) = _m.Kmap.Translate(new KernelVirt(a));
+            Target(cached).Read(p, dest.Slice(at, n));
         }
     }
 
     public void Write(KernelVirt va, ReadOnlySpan<byte> src)
     {
-        while (!src.IsEmpty)
+        foreach (var (a, at, n) in Chunks.Split(va.Value, src.Length, _m.PageSize))
         {
-            var n = (int)Math.Min((ulong)src.Length, _pageSize - (va.Value & (_pageSize - 1)));
-            var (p, cached) = _kmap.Translate(va);
-            if (cached)
-            {
-                _cache.Store(p, src[..n]);
-            }
-            else
-            {
-                _memory.Write(p, src[..n]);
-            }
-            src = src[n..];
-            va += (ulong)n;
+            var (p, cached) = _m.Kmap.Translate(new KernelVirt(a));
+            Target(cached).Write(p, src.Slice(at, n));
         }
     }
+
+    /// <summary>Where a CPU access goes: the cache for a cacheable mapping, memory itself for an uncached one (ioremap).</summary>
+    private IMemoryAccess<PhysAddr> Target(bool cached) => cached ? _m.Cache : _m.Memory;
 
     /// <summary><c>memcpy</c> between two kernel virtual addresses, through the cache as the CPU does it.</summary>
-    public void Memcpy(KernelVirt dst, KernelVirt src, ulong len)
-    {
-        Span<byte> buf = stackalloc byte[256];
-        while (len > 0)
-        {
-            var n = (int)Math.Min(len, (ulong)buf.Length);
-            Read(src, buf[..n]);
-            Write(dst, buf[..n]);
-            src += (ulong)n;
-            dst += (ulong)n;
-            len -= (ulong)n;
-        }
-    }
+    public void Memcpy(KernelVirt dst, KernelVirt src, ulong len) => MemoryAccess.Copy(this, dst, src, len);
 
-    /// <summary><c>memset</c> through the cache (a page at a time, so whole cache blocks of one value stay shared).</summary>
-    public void Memset(KernelVirt dst, byte value, ulong len)
-    {
-        Span<byte> buf = stackalloc byte[4096];
-        buf.Fill(value);
-        while (len > 0)
-        {
-            var n = (int)Math.Min(len, (ulong)buf.Length);
-            Write(dst, buf[..n]);
-            dst += (ulong)n;
-            len -= (ulong)n;
-        }
-    }
+    /// <summary><c>memset</c> through the cache.</summary>
+    public void Memset(KernelVirt dst, byte value, ulong len) => MemoryAccess.Fill(this, dst, value, len);
 }

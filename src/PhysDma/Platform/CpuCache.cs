@@ -9,7 +9,7 @@ namespace PhysDma.Platform;
 /// stale data and a missing clean always leaves the device reading old memory: the worst case, repeatably.
 /// Coherent devices snoop it; non-coherent devices bypass it.
 /// </summary>
-public sealed class CpuCache
+public sealed class CpuCache : IMemoryAccess<PhysAddr>
 {
     /// <summary>
     /// 64 consecutive lines kept together (one bit each for present and dirty) so a cached byte costs about
@@ -139,6 +139,10 @@ public sealed class CpuCache
             }
         }
     }
+
+    void IMemoryAccess<PhysAddr>.Read(PhysAddr addr, Span<byte> dest) => Load(addr, dest);
+
+    void IMemoryAccess<PhysAddr>.Write(PhysAddr addr, ReadOnlySpan<byte> src) => Store(addr, src);
 
     /// <summary>A CPU store to cacheable memory (write-allocate; memory is updated only by a clean).</summary>
     public void Store(PhysAddr p, ReadOnlySpan<byte> src)

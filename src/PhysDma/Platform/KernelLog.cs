@@ -1,3 +1,5 @@
+using PhysDma.Core;
+
 namespace PhysDma.Platform;
 
 public enum LogLevel
@@ -19,39 +21,15 @@ public sealed class KernelLog(Clock clock)
     private const int RatelimitBurst = 10;
     private const ulong RatelimitIntervalNs = 5_000_000_000;
     private readonly Lock _lock = new();
-    private readonly List<LogLine> _lines = [];
+    private readonly AppendLog<LogLine> _lines = new();
     private readonly HashSet<string> _once = new(StringComparer.Ordinal);
     private readonly Dictionary<string, (ulong Begin, int Printed)> _ratelimit = new(StringComparer.Ordinal);
 
-    public int Count
-    {
-        get
-        {
-            lock (_lock)
-            {
-                return _lines.Count;
-            }
-        }
-    }
+    public int Count => _lines.Count;
 
-    public IReadOnlyList<LogLine> Lines
-    {
-        get
-        {
-            lock (_lock)
-            {
-                return [.. _lines];
-            }
-        }
-    }
+    public IReadOnlyList<LogLine> Lines => _lines.Snapshot();
 
-    public void Print(LogLevel level, string message)
-    {
-        lock (_lock)
-        {
-            _lines.Add(new LogLine(clock.NowNs, level, message));
-        }
-    }
+    public void Print(LogLevel level, string message) => _lines.Add(new LogLine(clock.NowNs, level, message));
 
     /// <summary>True if this call site has not fired yet (and marks it fired).</summary>
     public bool FirstTime(string callSite)

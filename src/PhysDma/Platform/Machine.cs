@@ -2,12 +2,6 @@ using PhysDma.Core;
 
 namespace PhysDma.Platform;
 
-/// <summary>A machine description that cannot be built; <see cref="Field"/> names the offending field.</summary>
-public sealed class MachineConfigException(string field, string message) : Exception(message)
-{
-    public string Field { get; } = field;
-}
-
 /// <summary>A device access that did not reach memory.</summary>
 public sealed record DmaFault(string Dev, DmaAddr Addr, DmaAccess Access, FaultReason Reason);
 
@@ -21,8 +15,7 @@ public sealed class Machine
     private static int t_cpu;
 
     private readonly Dictionary<string, Device> _devices = new(StringComparer.Ordinal);
-    private readonly List<DmaFault> _faults = [];
-    private readonly Lock _faultLock = new();
+    private readonly AppendLog<DmaFault> _faults = new();
 
     public Machine(MachineConfig config)
     {
@@ -30,26 +23,26 @@ public sealed class Machine
         Arch = config.Arch;
         if (!Sizes.IsPowerOfTwo(config.PageSize) || config.PageSize < 4096)
         {
-            throw new MachineConfigException("page_size", $"page_size must be a power of two of at least 4096, not {config.PageSize}");
+            throw new MachineConfigException(ConfigProperty.Of(nameof(MachineConfig.PageSize)), $"the page size must be a power of two of at least 4096, not {config.PageSize}");
         }
         if (config.HighmemAbove is { } hm && (config.Arch == Arch.Arm64 || !Sizes.IsAligned(hm, config.PageSize)))
         {
             // arm64 maps all RAM linearly (no CONFIG_HIGHMEM); elsewhere highmem starts at a page frame.
-            throw new MachineConfigException("highmem_above", config.Arch == Arch.Arm64
+            throw new MachineConfigException(ConfigProperty.Of(nameof(MachineConfig.HighmemAbove)), config.Arch == Arch.Arm64
                 ? "arm64 has no highmem: every page of RAM is in the linear map"
-                : $"highmem_above must be page-aligned ({config.PageSize}), not {hm}");
+                : $"highmem must start at a page boundary ({config.PageSize}), not {hm}");
         }
         if (!Sizes.IsPowerOfTwo(config.CacheLine) || config.CacheLine > config.PageSize)
         {
-            throw new MachineConfigException("cache_line", $"cache_line must be a power of two no larger than a page, not {config.CacheLine}");
+            throw new MachineConfigException(ConfigProperty.Of(nameof(MachineConfig.CacheLine)), $"the cache line must be a power of two no larger than a page, not {config.CacheLine}");
         }
         if (!Sizes.IsPowerOfTwo(config.DmaMinAlign))
         {
-            throw new MachineConfigException("dma_minalign", $"dma_minalign must be a power of two, not {config.DmaMinAlign}");
+            throw new MachineConfigException(ConfigProperty.Of(nameof(MachineConfig.DmaMinAlign)), $"ARCH_DMA_MINALIGN must be a power of two, not {config.DmaMinAlign}");
         }
         if (config.Cpus is < 1 or > 1024)
         {
-            throw new MachineConfigException("cpus", $"cpus must be between 1 and 1024, not {config.Cpus}");
+            throw new MachineConfigException(ConfigProperty.Of(nameof(MachineConfig.Cpus)), $"the number of CPUs must be between 1 and 1024, not {config.Cpus}");
         }
         PageSize = config.PageSize;
         PageShift = Sizes.Log2(config.PageSize);
@@ -60,23 +53,23 @@ public sealed class Machine
             var r = config.Ram[i];
             if (!Sizes.IsAligned(r.Base, PageSize) || !Sizes.IsAligned(r.Size, PageSize))
             {
-                throw new MachineConfigException($"ram[{i}]", $"RAM range {Hex.Format(r.Base)}+{Hex.Format(r.Size)} is not page aligned");
+                throw new MachineConfigException(ConfigProperty.Item(nameof(MachineConfig.Ram), i), $"RAM range {Hex.Format(r.Base)}+{Hex.Format(r.Size)} is not page aligned");
             }
-            AddRegion($"ram[{i}]", new MemRegion(new PhysAddr(r.Base), r.Size, MemKind.Ram, "System RAM"));
+            AddRegion(ConfigProperty.Item(nameof(MachineConfig.Ram), i), new MemRegion(new PhysAddr(r.Base), r.Size, MemKind.Ram, "System RAM"));
         }
         if (config.Ram.Count == 0)
         {
-            throw new MachineConfigException("ram", "a machine needs at least one RAM range");
+            throw new MachineConfigException(ConfigProperty.Of(nameof(MachineConfig.Ram)), "a machine needs at least one RAM range");
         }
         if (config.KernelText is { } kt)
         {
-            AddRegion("kernel_text", new MemRegion(new PhysAddr(kt.Base), kt.Size, MemKind.KernelText, "Kernel code"));
+            AddRegion(ConfigProperty.Of(nameof(MachineConfig.KernelText)), new MemRegion(new PhysAddr(kt.Base), kt.Size, MemKind.KernelText, "Kernel code"));
         }
         foreach (var (d, di) in config.Devices.Select((d, i) => (d, i)))
         {
             foreach (var (bar, bi) in d.Bars.Select((b, i) => (b, i)))
             {
-                AddRegion($"devices[{di}].bars[{bi}]",
+                AddRegion(ConfigProperty.Item(nameof(MachineConfig.Devices), di).Then(nameof(DeviceConfig.Bars), bi),
                     new MemRegion(new PhysAddr(bar.Base), bar.Size, MemKind.DeviceMemory, $"{d.Name} BAR {bar.Bar}", d.Name, bar.Bar));
             }
         }
@@ -87,7 +80,7 @@ public sealed class Machine
         Kmap = new KernelMappings(Arch, Map, Counters, PageShift, config.HighmemAbove);
         Cache = new CpuCache(Memory, config.CacheLine);
         ArchCache = new ArchCacheHooks(Arch, Kmap, Cache, Map);
-        Cpu = new Cpu(Kmap, Cache, Memory, PageSize);
+        Cpu = new Cpu(this);
         Stacks = new TaskStacks(PageShift);
         Clock = new Clock();
         Log = new KernelLog(Clock);
@@ -104,23 +97,23 @@ public sealed class Machine
         {
             if (_devices.ContainsKey(d.Name))
             {
-                throw new MachineConfigException($"devices[{i}].name", $"device '{d.Name}' is defined twice");
+                throw new MachineConfigException(ConfigProperty.Item(nameof(MachineConfig.Devices), i).Then(nameof(DeviceConfig.Name)), $"device '{d.Name}' is defined twice");
             }
             if (d.Parent is not null && !pciNames.Contains(d.Parent))
             {
-                throw new MachineConfigException($"devices[{i}].parent", $"device '{d.Name}': parent '{d.Parent}' is not a PCI node of this machine");
+                throw new MachineConfigException(ConfigProperty.Item(nameof(MachineConfig.Devices), i).Then(nameof(DeviceConfig.Parent)), $"device '{d.Name}': parent '{d.Parent}' is not a PCI node of this machine");
             }
             var coherent = d.Coherent ?? Arch != Arch.Arm64;
             if (!coherent && !ArchCache.HasNonCoherentDma)
             {
-                throw new MachineConfigException($"devices[{i}].coherent",
+                throw new MachineConfigException(ConfigProperty.Item(nameof(MachineConfig.Devices), i).Then(nameof(DeviceConfig.Coherent)),
                     $"device '{d.Name}': {ArchName} has no non-coherent DMA (every device is cache coherent there)");
             }
             var isPci = d.Parent is not null;
             var translated = d.Iommu ?? (isPci && config.Iommu is not null);
             if (translated && config.Iommu is null)
             {
-                throw new MachineConfigException($"devices[{i}].iommu", $"device '{d.Name}' is behind an IOMMU but the machine has none");
+                throw new MachineConfigException(ConfigProperty.Item(nameof(MachineConfig.Devices), i).Then(nameof(DeviceConfig.Iommu)), $"device '{d.Name}' is behind an IOMMU but the machine has none");
             }
             var dev = new Device(d, coherent, isPci, translated && config.Iommu!.Mode != IommuMode.Passthrough)
             {
@@ -130,7 +123,7 @@ public sealed class Machine
         }
     }
 
-    private void AddRegion(string field, MemRegion region)
+    private void AddRegion(ConfigProperty property, MemRegion region)
     {
         try
         {
@@ -138,7 +131,7 @@ public sealed class Machine
         }
         catch (ArgumentException e)
         {
-            throw new MachineConfigException(field, e.Message);
+            throw new MachineConfigException(property, e.Message);
         }
     }
 
@@ -234,35 +227,14 @@ public sealed class Machine
         public bool Contains(ulong p) => p >= Lo && p < Hi;
     }
 
-    public IReadOnlyList<DmaFault> Faults
-    {
-        get
-        {
-            lock (_faultLock)
-            {
-                return [.. _faults];
-            }
-        }
-    }
+    public IReadOnlyList<DmaFault> Faults => _faults.Snapshot();
 
-    public int FaultCount
-    {
-        get
-        {
-            lock (_faultLock)
-            {
-                return _faults.Count;
-            }
-        }
-    }
+    public int FaultCount => _faults.Count;
 
     private DmaFault RecordFault(Device dev, DmaAddr addr, DmaAccess access, FaultReason reason)
     {
         var f = new DmaFault(dev.Name, addr, access, reason);
-        lock (_faultLock)
-        {
-            _faults.Add(f);
-        }
+        _faults.Add(f);
         return f;
     }
 

@@ -66,6 +66,12 @@ public enum DeviceOpsKind
 
     /// <summary>6.19 ops with <c>map_phys</c>.</summary>
     Phys,
+
+    /// <summary>
+    /// 6.19 ops whose <c>map_phys</c> refuses <c>DMA_ATTR_MMIO</c> with <c>DMA_MAPPING_ERROR</c>: what ops without
+    /// <c>map_resource</c> became in the conversion (x86 GART, sparc IOMMU and others).
+    /// </summary>
+    PhysNoMmio,
 }
 
 public sealed record DeviceConfig
@@ -110,6 +116,9 @@ public sealed record MachineConfig
     public int Cpus { get; init; } = 2;
     public bool Debug { get; init; } = true;
     public IReadOnlyList<string> KernelQuirks { get; init; } = [];
+
+    /// <summary>Whether the machine reproduces the <see cref="KernelQuirk"/> <paramref name="name"/>.</summary>
+    public bool HasQuirk(string name) => KernelQuirks.Contains(name);
     public IReadOnlyList<AddrRange> Ram { get; init; } = [];
     public ulong? HighmemAbove { get; init; }
     public AddrRange? KernelText { get; init; }

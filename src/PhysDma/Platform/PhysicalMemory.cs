@@ -8,7 +8,7 @@ namespace PhysDma.Platform;
 /// only once something writes it; an untouched page reads as zeroes. Which addresses exist at all is the
 /// <see cref="MemoryMap"/>'s business, not this store's.
 /// </summary>
-public sealed class PhysicalMemory
+public sealed class PhysicalMemory : IMemoryAccess<PhysAddr>
 {
     private const int ChunkShift = 12;
     private const ulong ChunkSize = 1UL << ChunkShift;
@@ -22,64 +22,40 @@ public sealed class PhysicalMemory
 
     public void Read(PhysAddr addr, Span<byte> dest)
     {
-        var a = addr.Value;
-        while (!dest.IsEmpty)
+        foreach (var (a, at, n) in Chunks.Split(addr.Value, dest.Length, ChunkSize))
         {
-            var off = (int)(a & (ChunkSize - 1));
-            var n = Math.Min(dest.Length, (int)ChunkSize - off);
             if (_chunks.TryGetValue(a >> ChunkShift, out var chunk))
             {
-                chunk.AsSpan(off, n).CopyTo(dest);
+                chunk.AsSpan((int)(a & (ChunkSize - 1)), n).CopyTo(dest[at..]);
             }
             else
             {
-                dest[..n].Clear();
+                dest.Slice(at, n).Clear();
             }
-            dest = dest[n..];
-            a += (ulong)n;
         }
     }
 
     public void Write(PhysAddr addr, ReadOnlySpan<byte> src)
     {
-        var a = addr.Value;
-        while (!src.IsEmpty)
+        foreach (var (a, at, n) in Chunks.Split(addr.Value, src.Length, ChunkSize))
         {
-            var off = (int)(a & (ChunkSize - 1));
-            var n = Math.Min(src.Length, (int)ChunkSize - off);
-            if (n == (int)ChunkSize && Uniform.ValueOf(src[..n]) is { } v)
+            var key = a >> ChunkShift;
+            if (n == (int)ChunkSize && Uniform.ValueOf(src.Slice(at, n)) is { } v)
             {
                 // A page of one value (a fill, zeroes) shares one read-only array.
-                _chunks[a >> ChunkShift] = Uniform.Of(v, (int)ChunkSize);
+                _chunks[key] = Uniform.Of(v, (int)ChunkSize);
+                continue;
             }
-            else
+            var chunk = _chunks.GetOrAdd(key, static _ => new byte[ChunkSize]);
+            while (Uniform.IsShared(chunk))
             {
-                var key = a >> ChunkShift;
-                var chunk = _chunks.GetOrAdd(key, static _ => new byte[ChunkSize]);
-                while (Uniform.IsShared(chunk))
-                {
-                    var own = (byte[])chunk.Clone();
-                    chunk = _chunks.TryUpdate(key, own, chunk) ? own : _chunks[key];
-                }
-                src[..n].CopyTo(chunk.AsSpan(off, n));
+                var own = (byte[])chunk.Clone();
+                chunk = _chunks.TryUpdate(key, own, chunk) ? own : _chunks[key];
             }
-            src = src[n..];
-            a += (ulong)n;
+            src.Slice(at, n).CopyTo(chunk.AsSpan((int)(a & (ChunkSize - 1)), n));
         }
     }
 
     /// <summary>Copies inside physical memory (no cache involved: used by hardware, not the CPU).</summary>
-    public void Copy(PhysAddr dst, PhysAddr src, ulong len)
-    {
-        Span<byte> buf = stackalloc byte[256];
-        while (len > 0)
-        {
-            var n = (int)Math.Min(len, (ulong)buf.Length);
-            Read(src, buf[..n]);
-            Write(dst, buf[..n]);
-            src += (ulong)n;
-            dst += (ulong)n;
-            len -= (ulong)n;
-        }
-    }
+    public void Copy(PhysAddr dst, PhysAddr src, ulong len) => MemoryAccess.Copy(this, dst, src, len);
 }

@@ -184,6 +184,27 @@ public sealed class BufferAllocator(Machine machine, DmaApi api)
         return pages;
     }
 
+    /// <summary>
+    /// A buffer of the step's size at <paramref name="phys"/> (anywhere in its page), seen by the CPU at
+    /// <paramref name="va"/>, over the physically consecutive pages under it; nothing of it is freed with it.
+    /// </summary>
+    private Buffer At(AllocStep s, PhysAddr phys, KernelVirt va, bool hasStructPage = true)
+    {
+        var offset = phys.Value & (PageSize - 1);
+        return new Buffer
+        {
+            Name = s.Name,
+            Kind = s.Kind,
+            Size = s.Size,
+            Va = va,
+            Pages = PagesFrom(new PhysAddr(phys.Value - offset), offset, s.Size),
+            FirstOffset = offset,
+            HasStructPage = hasStructPage,
+            Owned = [],
+            PageSize = PageSize,
+        };
+    }
+
     private Buffer Ram(AllocStep s, Func<string, string, ScenarioError> error)
     {
         var align = Math.Max(PageSize, s.Align ?? PageSize);
@@ -215,19 +236,7 @@ public sealed class BufferAllocator(Machine machine, DmaApi api)
         if (s.Phys is not null || s.Size > Slab.LargestCache)
         {
             // kmalloc_large, or an object placed by hand: whole pages underneath.
-            var b = Ram(s, error);
-            return new Buffer
-            {
-                Name = b.Name,
-                Kind = BufferKind.Kmalloc,
-                Size = b.Size,
-                Va = b.Va,
-                Pages = b.Pages,
-                FirstOffset = b.FirstOffset,
-                HasStructPage = true,
-                Owned = b.Owned,
-                PageSize = PageSize,
-            };
+            return Ram(s, error);
         }
         var cls = Slab.KmallocSizeRoundup(s.Size, api.KmallocMinAlign, PageSize);
         var slabSize = Math.Max(PageSize, cls);
@@ -238,20 +247,7 @@ public sealed class BufferAllocator(Machine machine, DmaApi api)
         }
         var objPhys = slab.Base + slab.Used;
         _slabs[cls] = (slab.Base, slab.Used + cls, slab.SlabSize);
-        var offset = objPhys.Value & (PageSize - 1);
-        var pages = PagesFrom(new PhysAddr(Sizes.AlignDown(objPhys.Value, PageSize)), offset, s.Size);
-        return new Buffer
-        {
-            Name = s.Name,
-            Kind = s.Kind,
-            Size = s.Size,
-            Va = machine.Kmap.PhysToVirt(objPhys),
-            Pages = pages,
-            FirstOffset = offset,
-            HasStructPage = true,
-            Owned = [],
-            PageSize = PageSize,
-        };
+        return At(s, objPhys, machine.Kmap.PhysToVirt(objPhys));
     }
 
     /// <summary>The slab page (base, size) that holds <paramref name="phys"/>, if a kmalloc slab does.</summary>
@@ -282,19 +278,7 @@ public sealed class BufferAllocator(Machine machine, DmaApi api)
         {
             throw error("size", $"{Hex.Format(phys)}+{Hex.Format(s.Size)} runs past the slab page at {Hex.Format(slab.Base.Value)} ({slab.Size} bytes)");
         }
-        var offset = phys & (PageSize - 1);
-        return new Buffer
-        {
-            Name = s.Name,
-            Kind = s.Kind,
-            Size = s.Size,
-            Va = machine.Kmap.PhysToVirt(new PhysAddr(phys)),
-            Pages = PagesFrom(new PhysAddr(Sizes.AlignDown(phys, PageSize)), offset, s.Size),
-            FirstOffset = offset,
-            HasStructPage = true,
-            Owned = [],
-            PageSize = PageSize,
-        };
+        return At(s, new PhysAddr(phys), machine.Kmap.PhysToVirt(new PhysAddr(phys)));
     }
 
     private ulong _textUsed;
@@ -313,19 +297,7 @@ public sealed class BufferAllocator(Machine machine, DmaApi api)
         }
         _textUsed += aligned;
         var phys = new PhysAddr(text.Base + text.Size - _textUsed);
-        var first = new PhysAddr(Sizes.AlignDown(phys.Value, PageSize));
-        return new Buffer
-        {
-            Name = s.Name,
-            Kind = s.Kind,
-            Size = s.Size,
-            Va = machine.Kmap.PhysToVirt(phys),
-            Pages = PagesFrom(first, phys.Value - first.Value, s.Size),
-            FirstOffset = phys.Value - first.Value,
-            HasStructPage = true,
-            Owned = [],
-            PageSize = PageSize,
-        };
+        return At(s, phys, machine.Kmap.PhysToVirt(phys));
     }
 
     private Buffer Stack(AllocStep s, Func<string, string, ScenarioError> error)
@@ -392,23 +364,7 @@ public sealed class BufferAllocator(Machine machine, DmaApi api)
         };
     }
 
-    private Buffer DeviceMemory(AllocStep s, PhysAddr phys)
-    {
-        var offset = phys.Value & (PageSize - 1);
-        var pages = PagesFrom(new PhysAddr(Sizes.AlignDown(phys.Value, PageSize)), offset, s.Size);
-        return new Buffer
-        {
-            Name = s.Name,
-            Kind = s.Kind,
-            Size = s.Size,
-            Va = machine.Kmap.Ioremap(phys, s.Size),
-            Pages = pages,
-            FirstOffset = offset,
-            HasStructPage = false,
-            Owned = [],
-            PageSize = PageSize,
-        };
-    }
+    private Buffer DeviceMemory(AllocStep s, PhysAddr phys) => At(s, phys, machine.Kmap.Ioremap(phys, s.Size), hasStructPage: false);
 
     private Buffer P2PMem(AllocStep s, Func<string, string, ScenarioError> error)
     {
@@ -422,20 +378,8 @@ public sealed class BufferAllocator(Machine machine, DmaApi api)
             throw error("from", $"device '{s.From}' has no p2pmem pool (give it 'p2pmem: {{ bar: N, size: ... }}' in the machine)");
         }
         var phys = api.P2P.AllocP2PMem(s.From!, s.Size) ?? throw error("size", $"the p2pmem pool of '{s.From}' has no room for {s.Size} bytes");
-        var pages = PagesFrom(phys, 0, s.Size);
         // p2pmem is mapped for the CPU like the BAR it lives in: uncached, write-combining at best.
-        return new Buffer
-        {
-            Name = s.Name,
-            Kind = s.Kind,
-            Size = s.Size,
-            Va = machine.Kmap.Ioremap(phys, s.Size),
-            Pages = pages,
-            FirstOffset = 0,
-            HasStructPage = true,
-            Owned = [],
-            PageSize = PageSize,
-        };
+        return At(s, phys, machine.Kmap.Ioremap(phys, s.Size));
     }
 
     private Buffer Bar(AllocStep s, Func<string, string, ScenarioError> error)

@@ -24,15 +24,6 @@ public static class MachineParser
         "restricted_pool", "ops",
     ];
 
-    /// <summary>Known 6.18 defects a machine may reproduce (spec §9.6).</summary>
-    public static readonly string[] KnownQuirks =
-    [
-        // 6.18 defects fixed later (spec §9.6), and the pre-series IOMMU_CACHE on host-bridge P2P sg entries.
-        // KMSAN's in-page offset loss is not among them: KMSAN is not modelled.
-        "sg_bus_addr_no_len", "sg_host_bridge_break", "iova_unlink_ignores_mmio", "iommu_sg_bus_addr_head_len",
-        "iommu_sg_host_bridge_cache",
-    ];
-
     /// <summary>Resolves a <c>machine:</c> value; <paramref name="baseDir"/> anchors relative machine-file paths.</summary>
     public static MachineConfig Resolve(YNode node, string baseDir)
     {
@@ -150,9 +141,9 @@ public static class MachineParser
     private static string Quirk(YNode n)
     {
         var q = n.Scalar;
-        if (!KnownQuirks.Contains(q))
+        if (!KernelQuirk.All.Contains(q))
         {
-            throw n.Error($"unknown kernel quirk '{q}' (known: {string.Join(", ", KnownQuirks)})");
+            throw n.Error($"unknown kernel quirk '{q}' (known: {string.Join(", ", KernelQuirk.All)})");
         }
         return q;
     }
@@ -301,7 +292,8 @@ public static class MachineParser
                 "ops" => d with
                 {
                     Ops = v.AsEnum(("none", DeviceOpsKind.None), ("legacy", DeviceOpsKind.Legacy),
-                        ("legacy_no_resource", DeviceOpsKind.LegacyNoResource), ("phys", DeviceOpsKind.Phys)),
+                        ("legacy_no_resource", DeviceOpsKind.LegacyNoResource), ("phys", DeviceOpsKind.Phys),
+                        ("phys_no_mmio", DeviceOpsKind.PhysNoMmio)),
                 },
                 _ => throw v.Error($"unknown field '{key}'"),
             };

@@ -36,7 +36,7 @@ public sealed class ScenarioRunner
         }
         catch (MachineConfigException e)
         {
-            throw new ScenarioError(scenario.File, 1, "machine." + e.Field, e.Message);
+            throw e.ToScenarioError(scenario.File);
         }
         _s = new RunState(scenario, m, api);
         if (scenario.Faults is { } faults)
@@ -140,39 +140,40 @@ public sealed class ScenarioRunner
         }
         _s.Detach();
 
-        var result = new RunResult
-        {
-            Scenario = _scenario.Name,
-            Machine = _scenario.Machine.Name,
-            Steps = steps,
-            Debug = _s.Api.Debug is null ? null : _debug,
-            Faults = _faults,
-            Log = _log,
-            Final = new FinalState(
-                _s.LiveMappings,
-                _s.Api.Iommu is { } iommu ? (long)iommu.IovaPagesInUse : null,
-                _s.Api.Swiotlb.SlotsUsed,
-                _s.Api.Iommu is { } iommu2 ? iommu2.IotlbEntries : null),
-            Bug = bug,
-            Violation = violation,
-            Failures = _failures,
-            Injected = _scenario.Faults is null ? null : _injected,
-        };
+        var result = Result(bug, violation, steps);
         if (_scenario.FinalExpect.Count > 0)
         {
             var doc = result.Json;
-            var ok = _failures.Count == 0 && bug is null && violation is null;
             Check(null, _scenario.FinalExpect, f => f switch
             {
-                "ok" => JsonValue.Create(ok),
+                "ok" => JsonValue.Create(result.Ok),
                 "debug" or "faults" => doc[f],
                 _ => doc["final"]![f],
             });
-            // The failures just added are part of the document: the tree view must be made again.
-            result = result with { Failures = [.. _failures] };
+            // The failures just found are part of the document.
+            result = Result(bug, violation, steps);
         }
         return result;
     }
+
+    private RunResult Result(string? bug, string? violation, List<StepResult> steps) => new()
+    {
+        Scenario = _scenario.Name,
+        Machine = _scenario.Machine.Name,
+        Steps = steps,
+        Debug = _s.Api.Debug is null ? null : _debug,
+        Faults = _faults,
+        Log = _log,
+        Final = new FinalState(
+            _s.LiveMappings,
+            _s.Api.Iommu is { } iommu ? (long)iommu.IovaPagesInUse : null,
+            _s.Api.Swiotlb.SlotsUsed,
+            _s.Api.Iommu is { } iommu2 ? iommu2.IotlbEntries : null),
+        Bug = bug,
+        Violation = violation,
+        Failures = [.. _failures],
+        Injected = _scenario.Faults is null ? null : _injected,
+    };
 
     private static JsonObject StepNode(StepResult r) =>
         JsonSerializer.SerializeToNode(r, ResultJson.Context.StepResult)!.AsObject();

@@ -109,7 +109,7 @@ public class CoherentAllocTests
     }
 
     [Fact]
-    public void CoCo_guest_buffers_are_decrypted_and_addressed_without_the_encryption_bit()
+    public void Co_co_guest_buffers_are_decrypted_and_addressed_without_the_encryption_bit()
     {
         const ulong cbit = 1UL << 47;
         var cfg = X86Config() with { MemEncryptBit = cbit, Swiotlb = Swiotlb64M with { Force = true } };

@@ -8,7 +8,7 @@ namespace PhysDma.Tests.Debug;
 public class CachelineTests
 {
     [Fact]
-    public void Key_IsTheFirstCachelineCountedPerPage()
+    public void Key_is_the_first_cacheline_counted_per_page()
     {
         var d = DebugMachines.X86().Dbg();
         // 4096-byte pages, 64-byte lines: 64 lines per page.
@@ -18,7 +18,7 @@ public class CachelineTests
     }
 
     [Fact]
-    public void OnlyTheFirstLineIsKeyed_SoOverlapsFurtherInAreNotSeen()
+    public void Only_the_first_line_is_keyed_so_overlaps_further_in_are_not_seen()
     {
         var api = DebugMachines.X86();
         var dev = api.Dev();
@@ -29,7 +29,7 @@ public class CachelineTests
     }
 
     [Fact]
-    public void ToDevice_IsNotTracked()
+    public void To_device_is_not_tracked()
     {
         var api = DebugMachines.X86();
         var dev = api.Dev();
@@ -41,7 +41,7 @@ public class CachelineTests
     }
 
     [Fact]
-    public void SkipCpuSync_IsExemptFromTheReport_ButStillCounted()
+    public void Skip_cpu_sync_is_exempt_from_the_report_but_still_counted()
     {
         var api = DebugMachines.X86();
         var dev = api.Dev();
@@ -52,7 +52,7 @@ public class CachelineTests
     }
 
     [Fact]
-    public void KmallocBouncing_WithAnActiveSwiotlb_IsExempt()
+    public void Kmalloc_bouncing_with_an_active_swiotlb_is_exempt()
     {
         var api = DebugMachines.X86(bounceKmalloc: true, swiotlb: new SwiotlbConfig(Sizes.MiB, 1, false, false, null));
         var dev = api.Dev();
@@ -62,7 +62,7 @@ public class CachelineTests
     }
 
     [Fact]
-    public void KmallocBouncing_WithoutASwiotlb_IsNotExempt()
+    public void Kmalloc_bouncing_without_a_swiotlb_is_not_exempt()
     {
         var api = DebugMachines.X86(bounceKmalloc: true);
         var dev = api.Dev();
@@ -72,7 +72,7 @@ public class CachelineTests
     }
 
     [Fact]
-    public void Counter_StopsAtSeven_WarnsOnce_AndUnmapsDropTheLineEarly()
+    public void Counter_stops_at_seven_warns_once_and_unmaps_drop_the_line_early()
     {
         var api = DebugMachines.X86();
         var dev = api.Dev();
@@ -97,7 +97,7 @@ public class CachelineTests
     }
 
     [Fact]
-    public void MmioMappingsAreTrackedToo()
+    public void Mmio_mappings_are_tracked_too()
     {
         var api = DebugMachines.X86();
         var dev = api.Dev();

@@ -7,7 +7,7 @@ namespace PhysDma.Tests.Debug;
 public class DebugConcurrencyTests
 {
     [Fact]
-    public void ManyCpusMapAndUnmap_EverythingReturnsToThePool()
+    public void Many_cpus_map_and_unmap_everything_returns_to_the_pool()
     {
         var api = DebugMachines.X86();
         var dev = api.Dev();

@@ -14,13 +14,13 @@ public class DebugHotPathTests
     [InlineData(DmaDirection.ToDevice)]
     [InlineData(DmaDirection.FromDevice)]
     [InlineData(DmaDirection.Bidirectional)]
-    public void DirectMapSyncUnmap_AllocateNothingWithDebugOn(DmaDirection dir) =>
+    public void Direct_map_sync_unmap_allocate_nothing_with_debug_on(DmaDirection dir) =>
         AssertNoAllocation(DebugMachines.X86(), "nic0", 0x100000, dir);
 
     [Theory]
     [InlineData(DmaDirection.ToDevice)]
     [InlineData(DmaDirection.FromDevice)]
-    public void NonCoherentMapSyncUnmap_AllocateNothingWithDebugOn(DmaDirection dir) =>
+    public void Non_coherent_map_sync_unmap_allocate_nothing_with_debug_on(DmaDirection dir) =>
         AssertNoAllocation(DebugMachines.Arm64(), "dev0", 0x80100000, dir);
 
     private static void AssertNoAllocation(DmaApi api, string devName, ulong phys, DmaDirection dir)

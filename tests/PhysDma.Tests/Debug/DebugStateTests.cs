@@ -16,7 +16,7 @@ public class DebugStateTests
         [.. api.Log.Lines.Where(l => l.Level == LogLevel.Warn).Select(l => l.Message)];
 
     [Fact]
-    public void ByDefault_OnlyTheFirstErrorIsPrinted_ButAllAreCounted()
+    public void By_default_only_the_first_error_is_printed_but_all_are_counted()
     {
         var api = DebugMachines.X86();
         var d = api.Dbg();
@@ -32,7 +32,7 @@ public class DebugStateTests
     }
 
     [Fact]
-    public void NumErrors_PrintsThatManyMore()
+    public void Num_errors_prints_that_many_more()
     {
         var api = DebugMachines.X86();
         var d = api.Dbg();
@@ -46,7 +46,7 @@ public class DebugStateTests
     }
 
     [Fact]
-    public void AllErrors_PrintsEveryError_AndLeavesNumErrorsAlone()
+    public void All_errors_prints_every_error_and_leaves_num_errors_alone()
     {
         var api = DebugMachines.X86();
         var d = api.Dbg();
@@ -60,7 +60,7 @@ public class DebugStateTests
     }
 
     [Fact]
-    public void ErrorsOfAnEntryPrintWhereItWasMapped()
+    public void Errors_of_an_entry_print_where_it_was_mapped()
     {
         var api = DebugMachines.X86();
         var d = api.Dbg();
@@ -80,7 +80,7 @@ public class DebugStateTests
     }
 
     [Fact]
-    public void DriverFilter_PrintsOnlyThatDriver_ButCountsAndUsesUpNumErrorsForAll()
+    public void Driver_filter_prints_only_that_driver_but_counts_and_uses_up_num_errors_for_all()
     {
         var api = DebugMachines.X86();
         var d = api.Dbg();
@@ -99,7 +99,7 @@ public class DebugStateTests
     }
 
     [Fact]
-    public void DriverFilter_NonAlphanumericSwitchesItOff()
+    public void Driver_filter_non_alphanumeric_switches_it_off()
     {
         var api = DebugMachines.X86();
         var d = api.Dbg();
@@ -113,7 +113,7 @@ public class DebugStateTests
     }
 
     [Fact]
-    public void Pool_SizedInWholePagesOfEntries()
+    public void Pool_sized_in_whole_pages_of_entries()
     {
         var api = DebugMachines.X86();
         // 4096-byte pages of 128-byte (cacheline-aligned 112-byte) entries: 32 per page.
@@ -125,7 +125,7 @@ public class DebugStateTests
     }
 
     [Fact]
-    public void Pool_GrowsByAPage_AndSaysSoOnlyWhenCrossingAMultipleOfThePrealloc()
+    public void Pool_grows_by_a_page_and_says_so_only_when_crossing_a_multiple_of_the_prealloc()
     {
         var api = DebugMachines.X86();
         var dev = api.Dev();
@@ -150,7 +150,7 @@ public class DebugStateTests
     }
 
     [Fact]
-    public void Pool_GrowthFailure_DisablesDebugging()
+    public void Pool_growth_failure_disables_debugging()
     {
         var api = DebugMachines.X86();
         var dev = api.Dev();
@@ -169,7 +169,7 @@ public class DebugStateTests
     }
 
     [Fact]
-    public void Pool_EntriesComeBackOnUnmap_AndMinFreeRemembersTheLowWater()
+    public void Pool_entries_come_back_on_unmap_and_min_free_remembers_the_low_water()
     {
         var api = DebugMachines.X86();
         var dev = api.Dev();
@@ -186,7 +186,7 @@ public class DebugStateTests
     }
 
     [Fact]
-    public void ExactLookup_PerfectFitWinsAmongSameAddressMappings()
+    public void Exact_lookup_perfect_fit_wins_among_same_address_mappings()
     {
         var api = DebugMachines.X86();
         var dev = api.Dev();
@@ -202,7 +202,7 @@ public class DebugStateTests
     }
 
     [Fact]
-    public void ExactLookup_SeveralMatchesWithoutAPerfectFit_IsNotFound()
+    public void Exact_lookup_several_matches_without_a_perfect_fit_is_not_found()
     {
         var api = DebugMachines.X86();
         var dev = api.Dev();
@@ -215,7 +215,7 @@ public class DebugStateTests
     }
 
     [Fact]
-    public void ExactLookup_ASingleImperfectMatchIsUsed()
+    public void Exact_lookup_a_single_imperfect_match_is_used()
     {
         var api = DebugMachines.X86();
         var dev = api.Dev();
@@ -227,7 +227,7 @@ public class DebugStateTests
     }
 
     [Fact]
-    public void ExactLookup_IsPerDevice()
+    public void Exact_lookup_is_per_device()
     {
         var api = DebugMachines.X86();
         var a = api.MapChecked(api.Dev("nic0"), 0x100000, 64, DmaDirection.ToDevice);
@@ -237,7 +237,7 @@ public class DebugStateTests
     }
 
     [Fact]
-    public void ContainingLookup_WalksBackOverBuckets()
+    public void Containing_lookup_walks_back_over_buckets()
     {
         var api = DebugMachines.X86();
         var dev = api.Dev();
@@ -254,7 +254,7 @@ public class DebugStateTests
     }
 
     [Fact]
-    public void MappingError_MarksOnlyTheFirstUncheckedSameAddressEntry()
+    public void Mapping_error_marks_only_the_first_unchecked_same_address_entry()
     {
         var api = DebugMachines.X86();
         var dev = api.Dev();
@@ -269,7 +269,7 @@ public class DebugStateTests
     }
 
     [Fact]
-    public void MappingTheSameAddressAgain_MarksTheEarlierMappingChecked_AsTheKernelDoes()
+    public void Mapping_the_same_address_again_marks_the_earlier_mapping_checked_as_the_kernel_does()
     {
         var api = DebugMachines.X86();
         var dev = api.Dev();
@@ -285,7 +285,7 @@ public class DebugStateTests
     }
 
     [Fact]
-    public void Dump_OneLinePerEntry()
+    public void Dump_one_line_per_entry()
     {
         var api = DebugMachines.X86();
         var dev = api.Dev();
@@ -295,7 +295,7 @@ public class DebugStateTests
     }
 
     [Fact]
-    public void DisabledAtRun_ChecksNothingAndTracksNothing()
+    public void Disabled_at_run_checks_nothing_and_tracks_nothing()
     {
         var api = DebugMachines.X86();
         var d = api.Dbg();
@@ -309,7 +309,7 @@ public class DebugStateTests
     }
 
     [Fact]
-    public void DebugOff_MachineHasNoDmaDebug()
+    public void Debug_off_machine_has_no_dma_debug()
     {
         var api = DebugMachines.X86(debug: false);
         Assert.Null(api.Debug);

@@ -19,7 +19,7 @@ public class KernelMessageTests
     }
 
     [Fact]
-    public void FreeInvalidAddress()
+    public void Free_invalid_address()
     {
         var api = DebugMachines.X86();
         api.UnmapPhys(api.Dev(), DmaAddr.MappingError, 4096, DmaDirection.ToDevice, DmaAttrs.None);
@@ -29,7 +29,7 @@ public class KernelMessageTests
     }
 
     [Fact]
-    public void FreeNotAllocated()
+    public void Free_not_allocated()
     {
         var api = DebugMachines.X86();
         api.UnmapPhys(api.Dev(), new DmaAddr(0x12345000), 4096, DmaDirection.ToDevice, DmaAttrs.None);
@@ -38,7 +38,7 @@ public class KernelMessageTests
     }
 
     [Fact]
-    public void FreeSizeMismatch()
+    public void Free_size_mismatch()
     {
         var api = DebugMachines.X86();
         var dev = api.Dev();
@@ -49,7 +49,7 @@ public class KernelMessageTests
     }
 
     [Fact]
-    public void FreeTypeMismatch()
+    public void Free_type_mismatch()
     {
         var api = DebugMachines.X86();
         var dev = api.Dev();
@@ -60,7 +60,7 @@ public class KernelMessageTests
     }
 
     [Fact]
-    public void FreeCpuAddressMismatch_KeepsTheKernelsDoublePrefix()
+    public void Free_cpu_address_mismatch_keeps_the_kernels_double_prefix()
     {
         var api = DebugMachines.X86();
         var dev = api.Dev();
@@ -74,7 +74,7 @@ public class KernelMessageTests
     }
 
     [Fact]
-    public void FreeSgCountMismatch()
+    public void Free_sg_count_mismatch()
     {
         var api = DebugMachines.X86();
         var dev = api.Dev();
@@ -91,7 +91,7 @@ public class KernelMessageTests
     }
 
     [Fact]
-    public void FreeDirectionMismatch()
+    public void Free_direction_mismatch()
     {
         var api = DebugMachines.X86();
         var dev = api.Dev();
@@ -102,7 +102,7 @@ public class KernelMessageTests
     }
 
     [Fact]
-    public void MapErrorNotChecked_HasNoSpaceBeforeTheBracket()
+    public void Map_error_not_checked_has_no_space_before_the_bracket()
     {
         var api = DebugMachines.X86();
         var dev = api.Dev();
@@ -113,7 +113,7 @@ public class KernelMessageTests
     }
 
     [Fact]
-    public void UnmapOrder_SizeTypeDirectionMapError()
+    public void Unmap_order_size_type_direction_map_error()
     {
         var api = DebugMachines.X86();
         var dev = api.Dev();
@@ -123,7 +123,7 @@ public class KernelMessageTests
     }
 
     [Fact]
-    public void MapFromStack_VmappedStackPrintsTheProbableAddress()
+    public void Map_from_stack_vmapped_stack_prints_the_probable_address()
     {
         var api = DebugMachines.X86();
         api.Machine.Stacks.Register(new PhysAddr(0x200000), new KernelVirt(0xffffc90000004000));
@@ -133,7 +133,7 @@ public class KernelMessageTests
     }
 
     [Fact]
-    public void MapFromKernelText()
+    public void Map_from_kernel_text()
     {
         var api = DebugMachines.X86();
         api.MapChecked(api.Dev(), 0x1000100, 64, DmaDirection.ToDevice);
@@ -142,7 +142,7 @@ public class KernelMessageTests
     }
 
     [Fact]
-    public void MmioSkipsTheStackAndTextChecks()
+    public void Mmio_skips_the_stack_and_text_checks()
     {
         var api = DebugMachines.X86();
         api.Machine.Stacks.Register(new PhysAddr(0x200000), new KernelVirt(0xffffc90000004000));
@@ -152,7 +152,7 @@ public class KernelMessageTests
     }
 
     [Fact]
-    public void MapInvalidArea()
+    public void Map_invalid_area()
     {
         var api = DebugMachines.X86();
         var kmapVa = new KernelVirt(api.Machine.Kmap.KmapStart + 0x40);
@@ -162,7 +162,7 @@ public class KernelMessageTests
     }
 
     [Fact]
-    public void MapVmalloc_IsAlsoAnInvalidArea()
+    public void Map_vmalloc_is_also_an_invalid_area()
     {
         var api = DebugMachines.X86();
         var va = api.Machine.Kmap.Vmap([new PhysAddr(0x400000)], cached: true);
@@ -173,7 +173,7 @@ public class KernelMessageTests
     }
 
     [Fact]
-    public void DmaMapSingle_RefusesVmallocBeforeDebugSeesIt()
+    public void Dma_map_single_refuses_vmalloc_before_debug_sees_it()
     {
         var api = DebugMachines.X86();
         var va = api.Machine.Kmap.Vmap([new PhysAddr(0x400000)], cached: true);
@@ -182,7 +182,7 @@ public class KernelMessageTests
     }
 
     [Fact]
-    public void SyncNotAllocated()
+    public void Sync_not_allocated()
     {
         var api = DebugMachines.X86();
         api.SyncSingleForCpu(api.Dev(), new DmaAddr(0x500000), 64, DmaDirection.FromDevice);
@@ -191,7 +191,7 @@ public class KernelMessageTests
     }
 
     [Fact]
-    public void SyncPastTheEnd_IsNotAllocated_AsInTheKernel()
+    public void Sync_past_the_end_is_not_allocated_as_in_the_kernel()
     {
         var api = DebugMachines.X86();
         var dev = api.Dev();
@@ -201,7 +201,7 @@ public class KernelMessageTests
     }
 
     [Fact]
-    public void SyncOutOfRange_OnlyReachableWhenTheRangeWraps()
+    public void Sync_out_of_range_only_reachable_when_the_range_wraps()
     {
         var api = DebugMachines.X86();
         var dev = api.Dev();
@@ -214,7 +214,7 @@ public class KernelMessageTests
     }
 
     [Fact]
-    public void SyncDirectionMismatch()
+    public void Sync_direction_mismatch()
     {
         var api = DebugMachines.X86();
         var dev = api.Dev();
@@ -225,7 +225,7 @@ public class KernelMessageTests
     }
 
     [Fact]
-    public void SyncReadOnlyForCpu()
+    public void Sync_read_only_for_cpu()
     {
         var api = DebugMachines.X86();
         var dev = api.Dev();
@@ -240,7 +240,7 @@ public class KernelMessageTests
     }
 
     [Fact]
-    public void SyncWriteOnlyForDevice()
+    public void Sync_write_only_for_device()
     {
         var api = DebugMachines.X86();
         var dev = api.Dev();
@@ -255,7 +255,7 @@ public class KernelMessageTests
     }
 
     [Fact]
-    public void SyncSgCountMismatch_AndBidirectionalSkipsIt()
+    public void Sync_sg_count_mismatch_and_bidirectional_skips_it()
     {
         var api = DebugMachines.X86();
         var dev = api.Dev();
@@ -274,7 +274,7 @@ public class KernelMessageTests
     }
 
     [Fact]
-    public void SyncSgOfAnUnknownList_ChecksNothing()
+    public void Sync_sg_of_an_unknown_list_checks_nothing()
     {
         var api = DebugMachines.X86();
         DebugSg[] sg = [new(new PhysAddr(0x100000), 4096, new DmaAddr(0x100000), 4096)];
@@ -283,7 +283,7 @@ public class KernelMessageTests
     }
 
     [Fact]
-    public void SgSegmentTooLongAndAcrossBoundary()
+    public void Sg_segment_too_long_and_across_boundary()
     {
         var api = DebugMachines.X86();
         var dev = api.Dev("plat0");
@@ -301,7 +301,7 @@ public class KernelMessageTests
     }
 
     [Fact]
-    public void SgMapChecksStackOnEveryCpuSegment()
+    public void Sg_map_checks_stack_on_every_cpu_segment()
     {
         var api = DebugMachines.X86();
         api.Machine.Stacks.Register(new PhysAddr(0x300000), new KernelVirt(0xffffc90000010000));
@@ -316,7 +316,7 @@ public class KernelMessageTests
     }
 
     [Fact]
-    public void CachelineOverlap()
+    public void Cacheline_overlap()
     {
         var api = DebugMachines.X86();
         var dev = api.Dev();
@@ -327,7 +327,7 @@ public class KernelMessageTests
     }
 
     [Fact]
-    public void LeakOnUnbind_ReportsCountAndTheLastEntryInBucketOrder()
+    public void Leak_on_unbind_reports_count_and_the_last_entry_in_bucket_order()
     {
         var api = DebugMachines.X86();
         var dev = api.Dev();
@@ -350,7 +350,7 @@ public class KernelMessageTests
     }
 
     [Fact]
-    public void NoLeakReport_WhenEverythingWasUnmapped()
+    public void No_leak_report_when_everything_was_unmapped()
     {
         var api = DebugMachines.X86();
         var dev = api.Dev();

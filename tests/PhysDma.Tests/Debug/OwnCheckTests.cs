@@ -22,7 +22,7 @@ public class OwnCheckTests
     }
 
     [Fact]
-    public void MmioWithoutAttr()
+    public void Mmio_without_attr()
     {
         var api = DebugMachines.X86();
         var d = api.Dbg();
@@ -36,7 +36,7 @@ public class OwnCheckTests
     }
 
     [Fact]
-    public void MmioWithAttr_AndRamWithout_AreFine()
+    public void Mmio_with_attr_and_ram_without_are_fine()
     {
         var api = DebugMachines.X86();
         api.MapChecked(api.Dev(), DebugMachines.BarBase, 256, DmaDirection.ToDevice, DmaAttrs.Mmio);
@@ -45,7 +45,7 @@ public class OwnCheckTests
     }
 
     [Fact]
-    public void RamWithMmioAttr()
+    public void Ram_with_mmio_attr()
     {
         var api = DebugMachines.X86();
         api.MapChecked(api.Dev(), 0x100000, 4096, DmaDirection.FromDevice, DmaAttrs.Mmio);
@@ -55,7 +55,7 @@ public class OwnCheckTests
     }
 
     [Fact]
-    public void CacheOpOnMmio_ASyncOfAnMmioMappingOnANonCoherentDevice()
+    public void Cache_op_on_mmio_a_sync_of_an_mmio_mapping_on_a_non_coherent_device()
     {
         var api = DebugMachines.Arm64();
         var dev = api.Dev("dev0");
@@ -69,7 +69,7 @@ public class OwnCheckTests
     }
 
     [Fact]
-    public void CacheOpOnMmio_ASyncSgOfAHostBridgeP2PSegment_NamesThatSegment()
+    public void Cache_op_on_mmio_a_sync_sg_of_a_host_bridge_P2P_segment_names_that_segment()
     {
         // dma-direct maps the host-bridge P2P segment as RAM; the syncs then clean/invalidate the GPU's BAR.
         var file = Path.Combine(ScenarioTestKit.RepoRoot, "tests", "PhysDma.Tests", "Misuse", "cache_op_on_mmio.arm64.p2p-sg-synced.yaml");
@@ -86,7 +86,7 @@ public class OwnCheckTests
     }
 
     [Fact]
-    public void CpuReadWhileDeviceOwns_EverySegmentOfAMergedIommuList_FollowsSyncsAndUnmap()
+    public void Cpu_read_while_device_owns_every_segment_of_a_merged_iommu_list_follows_syncs_and_unmap()
     {
         // Two CPU segments merged into one IOVA segment: dma-debug has one entry (CPU segment 0 paired with
         // the merged DMA segment); the second CPU segment is still the device's until the sync or unmap.
@@ -116,7 +116,7 @@ public class OwnCheckTests
     }
 
     [Fact]
-    public void CacheOpOnMmio_NotOnACoherentDevice()
+    public void Cache_op_on_mmio_not_on_a_coherent_device()
     {
         var api = DebugMachines.X86();
         var dev = api.Dev();
@@ -126,7 +126,7 @@ public class OwnCheckTests
     }
 
     [Fact]
-    public void CpuReadWhileDeviceOwns_FromMapToSyncForCpu()
+    public void Cpu_read_while_device_owns_from_map_to_sync_for_cpu()
     {
         var api = DebugMachines.X86();
         var dev = api.Dev();
@@ -156,7 +156,7 @@ public class OwnCheckTests
     }
 
     [Fact]
-    public void CpuReadWhileDeviceOwns_Bidirectional_AndScatterGather()
+    public void Cpu_read_while_device_owns_bidirectional_and_scatter_gather()
     {
         var api = DebugMachines.X86();
         var dev = api.Dev();
@@ -172,7 +172,7 @@ public class OwnCheckTests
     }
 
     [Fact]
-    public void CpuRead_OfAToDeviceBuffer_IsFine_ButAWriteIsNot()
+    public void Cpu_read_of_a_to_device_buffer_is_fine_but_a_write_is_not()
     {
         var api = DebugMachines.X86();
         var dev = api.Dev();
@@ -187,7 +187,7 @@ public class OwnCheckTests
     }
 
     [Fact]
-    public void CpuAccess_MmioAndCoherentBuffersAreNotTracked()
+    public void Cpu_access_mmio_and_coherent_buffers_are_not_tracked()
     {
         var api = DebugMachines.X86();
         var dev = api.Dev();
@@ -200,7 +200,7 @@ public class OwnCheckTests
     }
 
     [Fact]
-    public void StaleIotlbAccess_IsReportedWhenTheLazyIommuLetsTheDeviceThrough()
+    public void Stale_iotlb_access_is_reported_when_the_lazy_iommu_lets_the_device_through()
     {
         var (m, api) = IommuMachines.Build(IommuMode.Lazy);
         var nic = m.Device("nic0");
@@ -223,7 +223,7 @@ public class OwnCheckTests
     }
 
     [Fact]
-    public void StaleIotlbAccess_NeverInStrictMode()
+    public void Stale_iotlb_access_never_in_strict_mode()
     {
         var (m, api) = IommuMachines.Build(IommuMode.Strict);
         var nic = m.Device("nic0");
@@ -236,7 +236,7 @@ public class OwnCheckTests
     }
 
     [Fact]
-    public void IovaMixedMmioRam_Message()
+    public void Iova_mixed_mmio_ram_message()
     {
         var api = DebugMachines.X86();
         var d = api.Dbg();

@@ -14,7 +14,7 @@ public class ScatterGatherDebugTests
         new([.. segs.Select(s => new ScatterEntry(new PhysAddr(s.Phys), s.Len))]);
 
     [Fact]
-    public void MapSgtable_TracksOneEntryPerSegment_AndUnmapForgetsThem()
+    public void Map_sgtable_tracks_one_entry_per_segment_and_unmap_forgets_them()
     {
         var api = DebugMachines.X86();
         var dev = api.Dev();
@@ -35,7 +35,7 @@ public class ScatterGatherDebugTests
     }
 
     [Fact]
-    public void SyncSg_WithTheWrongCount()
+    public void Sync_sg_with_the_wrong_count()
     {
         var api = DebugMachines.X86();
         var dev = api.Dev();
@@ -49,7 +49,7 @@ public class ScatterGatherDebugTests
     }
 
     [Fact]
-    public void SyncSg_WithTheWrongDirection_ChecksEveryMappedSegment()
+    public void Sync_sg_with_the_wrong_direction_checks_every_mapped_segment()
     {
         var api = DebugMachines.X86();
         var dev = api.Dev();
@@ -64,7 +64,7 @@ public class ScatterGatherDebugTests
     }
 
     [Fact]
-    public void UnmapSg_WithTheWrongCount_AndDirection()
+    public void Unmap_sg_with_the_wrong_count_and_direction()
     {
         var api = DebugMachines.X86();
         var dev = api.Dev();
@@ -82,7 +82,7 @@ public class ScatterGatherDebugTests
     }
 
     [Fact]
-    public void UnmapSg_OfAListUnmappedAsSingle_IsTheWrongFunction()
+    public void Unmap_sg_of_a_list_unmapped_as_single_is_the_wrong_function()
     {
         var api = DebugMachines.X86();
         var dev = api.Dev();
@@ -95,7 +95,7 @@ public class ScatterGatherDebugTests
     }
 
     [Fact]
-    public void SegmentLimits_AreCheckedOnTheMappedSegments()
+    public void Segment_limits_are_checked_on_the_mapped_segments()
     {
         var api = DebugMachines.X86();
         var dev = api.Dev("plat0");
@@ -115,7 +115,7 @@ public class ScatterGatherDebugTests
     }
 
     [Fact]
-    public void MapSg_FromTheStack()
+    public void Map_sg_from_the_stack()
     {
         var api = DebugMachines.X86();
         api.Machine.Stacks.Register(new PhysAddr(0x300000), new KernelVirt(0xffffc90000010000));
@@ -126,7 +126,7 @@ public class ScatterGatherDebugTests
     }
 
     [Fact]
-    public void Sg_SteadyStateAllocatesNothing()
+    public void Sg_steady_state_allocates_nothing()
     {
         var api = DebugMachines.X86();
         var dev = api.Dev();

@@ -19,7 +19,7 @@ public sealed class DirectMapTableTests
 
     // Row 1: force_bounce, MMIO => ERROR through the overflow WARN, swiotlb never asked.
     [Fact]
-    public void Row1_ForceBounce_Mmio_FailsWithOverflowWarn_WithoutSwiotlb()
+    public void Row1_force_bounce_mmio_fails_with_overflow_warn_without_swiotlb()
     {
         var r = X86Nic(d => d with { ForceBounce = true });
         var a = r.Api.MapPhys(r.Dev, X86Bar, 4096, DmaDirection.ToDevice, DmaAttrs.Mmio);
@@ -34,7 +34,7 @@ public sealed class DirectMapTableTests
 
     // Row 2: force_bounce, RAM => swiotlb_map. With swiotlb off there is no pool: ERROR with the no-pool message.
     [Fact]
-    public void Row2_ForceBounce_Ram_GoesToSwiotlb_NoPoolFails()
+    public void Row2_force_bounce_ram_goes_to_swiotlb_no_pool_fails()
     {
         var r = X86Nic(d => d with { ForceBounce = true });
         var a = r.Api.MapPhys(r.Dev, new PhysAddr(0x10_0000), 512, DmaDirection.FromDevice, DmaAttrs.None);
@@ -46,7 +46,7 @@ public sealed class DirectMapTableTests
     }
 
     [Fact]
-    public void Row2_MachineWideForce_AlsoBounces()
+    public void Row2_machine_wide_force_also_bounces()
     {
         var r = Build(X86Config() with { Swiotlb = Swiotlb64M with { Force = true } });
         Assert.True(r.Api.Swiotlb.IsForceBounce(r.Dev));
@@ -60,7 +60,7 @@ public sealed class DirectMapTableTests
     [InlineData(DmaDirection.ToDevice)]
     [InlineData(DmaDirection.FromDevice)]
     [InlineData(DmaDirection.Bidirectional)]
-    public void Row3_Mmio_Capable_IsPhysVerbatim_NoCacheOps_OnNonCoherentDevice(DmaDirection dir)
+    public void Row3_mmio_capable_is_phys_verbatim_no_cache_ops_on_non_coherent_device(DmaDirection dir)
     {
         var r = Arm64();
         var log = r.CacheLog();
@@ -73,7 +73,7 @@ public sealed class DirectMapTableTests
     }
 
     [Fact]
-    public void Row3_Mmio_CapableAtExactMaskBoundary()
+    public void Row3_mmio_capable_at_exact_mask_boundary()
     {
         // 32-bit mask: [0xfffff000, 0xffffffff] is capable, one more byte is not.
         var r = X86Nic(d => d with { DmaMaskBits = 32 });
@@ -83,7 +83,7 @@ public sealed class DirectMapTableTests
 
     // Row 4: MMIO, not capable => overflow WARN, ERROR, swiotlb never tried (even with a swiotlb configured).
     [Fact]
-    public void Row4_Mmio_NotCapable_FailsWithoutTryingSwiotlb()
+    public void Row4_mmio_not_capable_fails_without_trying_swiotlb()
     {
         var r = Build(X86Config(Nic64 with { DmaMaskBits = 32 }, Gpu(X86Bar)) with { Swiotlb = Swiotlb64M });
         var a = r.Api.MapPhys(r.Dev, HighBar, 4096, DmaDirection.FromDevice, DmaAttrs.Mmio);
@@ -95,7 +95,7 @@ public sealed class DirectMapTableTests
     }
 
     [Fact]
-    public void Row4_Mmio_BusDmaLimitAlsoBinds()
+    public void Row4_mmio_bus_dma_limit_also_binds()
     {
         var r = X86Nic(d => d with { BusDmaLimit = 0xffff_ffff });
         Assert.True(r.Api.MapPhys(r.Dev, HighBar, 4096, DmaDirection.FromDevice, DmaAttrs.Mmio).IsError);
@@ -103,7 +103,7 @@ public sealed class DirectMapTableTests
     }
 
     [Fact]
-    public void OverflowWarn_IsOncePerCallSite()
+    public void Overflow_warn_is_once_per_call_site()
     {
         var r = X86Nic(d => d with { DmaMaskBits = 32 });
         Assert.True(r.Api.MapPhys(r.Dev, HighBar, 4096, DmaDirection.ToDevice, DmaAttrs.Mmio).IsError);
@@ -114,7 +114,7 @@ public sealed class DirectMapTableTests
 
     // Row 5: RAM, capable, no kmalloc bounce => phys_to_dma, arch_sync_dma_for_device iff non-coherent and no SKIP_CPU_SYNC.
     [Fact]
-    public void Row5_Ram_Capable_Coherent_IsPhysToDma_NoCacheOps()
+    public void Row5_ram_capable_coherent_is_phys_to_dma_no_cache_ops()
     {
         var r = X86();
         var log = r.CacheLog();
@@ -127,7 +127,7 @@ public sealed class DirectMapTableTests
     [InlineData(DmaDirection.ToDevice)]
     [InlineData(DmaDirection.FromDevice)]
     [InlineData(DmaDirection.Bidirectional)]
-    public void Row5_Ram_Capable_NonCoherent_CleansExactRange(DmaDirection dir)
+    public void Row5_ram_capable_non_coherent_cleans_exact_range(DmaDirection dir)
     {
         var r = Arm64();
         var log = r.CacheLog();
@@ -138,7 +138,7 @@ public sealed class DirectMapTableTests
     }
 
     [Fact]
-    public void Row5_Ram_Capable_NonCoherent_SkipCpuSync_NoCacheOps()
+    public void Row5_ram_capable_non_coherent_skip_cpu_sync_no_cache_ops()
     {
         var r = Arm64();
         var log = r.CacheLog();
@@ -147,7 +147,7 @@ public sealed class DirectMapTableTests
     }
 
     [Fact]
-    public void Row5_Ram_WithDmaRanges_AddsBusOffset()
+    public void Row5_ram_with_dma_ranges_adds_bus_offset()
     {
         var r = Arm64Nic(d => d with { DmaRanges = [new DmaRangeConfig(0x8000_0000, 0, 4 * GiB)] });
         var log = r.CacheLog();
@@ -158,7 +158,7 @@ public sealed class DirectMapTableTests
     }
 
     [Fact]
-    public void Row6_Ram_NotCapable_BouncesBelowTheMask()
+    public void Row6_ram_not_capable_bounces_below_the_mask()
     {
         var r = Build(X86Config(Nic64 with { DmaMaskBits = 32 }, Gpu(X86Bar)) with { Swiotlb = Swiotlb64M });
         var a = r.Api.MapPhys(r.Dev, new PhysAddr(4 * GiB), 4096, DmaDirection.ToDevice, DmaAttrs.None);
@@ -170,7 +170,7 @@ public sealed class DirectMapTableTests
     }
 
     [Fact]
-    public void Row6_KmallocBounce_NonCoherentSmallFromDevice_Bounces()
+    public void Row6_kmalloc_bounce_non_coherent_small_from_device_bounces()
     {
         var r = Build(Arm64Config() with { Swiotlb = Swiotlb64M });
         var log = r.CacheLog();
@@ -183,7 +183,7 @@ public sealed class DirectMapTableTests
 
     // Row 7: RAM, not capable (or kmalloc bounce), no swiotlb => overflow WARN, ERROR, no cache ops.
     [Fact]
-    public void Row7_Ram_NotCapable_NoSwiotlb_OverflowWarn()
+    public void Row7_ram_not_capable_no_swiotlb_overflow_warn()
     {
         var r = X86Nic(d => d with { DmaMaskBits = 32 });
         var a = r.Api.MapPhys(r.Dev, new PhysAddr(4 * GiB), 4096, DmaDirection.ToDevice, DmaAttrs.None);
@@ -194,7 +194,7 @@ public sealed class DirectMapTableTests
     }
 
     [Fact]
-    public void Row7_Ram_LastCapableByte()
+    public void Row7_ram_last_capable_byte()
     {
         var r = X86Nic(d => d with { DmaMaskBits = 32 });
         // 3 GiB of low RAM ends at 0xc0000000: a map ending at 0xbfffffff is capable under a 32-bit mask.
@@ -203,7 +203,7 @@ public sealed class DirectMapTableTests
     }
 
     [Fact]
-    public void Row7_Ram_BusDmaLimit_WithWideMask()
+    public void Row7_ram_bus_dma_limit_with_wide_mask()
     {
         var r = X86Nic(d => d with { BusDmaLimit = 0xffff_ffff });
         Assert.Equal(new DmaAddr(0xbfff_f000), r.Api.MapPhys(r.Dev, new PhysAddr(0xbfff_f000), 0x1000, DmaDirection.ToDevice, DmaAttrs.None));
@@ -212,7 +212,7 @@ public sealed class DirectMapTableTests
     }
 
     [Fact]
-    public void Row7_Ram_OutsideEveryDmaRange_IsNotCapable()
+    public void Row7_ram_outside_every_dma_range_is_not_capable()
     {
         // __phys_to_dma gives DMA_MAPPING_ERROR for a phys no range covers, and dma_capable refuses that.
         var r = X86Nic(d => d with { DmaRanges = [new DmaRangeConfig(0, 0x8000_0000, 2 * GiB)] });
@@ -222,7 +222,7 @@ public sealed class DirectMapTableTests
     }
 
     [Fact]
-    public void Row7_NotCapable_SwiotlbOff_OverflowWarn_NoCacheOps()
+    public void Row7_not_capable_swiotlb_off_overflow_warn_no_cache_ops()
     {
         var r = Build(Arm64Config(Nic64 with { DmaMaskBits = 32 }) with { Swiotlb = null });
         var log = r.CacheLog();
@@ -233,7 +233,7 @@ public sealed class DirectMapTableTests
     }
 
     [Fact]
-    public void Mmio_IgnoresDmaRangesAndEncryptionBit_RamGetsBoth()
+    public void Mmio_ignores_dma_ranges_and_encryption_bit_ram_gets_both()
     {
         var r = Build(X86Config(Nic64 with { DmaRanges = [new DmaRangeConfig(0, 0x8000_0000, 2 * GiB)] }, Gpu(X86Bar))
             with

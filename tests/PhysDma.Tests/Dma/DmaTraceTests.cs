@@ -38,17 +38,17 @@ public sealed class DmaTraceTests
     }
 
     [Fact]
-    public void Disabled_RecordsNothing()
+    public void Disabled_records_nothing()
     {
         var r = X86();
         r.Api.Trace.Enabled = false;
         r.Api.MapPhys(r.Dev, new PhysAddr(0x1000), 64, DmaDirection.ToDevice, DmaAttrs.None);
         Assert.Equal(0, r.Api.Trace.Count);
-        Assert.Equal("# tracer: nop\n#\n", r.Api.Trace.ToText());
+        Assert.Equal(TraceHeader(0, 1), r.Api.Trace.ToText());
     }
 
     [Fact]
-    public void FtraceText_HasCpuTimeEventAndPayload()
+    public void Ftrace_text_has_cpu_time_event_and_payload()
     {
         var r = X86();
         r.Machine.Clock.Advance(1_234_567_891);
@@ -62,15 +62,27 @@ public sealed class DmaTraceTests
         Assert.Equal(
             "         physdma-1       [001] .....     1.234567: dma_map_phys: nic0 dir=TO_DEVICE dma_addr=1000 size=64 phys_addr=1000 attrs=",
             rec.ToFtraceLine());
-        Assert.Equal("# tracer: nop\n#\n" + rec.ToFtraceLine() + "\n", r.Api.Trace.ToText());
+        Assert.Equal(TraceHeader(1, 2) + rec.ToFtraceLine() + "\n", r.Api.Trace.ToText(2));
     }
 
     [Fact]
-    public void SwiotlbBounced_NullMaskPrintsZero()
+    public void Swiotlb_bounced_null_mask_prints_zero()
     {
         var m = new Machine(X86Config(Nic64 with { DmaMaskBits = null }));
         var t = new DmaTrace(m.Clock) { Enabled = true };
         t.SwiotlbBounced(m.Device(Nic), 0x1234, 64, force: false);
         Assert.Equal("dev_name: nic0 dma_mask=0 dev_addr=1234 size=64 NORMAL", t.Records.Single().Payload);
     }
+
+    /// <summary>The tracefs header of the nop tracer with its buffer counts and CPU count.</summary>
+    private static string TraceHeader(int entries, int cpus) =>
+        $"# tracer: nop\n#\n# entries-in-buffer/entries-written: {entries}/{entries}   #P:{cpus}\n#\n" +
+        "#                                _-----=> irqs-off/BH-disabled\n" +
+        "#                               / _----=> need-resched\n" +
+        "#                              | / _---=> hardirq/softirq\n" +
+        "#                              || / _--=> preempt-depth\n" +
+        "#                              ||| / _-=> migrate-disable\n" +
+        "#                              |||| /     delay\n" +
+        "#           TASK-PID     CPU#  |||||  TIMESTAMP  FUNCTION\n" +
+        "#              | |         |   |||||     |         |\n";
 }

@@ -11,7 +11,7 @@ public sealed class InvariantTests
 {
     // Invariant 1: dma_map_page_attrs with MMIO is ERROR with no trace; dma_unmap_page_attrs with MMIO changes nothing.
     [Fact]
-    public void Inv1_MapPageMmio_Error_UnmapPageMmio_NoOp()
+    public void Inv1_map_page_mmio_error_unmap_page_mmio_no_op()
     {
         var r = Arm64();
         var log = r.CacheLog();
@@ -28,7 +28,7 @@ public sealed class InvariantTests
     [InlineData(0xd000_0000UL, 32)]
     [InlineData(0x10_0000_0000UL, 64)]
     [InlineData(0x10_0000_0000UL, 32)]
-    public void Inv2_MapResourceIsMapPhysWithMmio(ulong bar, int maskBits)
+    public void Inv2_map_resource_is_map_phys_with_mmio(ulong bar, int maskBits)
     {
         var r1 = X86Nic(d => d with { DmaMaskBits = maskBits });
         var r2 = X86Nic(d => d with { DmaMaskBits = maskBits });
@@ -42,7 +42,7 @@ public sealed class InvariantTests
 
     // Invariant 5: dma_mask == NULL gives ERROR with no backend call.
     [Fact]
-    public void Inv5_NullMask_NoBackendCall()
+    public void Inv5_null_mask_no_backend_call()
     {
         var r = Arm64Nic(d => d with { DmaMaskBits = null });
         var log = r.CacheLog();
@@ -61,7 +61,7 @@ public sealed class InvariantTests
     [InlineData(0xd000_0000UL)]
     [InlineData(0xd000_0ff8UL)]
     [InlineData(0x10_0000_0000UL)]
-    public void Inv6_MmioIsPhysVerbatim_DespiteRangesAndEncryption(ulong phys)
+    public void Inv6_mmio_is_phys_verbatim_despite_ranges_and_encryption(ulong phys)
     {
         var r = Build(X86Config(Nic64 with { DmaRanges = [new DmaRangeConfig(0, 0x8000_0000, 2 * GiB)] }, Gpu(X86Bar))
             with
@@ -70,7 +70,7 @@ public sealed class InvariantTests
     }
 
     [Fact]
-    public void Inv6_TheIssueExample_RamGetsOffset_MmioDoesNot()
+    public void Inv6_the_issue_example_ram_gets_offset_mmio_does_not()
     {
         var r = X86Nic(d => d with { DmaRanges = [new DmaRangeConfig(0, 0x8000_0000, 2 * GiB)] });
         Assert.Equal(new DmaAddr(0x8000_1000), r.Api.MapPhys(r.Dev, new PhysAddr(0x1000), 4096, DmaDirection.ToDevice, DmaAttrs.None));
@@ -80,7 +80,7 @@ public sealed class InvariantTests
     }
 
     [Fact]
-    public void Inv6_MmioWithForceBounce_IsError_NeverASwiotlbAddress()
+    public void Inv6_mmio_with_force_bounce_is_error_never_a_swiotlb_address()
     {
         var r = Build(X86Config(Nic64 with { ForceBounce = true }, Gpu(X86Bar)) with { Swiotlb = Swiotlb64M });
         Assert.Equal(DmaAddr.MappingError, r.Api.MapPhys(r.Dev, X86Bar, 4096, DmaDirection.ToDevice, DmaAttrs.Mmio));
@@ -92,7 +92,7 @@ public sealed class InvariantTests
     [InlineData(DmaDirection.ToDevice)]
     [InlineData(DmaDirection.FromDevice)]
     [InlineData(DmaDirection.Bidirectional)]
-    public void Inv7_MmioMapUnmap_NonCoherent_NoCacheHook_NoSwiotlb_NoKernelMappings(DmaDirection dir)
+    public void Inv7_mmio_map_unmap_non_coherent_no_cache_hook_no_swiotlb_no_kernel_mappings(DmaDirection dir)
     {
         var r = Build(Arm64Config() with { Swiotlb = Swiotlb64M });
         var log = r.CacheLog();
@@ -117,7 +117,7 @@ public sealed class InvariantTests
     }
 
     [Fact]
-    public void Inv1Design_MmioMapUnmapSync_CoherentDevice_TouchesNoKernelMappingOrStructPage()
+    public void Inv1_design_mmio_map_unmap_sync_coherent_device_touches_no_kernel_mapping_or_struct_page()
     {
         var r = X86();
         var before = r.Counters.Snapshot();
@@ -130,7 +130,7 @@ public sealed class InvariantTests
     }
 
     [Fact]
-    public void Inv1Design_AKernelMappingOfTheMmioAddressWouldThrow()
+    public void Inv1_design_a_kernel_mapping_of_the_mmio_address_would_throw()
     {
         var r = X86();
         Assert.Equal(new DmaAddr(0xd000_0000), r.Api.MapPhys(r.Dev, X86Bar, 4096, DmaDirection.ToDevice, DmaAttrs.Mmio));
@@ -142,7 +142,7 @@ public sealed class InvariantTests
     }
 
     [Fact]
-    public void SyncOfAnMmioMapping_OnNonCoherentDevice_DoesCacheOpsOnNonRam()
+    public void Sync_of_an_mmio_mapping_on_non_coherent_device_does_cache_ops_on_non_ram()
     {
         // Syncs carry no attrs (spec §1.6): dma-direct cannot know the address is MMIO. The model counts it.
         var r = Arm64();
@@ -158,7 +158,7 @@ public sealed class InvariantTests
     [InlineData(0x1000UL, DmaDirection.ToDevice)]
     [InlineData(0x4_0000_0000UL, DmaDirection.FromDevice)]
     [InlineData(0xbfff_f000UL, DmaDirection.Bidirectional)]
-    public void Inv2Design_CommonPath_ZeroPageTouches_ZeroKernelMappings(ulong phys, DmaDirection dir)
+    public void Inv2_design_common_path_zero_page_touches_zero_kernel_mappings(ulong phys, DmaDirection dir)
     {
         var r = X86();
         var before = r.Counters.Snapshot();
@@ -175,7 +175,7 @@ public sealed class InvariantTests
     }
 
     [Fact]
-    public void Inv2Design_CommonPath_CoherentArm64Device_AlsoZero()
+    public void Inv2_design_common_path_coherent_arm64_device_also_zero()
     {
         var r = Arm64Nic(d => d with { Coherent = true });
         var before = r.Counters.Snapshot();
@@ -188,7 +188,7 @@ public sealed class InvariantTests
     // Invariant 10: non-coherent map(TO_DEVICE) syncs for the device at the address it will read;
     // unmap(FROM_DEVICE) invalidates (before any copy-back).
     [Fact]
-    public void Inv10_NonCoherent_MapToDeviceCleans_UnmapFromDeviceInvalidates()
+    public void Inv10_non_coherent_map_to_device_cleans_unmap_from_device_invalidates()
     {
         var r = Arm64Nic(d => d with { DmaRanges = [new DmaRangeConfig(0x8000_0000, 0x1_0000_0000, 4 * GiB)] });
         var log = r.CacheLog();

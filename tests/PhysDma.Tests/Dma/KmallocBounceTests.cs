@@ -30,7 +30,7 @@ public sealed class KmallocBounceTests
     }
 
     [Fact]
-    public void CoherentDevice_NeverBounces()
+    public void Coherent_device_never_bounces()
     {
         var r = ArmWithSwiotlb(coherent: true);
         Assert.False(r.Api.Direct.KmallocNeedsBounce(r.Dev, 8, DmaDirection.FromDevice));
@@ -38,7 +38,7 @@ public sealed class KmallocBounceTests
     }
 
     [Fact]
-    public void WithoutBounceUnalignedKmalloc_NeverBounces()
+    public void Without_bounce_unaligned_kmalloc_never_bounces()
     {
         var r = X86();
         Assert.False(r.Api.Direct.KmallocNeedsBounce(r.Dev, 8, DmaDirection.FromDevice));
@@ -48,7 +48,7 @@ public sealed class KmallocBounceTests
 
     [Fact]
     [Trait("needs", "swiotlb-pool")]
-    public void KmallocBounce_IsDecidedBeforeTheCacheClean()
+    public void Kmalloc_bounce_is_decided_before_the_cache_clean()
     {
         var r = ArmWithSwiotlb();
         var log = r.CacheLog();
@@ -69,7 +69,7 @@ public sealed class KmallocBounceTests
     }
 
     [Fact]
-    public void WithoutSwiotlb_KmallocIsDmaAligned_SoSmallBuffersMapInPlace()
+    public void Without_swiotlb_kmalloc_is_dma_aligned_so_small_buffers_map_in_place()
     {
         // __kmalloc_minalign(): with no swiotlb allocated, kmalloc keeps ARCH_DMA_MINALIGN alignment, so
         // kmalloc_size_roundup(64) is 128 and no bounce is needed (arm64 mem_init always allocates one for
@@ -93,6 +93,6 @@ public sealed class KmallocBounceTests
     [InlineData(8193UL, 8UL, 16384UL)] // page allocator: 3 pages round to 4
     [InlineData(12289UL, 8UL, 16384UL)]
     [InlineData(20000UL, 8UL, 32768UL)]
-    public void KmallocSizeRoundup(ulong size, ulong minAlign, ulong expected) =>
+    public void Kmalloc_size_roundup(ulong size, ulong minAlign, ulong expected) =>
         Assert.Equal(expected, Slab.KmallocSizeRoundup(size, minAlign, 4096));
 }

@@ -12,7 +12,7 @@ public sealed class LegacyOpsTests
     private static Rig WithOps(DeviceOpsKind kind) => X86Nic(d => d with { Ops = kind });
 
     [Fact]
-    public void RouteD_MmioWithoutMapResource_ErrorWithoutHooks()
+    public void Route_d_mmio_without_map_resource_error_without_hooks()
     {
         var r = WithOps(DeviceOpsKind.LegacyNoResource);
         var before = r.Counters.Snapshot();
@@ -27,7 +27,7 @@ public sealed class LegacyOpsTests
     }
 
     [Fact]
-    public void RouteD_MmioWithMapResource_IsPhys_Traced()
+    public void Route_d_mmio_with_map_resource_is_phys_traced()
     {
         var r = WithOps(DeviceOpsKind.Legacy);
         r.Api.Recorder = new DmaRecorder();
@@ -41,7 +41,7 @@ public sealed class LegacyOpsTests
     }
 
     [Fact]
-    public void RouteD_MapResourceChecksCapability()
+    public void Route_d_map_resource_checks_capability()
     {
         var r = X86Nic(d => d with { Ops = DeviceOpsKind.Legacy, DmaMaskBits = 32 });
         Assert.True(r.Api.MapPhys(r.Dev, HighBar, 4096, DmaDirection.ToDevice, DmaAttrs.Mmio).IsError);
@@ -50,7 +50,7 @@ public sealed class LegacyOpsTests
     }
 
     [Fact]
-    public void RouteE_Ram_GoesThroughMapPage_CountingPhysToPage()
+    public void Route_e_ram_goes_through_map_page_counting_phys_to_page()
     {
         var r = WithOps(DeviceOpsKind.LegacyNoResource);
         r.Api.Recorder = new DmaRecorder();
@@ -63,7 +63,7 @@ public sealed class LegacyOpsTests
     }
 
     [Fact]
-    public void RouteE_MapPageAddsBusOffset()
+    public void Route_e_map_page_adds_bus_offset()
     {
         var r = X86Nic(d => d with { Ops = DeviceOpsKind.Legacy, DmaRanges = [new DmaRangeConfig(0, 0x8000_0000, 2 * GiB)] });
         Assert.Equal(new DmaAddr(0x8000_1000), r.Api.MapPhys(r.Dev, new PhysAddr(0x1000), 4096, DmaDirection.ToDevice, DmaAttrs.None));
@@ -71,7 +71,7 @@ public sealed class LegacyOpsTests
     }
 
     [Fact]
-    public void RouteC_PhysOps_NoPhysToPage_MmioIsPhys()
+    public void Route_c_phys_ops_no_phys_to_page_mmio_is_phys()
     {
         var r = WithOps(DeviceOpsKind.Phys);
         var before = r.Counters.Snapshot();
@@ -82,7 +82,7 @@ public sealed class LegacyOpsTests
     }
 
     [Fact]
-    public void Unmap_MmioOnOpsWithoutUnmapResource_DoesNothingButIsTraced()
+    public void Unmap_mmio_on_ops_without_unmap_resource_does_nothing_but_is_traced()
     {
         var r = Arm64Nic(d => d with { Ops = DeviceOpsKind.LegacyNoResource });
         var log = r.CacheLog();
@@ -92,7 +92,7 @@ public sealed class LegacyOpsTests
     }
 
     [Fact]
-    public void Ops_NonCoherent_MapCleans_UnmapInvalidates()
+    public void Ops_non_coherent_map_cleans_unmap_invalidates()
     {
         var r = Arm64Nic(d => d with { Ops = DeviceOpsKind.Legacy });
         var log = r.CacheLog();
@@ -107,7 +107,7 @@ public sealed class LegacyOpsTests
     }
 
     [Fact]
-    public void Ops_AlwaysNeedUnmapAndSync()
+    public void Ops_always_need_unmap_and_sync()
     {
         var r = Build(X86Config(Nic64 with { Ops = DeviceOpsKind.Legacy }) with { Debug = false });
         Assert.True(r.Api.NeedUnmap(r.Dev));

@@ -23,7 +23,7 @@ public sealed class NonCoherentSyncTests
     [InlineData(DmaDirection.ToDevice, true, false)]
     [InlineData(DmaDirection.FromDevice, true, true)]
     [InlineData(DmaDirection.Bidirectional, true, true)]
-    public void MapCleans_UnmapInvalidatesUnlessToDevice(DmaDirection dir, bool mapCleans, bool unmapInvalidates)
+    public void Map_cleans_unmap_invalidates_unless_to_device(DmaDirection dir, bool mapCleans, bool unmapInvalidates)
     {
         var r = Arm64();
         var log = r.CacheLog();
@@ -39,7 +39,7 @@ public sealed class NonCoherentSyncTests
     [InlineData(DmaDirection.ToDevice)]
     [InlineData(DmaDirection.FromDevice)]
     [InlineData(DmaDirection.Bidirectional)]
-    public void UnmapWithSkipCpuSync_DoesNoCacheOp(DmaDirection dir)
+    public void Unmap_with_skip_cpu_sync_does_no_cache_op(DmaDirection dir)
     {
         var r = Arm64();
         var log = r.CacheLog();
@@ -52,7 +52,7 @@ public sealed class NonCoherentSyncTests
     [InlineData(DmaDirection.ToDevice, 1, 0)]
     [InlineData(DmaDirection.FromDevice, 1, 1)]
     [InlineData(DmaDirection.Bidirectional, 1, 1)]
-    public void Syncs_ForDeviceCleans_ForCpuInvalidates_AtTheCpuPhysOfTheBusAddress(DmaDirection dir, int cleans, int invals)
+    public void Syncs_for_device_cleans_for_cpu_invalidates_at_the_cpu_phys_of_the_bus_address(DmaDirection dir, int cleans, int invals)
     {
         var r = Arm64Nic(d => d with { DmaRanges = [new DmaRangeConfig(0x8000_0000, 0, 4 * GiB)] });
         var a = r.Api.MapPhys(r.Dev, Buf + 0x80, 512, dir, DmaAttrs.None);
@@ -71,7 +71,7 @@ public sealed class NonCoherentSyncTests
 
     // TO_DEVICE: the CPU fills the buffer, the device must read exactly those bytes.
     [Fact]
-    public void ToDevice_DoneRight_DeviceReadsCpuBytes()
+    public void To_device_done_right_device_reads_cpu_bytes()
     {
         var r = Arm64();
         var data = Pattern(Len, 1);
@@ -82,7 +82,7 @@ public sealed class NonCoherentSyncTests
     }
 
     [Fact]
-    public void ToDevice_SkippedClean_DeviceReadsOldBytes()
+    public void To_device_skipped_clean_device_reads_old_bytes()
     {
         var r = Arm64();
         // The driver maps with SKIP_CPU_SYNC and never syncs for the device: the clean is missed.
@@ -99,7 +99,7 @@ public sealed class NonCoherentSyncTests
     }
 
     [Fact]
-    public void ToDevice_ReusedBuffer_WithoutSyncForDevice_DeviceSeesPreviousPacket()
+    public void To_device_reused_buffer_without_sync_for_device_device_sees_previous_packet()
     {
         var r = Arm64();
         var first = Pattern(Len, 1);
@@ -119,7 +119,7 @@ public sealed class NonCoherentSyncTests
 
     // FROM_DEVICE: the device fills the buffer, the CPU must read exactly those bytes.
     [Fact]
-    public void FromDevice_DoneRight_CpuReadsDeviceBytes()
+    public void From_device_done_right_cpu_reads_device_bytes()
     {
         var r = Arm64();
         r.CpuWrite(Buf, new byte[Len]); // the driver zeroed it: lines now in the cache
@@ -131,7 +131,7 @@ public sealed class NonCoherentSyncTests
     }
 
     [Fact]
-    public void FromDevice_MissedInvalidate_CpuReadsStaleCachedBytes()
+    public void From_device_missed_invalidate_cpu_reads_stale_cached_bytes()
     {
         var r = Arm64();
         var old = Pattern(Len, 50);
@@ -148,7 +148,7 @@ public sealed class NonCoherentSyncTests
     }
 
     [Fact]
-    public void FromDevice_UnmapWithSkipCpuSync_LeavesStaleBytes()
+    public void From_device_unmap_with_skip_cpu_sync_leaves_stale_bytes()
     {
         var r = Arm64();
         var old = Pattern(Len, 50);
@@ -160,7 +160,7 @@ public sealed class NonCoherentSyncTests
     }
 
     [Fact]
-    public void FromDevice_MapWithoutClean_DirtyLinesLaterOverwriteDeviceData()
+    public void From_device_map_without_clean_dirty_lines_later_overwrite_device_data()
     {
         // SKIP_CPU_SYNC on map leaves dirty lines; the unmap's invalidate then has nothing to do with
         // them... except at partial edges. Whole lines are dropped, so the device's bytes win.
@@ -174,7 +174,7 @@ public sealed class NonCoherentSyncTests
     }
 
     [Fact]
-    public void Bidirectional_RoundTrip_DoneRight()
+    public void Bidirectional_round_trip_done_right()
     {
         var r = Arm64();
         var req = Pattern(256, 3);
@@ -188,7 +188,7 @@ public sealed class NonCoherentSyncTests
     }
 
     [Fact]
-    public void Coherent_NoSyncsNeeded_NeverStale()
+    public void Coherent_no_syncs_needed_never_stale()
     {
         var r = X86();
         var p = new PhysAddr(0x2_0000_0000);
@@ -205,7 +205,7 @@ public sealed class NonCoherentSyncTests
     }
 
     [Fact]
-    public void DeviceWithDmaRanges_ReadsThroughTheRangeMap()
+    public void Device_with_dma_ranges_reads_through_the_range_map()
     {
         var r = Arm64Nic(d => d with { DmaRanges = [new DmaRangeConfig(0x8000_0000, 0, 4 * GiB)] });
         var data = Pattern(64, 5);
@@ -220,7 +220,7 @@ public sealed class NonCoherentSyncTests
     }
 
     [Fact]
-    public void PeerMmio_DeviceReadsTheBarThroughItsMmioMapping()
+    public void Peer_mmio_device_reads_the_bar_through_its_mmio_mapping()
     {
         var r = Arm64();
         var bar = r.Machine.Kmap.Ioremap(ArmBar, 4096);

@@ -8,7 +8,7 @@ namespace PhysDma.Tests.Dma;
 public sealed class QueryTests
 {
     [Fact]
-    public void Coherent_SkipsSync_UnlessDebugIsBuiltIn()
+    public void Coherent_skips_sync_unless_debug_is_built_in()
     {
         var off = Build(X86Config() with { Debug = false });
         Assert.True(off.Dev.DmaSkipSync);
@@ -25,7 +25,7 @@ public sealed class QueryTests
     }
 
     [Fact]
-    public void NonCoherent_AlwaysNeedsSync()
+    public void Non_coherent_always_needs_sync()
     {
         var r = Build(Arm64Config() with { Debug = false });
         Assert.False(r.Dev.DmaSkipSync);
@@ -35,7 +35,7 @@ public sealed class QueryTests
     }
 
     [Fact]
-    public void SkippedSync_DoesNotTrace()
+    public void Skipped_sync_does_not_trace()
     {
         var r = Build(X86Config() with { Debug = false });
         r.Api.SyncSingleForCpu(r.Dev, new DmaAddr(0x1000), 64, DmaDirection.FromDevice);
@@ -46,7 +46,7 @@ public sealed class QueryTests
     }
 
     [Fact]
-    public void ResetNeedSync_IsOneWay()
+    public void Reset_need_sync_is_one_way()
     {
         var r = Build(X86Config() with { Debug = false });
         r.Api.ResetNeedSync(r.Dev);
@@ -56,7 +56,7 @@ public sealed class QueryTests
     }
 
     [Fact]
-    public void SetMask_ChangesCapability()
+    public void Set_mask_changes_capability()
     {
         var r = X86();
         Assert.Equal(new DmaAddr(8 * GiB), r.Api.MapPhys(r.Dev, new PhysAddr(8 * GiB), 64, DmaDirection.ToDevice, DmaAttrs.None));
@@ -70,7 +70,7 @@ public sealed class QueryTests
     [InlineData(23, Errno.EIO)]
     [InlineData(32, Errno.None)]
     [InlineData(64, Errno.None)]
-    public void SetMask_SmallMasksMustReachZoneDma(int bits, Errno expected)
+    public void Set_mask_small_masks_must_reach_zone_dma(int bits, Errno expected)
     {
         var r = X86();
         var old = r.Dev.DmaMask;
@@ -79,7 +79,7 @@ public sealed class QueryTests
     }
 
     [Fact]
-    public void RequiredMask_And_AddressingLimited()
+    public void Required_mask_and_addressing_limited()
     {
         var r = X86();
         // Highest RAM byte is 17 GiB - 1 = 0x43fffffff: 35 bits.
@@ -92,7 +92,7 @@ public sealed class QueryTests
     }
 
     [Fact]
-    public void MaxMappingSize_WithoutSwiotlb_IsUnlimited()
+    public void Max_mapping_size_without_swiotlb_is_unlimited()
     {
         var r = X86Nic(d => d with { DmaMaskBits = 32 });
         Assert.Equal(ulong.MaxValue, r.Api.MaxMappingSize(r.Dev));

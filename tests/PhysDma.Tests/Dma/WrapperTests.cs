@@ -11,7 +11,7 @@ public sealed class WrapperTests
     private static Page PageOf(Rig r, PhysAddr p) => new(p.Pfn(r.Machine.PageShift));
 
     [Fact]
-    public void MapPage_Ram_IsMapPhysOfPagePlusOffset()
+    public void Map_page_ram_is_map_phys_of_page_plus_offset()
     {
         var r = X86();
         var a = r.Api.MapPage(r.Dev, PageOf(r, new PhysAddr(0x12_3000)), 0x45, 100, DmaDirection.Bidirectional, DmaAttrs.WeakOrdering);
@@ -20,7 +20,7 @@ public sealed class WrapperTests
     }
 
     [Fact]
-    public void MapPage_WithMmio_ReturnsError_NoTrace_NoLog_NoCounters()
+    public void Map_page_with_mmio_returns_error_no_trace_no_log_no_counters()
     {
         var r = X86();
         var before = r.Counters.Snapshot();
@@ -33,7 +33,7 @@ public sealed class WrapperTests
     }
 
     [Fact]
-    public void UnmapPage_WithMmio_ChangesNothing()
+    public void Unmap_page_with_mmio_changes_nothing()
     {
         var r = Arm64();
         var log = r.CacheLog();
@@ -56,7 +56,7 @@ public sealed class WrapperTests
     }
 
     [Fact]
-    public void MapResource_AddsMmio_SameAsMapPhysWithMmio()
+    public void Map_resource_adds_mmio_same_as_map_phys_with_mmio()
     {
         var r = X86Nic(d => d with { DmaRanges = [new DmaRangeConfig(0, 0x8000_0000, 2 * GiB)] });
         var viaResource = r.Api.MapResource(r.Dev, X86Bar + 0x100, 64, DmaDirection.FromDevice, DmaAttrs.SkipCpuSync);
@@ -76,7 +76,7 @@ public sealed class WrapperTests
     }
 
     [Fact]
-    public void MapResource_OfRam_WithDebug_FailsWithWarn_NoTrace()
+    public void Map_resource_of_ram_with_debug_fails_with_warn_no_trace()
     {
         var r = X86();
         Assert.True(r.Machine.Config.Debug);
@@ -88,7 +88,7 @@ public sealed class WrapperTests
     }
 
     [Fact]
-    public void MapResource_OfRam_WithoutDebug_MapsItAsMmio()
+    public void Map_resource_of_ram_without_debug_maps_it_as_mmio()
     {
         var r = Build(X86Config() with { Debug = false });
         var before = r.Counters.Snapshot();
@@ -98,7 +98,7 @@ public sealed class WrapperTests
     }
 
     [Fact]
-    public void MapResource_OfBar_WithDebug_AsksPfnValidOnce()
+    public void Map_resource_of_bar_with_debug_asks_pfn_valid_once()
     {
         var r = X86();
         var before = r.Counters.Snapshot();
@@ -107,7 +107,7 @@ public sealed class WrapperTests
     }
 
     [Fact]
-    public void MapSingle_Vmalloc_IsRefused()
+    public void Map_single_vmalloc_is_refused()
     {
         var r = X86();
         var va = r.Machine.Kmap.Vmap([new PhysAddr(0x30_0000)], cached: true);
@@ -121,7 +121,7 @@ public sealed class WrapperTests
     }
 
     [Fact]
-    public void MapSingle_Ioremap_IsVmallocToo()
+    public void Map_single_ioremap_is_vmalloc_too()
     {
         var r = X86();
         var va = r.Machine.Kmap.Ioremap(X86Bar, 4096);
@@ -130,7 +130,7 @@ public sealed class WrapperTests
     }
 
     [Fact]
-    public void MapSingle_LinearAddress_MapsItsPhys()
+    public void Map_single_linear_address_maps_its_phys()
     {
         var r = X86();
         var va = r.Machine.Kmap.PhysToVirt(new PhysAddr(0x1_2345_6789));
@@ -141,7 +141,7 @@ public sealed class WrapperTests
     }
 
     [Fact]
-    public void MapSingle_WithMmio_IsErrorLikeMapPage()
+    public void Map_single_with_mmio_is_error_like_map_page()
     {
         var r = X86();
         var va = r.Machine.Kmap.PhysToVirt(new PhysAddr(0x40_0000));
@@ -150,7 +150,7 @@ public sealed class WrapperTests
     }
 
     [Fact]
-    public void MapPage_ZoneDevicePage_WithDebug_IsRefused()
+    public void Map_page_zone_device_page_with_debug_is_refused()
     {
         var r = X86();
         r.Machine.MemMap.AddDevicePages(X86Bar, 1 * MiB, "gpu0-p2p");
@@ -165,14 +165,14 @@ public sealed class WrapperTests
     [InlineData(ulong.MaxValue - 1, Errno.None)]
     [InlineData(0UL, Errno.None)]
     [InlineData(0x8000_0000UL, Errno.None)]
-    public void MappingError_IsEnomemOnlyForTheErrorCookie(ulong addr, Errno expected)
+    public void Mapping_error_is_enomem_only_for_the_error_cookie(ulong addr, Errno expected)
     {
         var r = X86();
         Assert.Equal(expected, r.Api.MappingError(r.Dev, new DmaAddr(addr)));
     }
 
     [Fact]
-    public void NullDmaMask_MapPhys_ErrorWithoutHooksOrBackend()
+    public void Null_dma_mask_map_phys_error_without_hooks_or_backend()
     {
         var r = X86Nic(d => d with { DmaMaskBits = null });
         var log = r.CacheLog();
@@ -189,7 +189,7 @@ public sealed class WrapperTests
     }
 
     [Fact]
-    public void NullDmaMask_SetMaskFailsWithEio()
+    public void Null_dma_mask_set_mask_fails_with_eio()
     {
         var r = X86Nic(d => d with { DmaMaskBits = null });
         Assert.False(r.Dev.HasDmaMask);
@@ -200,7 +200,7 @@ public sealed class WrapperTests
     [Theory]
     [InlineData(DmaDirection.None)]
     [InlineData((DmaDirection)7)]
-    public void InvalidDirection_IsKernelBug_EvenBeforeTheMaskCheck(DmaDirection dir)
+    public void Invalid_direction_is_kernel_bug_even_before_the_mask_check(DmaDirection dir)
     {
         var r = X86();
         Assert.Throws<KernelBug>(() => r.Api.MapPhys(r.Dev, new PhysAddr(0x1000), 4096, dir, DmaAttrs.None));
@@ -215,7 +215,7 @@ public sealed class WrapperTests
     }
 
     [Fact]
-    public void EveryMapThatPassedTheMaskCheck_EmitsOneRecord_EveryUnmapOne()
+    public void Every_map_that_passed_the_mask_check_emits_one_record_every_unmap_one()
     {
         var r = X86Nic(d => d with { DmaMaskBits = 32 });
         var ok = r.Api.MapPhys(r.Dev, new PhysAddr(0x1000), 4096, DmaDirection.ToDevice, DmaAttrs.None);

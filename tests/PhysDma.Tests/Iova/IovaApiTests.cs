@@ -274,7 +274,7 @@ public class IovaApiTests
     [InlineData(true, 1L)]
     public void Unlinking_mmio_on_a_non_coherent_device_does_cache_work_only_with_the_618_quirk(bool quirk, long expectedOpsOnMmio)
     {
-        var (m, api) = quirk ? Arm64NonCoherent(IommuMode.Strict, DmaIommu.QuirkIovaUnlinkMmioSlowPath) : Arm64NonCoherent();
+        var (m, api) = quirk ? Arm64NonCoherent(IommuMode.Strict, KernelQuirk.IovaUnlinkIgnoresMmio) : Arm64NonCoherent();
         var dev = m.Device("ncdev");
         var state = new DmaIovaState();
         Assert.True(api.IovaTryAlloc(dev, state, new PhysAddr(BarBase), 0x1000));

@@ -36,7 +36,7 @@ public class MisuseCatalogueTests
 
     [Theory]
     [MemberData(nameof(Files))]
-    public void MistakeGivesExactlyItsChecks(string name)
+    public void Mistake_gives_exactly_its_checks(string name)
     {
         var scenario = ScenarioParser.ParseFile(Path.Combine(Dir, name));
         var expect = Assert.Single(scenario.FinalExpect, e => e.Field == "debug");
@@ -77,7 +77,7 @@ public class MisuseCatalogueTests
     }
 
     [Fact]
-    public void CatalogueCoversEveryCheckTheLayersCanTrigger()
+    public void Catalogue_covers_every_check_the_layers_can_trigger()
     {
         var seen = new Dictionary<string, int>(StringComparer.Ordinal);
         foreach (var f in Directory.GetFiles(Dir, "*.yaml"))
@@ -161,7 +161,7 @@ public class MisuseCatalogueTests
     /// </summary>
     [Theory]
     [MemberData(nameof(ExamplesOnEveryMachine))]
-    public void ExampleGivesNoDebugReportOnAnyMachine(string example, string machine)
+    public void Example_gives_no_debug_report_on_any_machine(string example, string machine)
     {
         var (exit, stdout, stderr) = CliArgs("run", Example(example), "--machine", machine, "--json");
         if (exit == 2)
@@ -193,7 +193,7 @@ public class MisuseCatalogueTests
     }
 
     [Fact]
-    public void ExamplesRunOnAtLeastOneOtherMachineEach()
+    public void Examples_run_on_at_least_one_other_machine_each()
     {
         // Guards the skip above: every example must really run somewhere besides its own machine.
         foreach (var f in Directory.GetFiles(Path.Combine(RepoRoot, "examples"), "*.yaml"))
@@ -240,7 +240,7 @@ public class MisuseCatalogueTests
     /// <summary>The correct counterpart of the catalogue (single and scatter-gather) reports nothing on any machine.</summary>
     [Theory]
     [MemberData(nameof(Machines))]
-    public void CorrectDriverGivesNoDebugReport(string machine)
+    public void Correct_driver_gives_no_debug_report(string machine)
     {
         var r = ScenarioRunner.Run(ScenarioParser.Parse(CorrectDriver, "correct.yaml", machine));
         Assert.Null(r.Json["bug"]);

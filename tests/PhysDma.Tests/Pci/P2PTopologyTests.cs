@@ -64,14 +64,14 @@ public class P2PTopologyTests
     [InlineData("gpu0", "nic0", P2PMapType.NotSupported, 8)]       // different root ports, host bridge not allowed
     [InlineData("gpu0", "fpga0", P2PMapType.NotSupported, 8)]      // different host bridges, one not allowed
     [InlineData("acc0", "acc1", P2PMapType.NotSupported, 4)]       // ACS redirect: host-bridge path, not allowed
-    public void MapTypeAndDistance(string provider, string client, P2PMapType type, int dist)
+    public void Map_type_and_distance(string provider, string client, P2PMapType type, int dist)
     {
         var (_, api) = Build();
         Assert.Equal((type, dist), api.P2P.Distance(provider, client));
     }
 
     [Fact]
-    public void AllowedHostBridgeTurnsTheHostBridgePathsIntoThruHostBridge()
+    public void Allowed_host_bridge_turns_the_host_bridge_paths_into_thru_host_bridge()
     {
         var (_, api) = Build(Topology.Replace("p2p_allowed: false", "p2p_allowed: true", StringComparison.Ordinal));
         Assert.Equal((P2PMapType.ThruHostBridge, 8), api.P2P.Distance("gpu0", "nic0"));
@@ -82,7 +82,7 @@ public class P2PTopologyTests
     }
 
     [Fact]
-    public void AllowlistedIntelHostBridgeNeedsNoP2PAllowedFlag()
+    public void Allowlisted_intel_host_bridge_needs_no_P2P_allowed_flag()
     {
         var yaml = Topology.Replace("vendor: 0x1234, device: 0x0001, p2p_allowed: false", "vendor: 0x8086, device: 0x2020, p2p_allowed: false", StringComparison.Ordinal);
         var (_, api) = Build(yaml);
@@ -90,7 +90,7 @@ public class P2PTopologyTests
     }
 
     [Fact]
-    public void MapTypeIsComputedOnceThenServedFromTheProviderCache()
+    public void Map_type_is_computed_once_then_served_from_the_provider_cache()
     {
         var (m, api) = Build();
         var provider = api.P2P.Provider("gpu0", 1)!;
@@ -106,7 +106,7 @@ public class P2PTopologyTests
     }
 
     [Fact]
-    public void RefusalAndAcsWarningsUseTheKernelText()
+    public void Refusal_and_acs_warnings_use_the_kernel_text()
     {
         var (m, api) = Build();
         api.P2P.MapType(api.P2P.Provider("gpu0", 1)!, m.Device("nic0"));
@@ -119,7 +119,7 @@ public class P2PTopologyTests
     }
 
     [Fact]
-    public void NonPciClientIsNotSupported()
+    public void Non_pci_client_is_not_supported()
     {
         var yaml = Topology + "\n  - { name: dsp0, dma_mask: 32 }\n";
         var (m, api) = Build(yaml.Replace("devices:\n", "devices:\n", StringComparison.Ordinal));
@@ -127,7 +127,7 @@ public class P2PTopologyTests
     }
 
     [Fact]
-    public void P2PMemPagesAreZoneDeviceWithAP2PPgmapAndBarsHaveNoStructPage()
+    public void P2P_mem_pages_are_zone_device_with_a_P2P_pgmap_and_bars_have_no_struct_page()
     {
         var (m, api) = Build();
         var pool = api.P2P.AllocP2PMem("gpu0", 8192)!.Value;
@@ -144,11 +144,11 @@ public class P2PTopologyTests
     }
 
     [Fact]
-    public void BadTopologiesAreRefusedWithTheField()
+    public void Bad_topologies_are_refused_with_the_field()
     {
         var e = Assert.Throws<MachineConfigException>(() => Build(Topology.Replace("- { name: rp1, type: root_port, parent: hb0 }", "- { name: rp1, type: root_port, parent: sw0 }", StringComparison.Ordinal)));
-        Assert.Equal("pci[2].parent", e.Field);
+        Assert.Equal("Pci[2].Parent", e.Property.Path);
         var e2 = Assert.Throws<MachineConfigException>(() => Build(Topology.Replace("p2pmem: { bar: 1, offset: 0, size: 256MiB }", "p2pmem: { bar: 2, offset: 0, size: 256MiB }", StringComparison.Ordinal)));
-        Assert.Equal("devices[2].p2pmem.bar", e2.Field);
+        Assert.Equal("Devices[2].P2PMem.Bar", e2.Property.Path);
     }
 }

@@ -5,7 +5,7 @@ namespace PhysDma.Tests.Platform;
 public sealed class ClockAndLogTests
 {
     [Fact]
-    public void Timers_FireInDueOrder_TiesInArmOrder_AtTheirDueTime()
+    public void Timers_fire_in_due_order_ties_in_arm_order_at_their_due_time()
     {
         var clock = new Clock();
         var fired = new List<(string, ulong)>();
@@ -23,7 +23,7 @@ public sealed class ClockAndLogTests
     }
 
     [Fact]
-    public void TimerArmedByATimer_FiresInTheSameAdvanceIfDue()
+    public void Timer_armed_by_a_timer_fires_in_the_same_advance_if_due()
     {
         var clock = new Clock();
         var fired = new List<ulong>();
@@ -42,7 +42,7 @@ public sealed class ClockAndLogTests
     }
 
     [Fact]
-    public void WarnOnce_PrintsOncePerCallSite_AndBuildsTheMessageOnce()
+    public void Warn_once_prints_once_per_call_site_and_builds_the_message_once()
     {
         var log = new KernelLog(new Clock());
         var built = 0;
@@ -58,7 +58,7 @@ public sealed class ClockAndLogTests
     }
 
     [Fact]
-    public void Ratelimited_BurstOfTenPerFiveSeconds_PerSite()
+    public void Ratelimited_burst_of_ten_per_five_seconds_per_site()
     {
         var clock = new Clock();
         var log = new KernelLog(clock);

@@ -28,7 +28,7 @@ public sealed class CpuCacheTests
     }
 
     [Fact]
-    public void Store_StaysInCache_UntilClean_CleanKeepsTheLine()
+    public void Store_stays_in_cache_until_clean_clean_keeps_the_line()
     {
         var (mem, cache) = New();
         cache.Store(Line + 8, [1, 2, 3]);
@@ -42,7 +42,7 @@ public sealed class CpuCacheTests
     }
 
     [Fact]
-    public void Load_FillsFromMemory_ThenHidesLaterMemoryChanges()
+    public void Load_fills_from_memory_then_hides_later_memory_changes()
     {
         var (mem, cache) = New();
         mem.Write(Line, [9, 9]);
@@ -54,7 +54,7 @@ public sealed class CpuCacheTests
     }
 
     [Fact]
-    public void Invalidate_FullLines_DiscardsDirtyData()
+    public void Invalidate_full_lines_discards_dirty_data()
     {
         var (mem, cache) = New();
         cache.Store(Line, TestMachines.Pattern(128, 1));
@@ -64,7 +64,7 @@ public sealed class CpuCacheTests
     }
 
     [Fact]
-    public void Invalidate_PartialEdgeLines_AreWrittenBackFirst()
+    public void Invalidate_partial_edge_lines_are_written_back_first()
     {
         var (mem, cache) = New();
         var data = TestMachines.Pattern(192, 1);
@@ -81,7 +81,7 @@ public sealed class CpuCacheTests
     }
 
     [Fact]
-    public void Flush_WritesBackAndDrops()
+    public void Flush_writes_back_and_drops()
     {
         var (mem, cache) = New();
         cache.Store(Line + 1, [7]);
@@ -93,7 +93,7 @@ public sealed class CpuCacheTests
     }
 
     [Fact]
-    public void ZeroSizeOps_DoNothing()
+    public void Zero_size_ops_do_nothing()
     {
         var (mem, cache) = New();
         cache.Store(Line, [1]);
@@ -105,7 +105,7 @@ public sealed class CpuCacheTests
     }
 
     [Fact]
-    public void SnoopRead_SeesDirtyLines_WithoutChangingThem()
+    public void Snoop_read_sees_dirty_lines_without_changing_them()
     {
         var (mem, cache) = New();
         mem.Write(Line, TestMachines.Pattern(128, 50));
@@ -123,7 +123,7 @@ public sealed class CpuCacheTests
     }
 
     [Fact]
-    public void SnoopWrite_WritesBackDirtyNeighbours_DropsLines_WritesMemory()
+    public void Snoop_write_writes_back_dirty_neighbours_drops_lines_writes_memory()
     {
         var (mem, cache) = New();
         cache.Store(Line, [0xaa, 0xbb]);
@@ -134,6 +134,6 @@ public sealed class CpuCacheTests
     }
 
     [Fact]
-    public void LineSize_MustBeAPowerOfTwo() =>
+    public void Line_size_must_be_a_power_of_two() =>
         Assert.Throws<ArgumentException>(() => new CpuCache(new PhysicalMemory(), 48));
 }

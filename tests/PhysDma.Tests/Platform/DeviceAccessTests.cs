@@ -9,7 +9,7 @@ namespace PhysDma.Tests.Platform;
 public sealed class DeviceAccessTests
 {
     [Fact]
-    public void AddressInAHole_FaultsOutOfRange_AtTheFirstBadByte()
+    public void Address_in_a_hole_faults_out_of_range_at_the_first_bad_byte()
     {
         var m = new Machine(X86Config());
         var dev = m.Device(Nic);
@@ -24,7 +24,7 @@ public sealed class DeviceAccessTests
     }
 
     [Fact]
-    public void DmaRanges_TranslateBusToCpu_OutsideEveryRangeOnlyDeviceMemoryIsReached()
+    public void Dma_ranges_translate_bus_to_cpu_outside_every_range_only_device_memory_is_reached()
     {
         var m = new Machine(X86Config(Nic64 with { DmaRanges = [new DmaRangeConfig(0, 0x8000_0000, 2 * GiB)] }, Gpu(X86Bar)));
         var dev = m.Device(Nic);
@@ -42,7 +42,7 @@ public sealed class DeviceAccessTests
     }
 
     [Fact]
-    public void MemEncryptBit_IsStrippedByTheBus()
+    public void Mem_encrypt_bit_is_stripped_by_the_bus()
     {
         var m = new Machine(X86Config() with { MemEncryptBit = 1UL << 47 });
         m.Memory.Write(new PhysAddr(0x2000), [5]);
@@ -52,7 +52,7 @@ public sealed class DeviceAccessTests
     }
 
     [Fact]
-    public void CoherentDevice_Snoops_NonCoherentDevice_Bypasses()
+    public void Coherent_device_snoops_non_coherent_device_bypasses()
     {
         var m = new Machine(Arm64Config(Nic64 with { Coherent = false }, Nic64 with { Name = "nic1", Coherent = true }));
         var p = new PhysAddr(0x9000_0000);
@@ -73,7 +73,7 @@ public sealed class DeviceAccessTests
     }
 
     [Fact]
-    public void OnCpu_BindsAndRestores()
+    public void On_cpu_binds_and_restores()
     {
         var m = new Machine(X86Config());
         Assert.Equal(0, Machine.CurrentCpu);

@@ -8,7 +8,7 @@ namespace PhysDma.Tests.Platform;
 public sealed class KernelMappingsTests
 {
     [Fact]
-    public void LinearMap_X86FromZero_Arm64FromDramStart()
+    public void Linear_map_x86_from_zero_arm64_from_dram_start()
     {
         var x86 = new Machine(X86Config());
         Assert.Equal(new KernelVirt(0xffff_8880_0000_1000), x86.Kmap.PhysToVirt(new PhysAddr(0x1000)));
@@ -22,7 +22,7 @@ public sealed class KernelMappingsTests
     [InlineData(0xd000_0000UL)] // BAR
     [InlineData(0xc000_0000UL)] // hole
     [InlineData(0x10_0000_0000UL)] // BAR above RAM
-    public void PhysToVirt_OfNonRam_IsAModelViolation_AndCounted(ulong p)
+    public void Phys_to_virt_of_non_ram_is_a_model_violation_and_counted(ulong p)
     {
         var m = new Machine(X86Config());
         var before = m.Counters.Snapshot();
@@ -33,7 +33,7 @@ public sealed class KernelMappingsTests
     }
 
     [Fact]
-    public void Highmem_HasNoLinearMap_ButKmapLocalWorks()
+    public void Highmem_has_no_linear_map_but_kmap_local_works()
     {
         var m = new Machine(X86Config() with { HighmemAbove = 8 * GiB });
         var high = new PhysAddr((8 * GiB) + 0x1234);
@@ -52,7 +52,7 @@ public sealed class KernelMappingsTests
     }
 
     [Fact]
-    public void Ioremap_IsUncachedVmalloc_CpuStoresReachTheBarAtOnce()
+    public void Ioremap_is_uncached_vmalloc_cpu_stores_reach_the_bar_at_once()
     {
         var m = new Machine(X86Config());
         var va = m.Kmap.Ioremap(X86Bar + 0x10, 8);
@@ -67,7 +67,7 @@ public sealed class KernelMappingsTests
     }
 
     [Fact]
-    public void Vmap_ScatteredPages_ConsecutiveVirtual_GuardPageBetweenAreas()
+    public void Vmap_scattered_pages_consecutive_virtual_guard_page_between_areas()
     {
         var m = new Machine(X86Config());
         var va = m.Kmap.Vmap([new PhysAddr(0x7000), new PhysAddr(0x3000)], cached: true);
@@ -89,7 +89,7 @@ public sealed class KernelMappingsTests
     }
 
     [Fact]
-    public void MemMap_CountsEveryLookup()
+    public void Mem_map_counts_every_lookup()
     {
         var m = new Machine(X86Config());
         var before = m.Counters.Snapshot();

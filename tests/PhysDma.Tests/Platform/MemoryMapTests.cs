@@ -21,7 +21,7 @@ public sealed class MemoryMapTests
     [InlineData(0x1_0000_0000UL, "System RAM")]
     [InlineData(0x4_3fff_ffffUL, "System RAM")]
     [InlineData(0x10_0000_0000UL, "gpu0 BAR 2")]
-    public void Find_NamesTheRegion(ulong p, string name) => Assert.Equal(name, X86Map().Find(new PhysAddr(p))?.Name);
+    public void Find_names_the_region(ulong p, string name) => Assert.Equal(name, X86Map().Find(new PhysAddr(p))?.Name);
 
     [Theory]
     [InlineData(0xc000_0000UL)]
@@ -29,10 +29,10 @@ public sealed class MemoryMapTests
     [InlineData(0xffff_ffffUL)]
     [InlineData(0x4_4000_0000UL)]
     [InlineData(ulong.MaxValue)]
-    public void Find_HolesAreNull(ulong p) => Assert.Null(X86Map().Find(new PhysAddr(p)));
+    public void Find_holes_are_null(ulong p) => Assert.Null(X86Map().Find(new PhysAddr(p)));
 
     [Fact]
-    public void KernelText_SplitsRam_AndIsStillRam()
+    public void Kernel_text_splits_ram_and_is_still_ram()
     {
         var map = X86Map();
         Assert.Equal(
@@ -44,7 +44,7 @@ public sealed class MemoryMapTests
     }
 
     [Fact]
-    public void IsRam_FalseAcrossAHoleOrIntoABar()
+    public void Is_ram_false_across_a_hole_or_into_a_bar()
     {
         var map = X86Map();
         Assert.True(map.IsRam(new PhysAddr(0xbfff_f000), 0x1000));
@@ -55,7 +55,7 @@ public sealed class MemoryMapTests
     }
 
     [Fact]
-    public void Overlap_IsRefused_WithBothNames()
+    public void Overlap_is_refused_with_both_names()
     {
         var map = new MemoryMap();
         map.Add(new MemRegion(new PhysAddr(0x1000_0000), 0x1000_0000, MemKind.Ram, "ram"));
@@ -69,7 +69,7 @@ public sealed class MemoryMapTests
     }
 
     [Fact]
-    public void BadRegions_AreRefused()
+    public void Bad_regions_are_refused()
     {
         var map = new MemoryMap();
         map.Add(new MemRegion(new PhysAddr(0), GiB, MemKind.Ram, "ram"));
@@ -80,13 +80,13 @@ public sealed class MemoryMapTests
     }
 
     [Fact]
-    public void Machine_ReportsTheOffendingField()
+    public void Machine_reports_the_offending_field()
     {
         var overlapping = X86Config(Nic64, Gpu(new PhysAddr(0x1000_0000)));
-        Assert.Equal("devices[1].bars[0]", Assert.Throws<MachineConfigException>(() => new Machine(overlapping)).Field);
+        Assert.Equal("Devices[1].Bars[0]", Assert.Throws<MachineConfigException>(() => new Machine(overlapping)).Property.Path);
         var unaligned = X86Config() with { Ram = [new AddrRange(0, 3 * GiB), new AddrRange(4 * GiB + 1, GiB)] };
-        Assert.Equal("ram[1]", Assert.Throws<MachineConfigException>(() => new Machine(unaligned)).Field);
+        Assert.Equal("Ram[1]", Assert.Throws<MachineConfigException>(() => new Machine(unaligned)).Property.Path);
         var coherentOnly = X86Config(Nic64 with { Coherent = false });
-        Assert.Equal("devices[0].coherent", Assert.Throws<MachineConfigException>(() => new Machine(coherentOnly)).Field);
+        Assert.Equal("Devices[0].Coherent", Assert.Throws<MachineConfigException>(() => new Machine(coherentOnly)).Property.Path);
     }
 }

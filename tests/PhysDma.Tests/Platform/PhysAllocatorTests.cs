@@ -11,7 +11,7 @@ public sealed class PhysAllocatorTests
         new(ram.Select(r => new MemRegion(new PhysAddr(r.Base), r.Size, MemKind.Ram, "ram")));
 
     [Fact]
-    public void LowestFit_RespectsAlignmentAndBounds()
+    public void Lowest_fit_respects_alignment_and_bounds()
     {
         var a = New((0x1000, 0x3000), (0x10_0000, 0x10_0000));
         Assert.Equal(new PhysAddr(0x1000), a.Alloc(0x1000, 0x1000));
@@ -25,7 +25,7 @@ public sealed class PhysAllocatorTests
     }
 
     [Fact]
-    public void TopDown_TakesTheHighestFit()
+    public void Top_down_takes_the_highest_fit()
     {
         var a = New((0, 0x10_0000), (0x100_0000, 0x10_0000));
         Assert.Equal(new PhysAddr(0x10f_f000), a.AllocTopDown(0x1000, 0x1000, ulong.MaxValue));
@@ -34,7 +34,7 @@ public sealed class PhysAllocatorTests
     }
 
     [Fact]
-    public void Free_MergesBothNeighbours()
+    public void Free_merges_both_neighbours()
     {
         var a = New((0, 0x4000));
         var p1 = a.Alloc(0x1000, 0x1000)!.Value;
@@ -50,7 +50,7 @@ public sealed class PhysAllocatorTests
     }
 
     [Fact]
-    public void Reserve_TakesExactly_OrRefuses()
+    public void Reserve_takes_exactly_or_refuses()
     {
         var a = New((0, 0x10000));
         Assert.True(a.Reserve(new PhysAddr(0x3000), 0x2000));
@@ -63,7 +63,7 @@ public sealed class PhysAllocatorTests
     }
 
     [Fact]
-    public void X86Machine_PageZeroAndKernelTextAreNotFree()
+    public void X86_machine_page_zero_and_kernel_text_are_not_free()
     {
         var m = new Machine(X86Config());
         Assert.Equal(new PhysAddr(0x1000), m.Allocator.Alloc(0x1000, 0x1000));

@@ -7,7 +7,7 @@ namespace PhysDma.Tests.Platform;
 public sealed class PhysicalMemoryTests
 {
     [Fact]
-    public void OneTiBAddressSpace_CostsOnlyTouchedChunks()
+    public void One_TiB_address_space_costs_only_touched_chunks()
     {
         var mem = new PhysicalMemory();
         mem.Write(new PhysAddr(0), [1, 2, 3]);
@@ -24,7 +24,7 @@ public sealed class PhysicalMemoryTests
     }
 
     [Fact]
-    public void UntouchedMemoryReadsZero_AndReadingDoesNotAllocate()
+    public void Untouched_memory_reads_zero_and_reading_does_not_allocate()
     {
         var mem = new PhysicalMemory();
         var buf = Enumerable.Repeat((byte)0xaa, 10000).ToArray();
@@ -34,7 +34,7 @@ public sealed class PhysicalMemoryTests
     }
 
     [Fact]
-    public void PartialRead_MixesWrittenAndZeroChunks()
+    public void Partial_read_mixes_written_and_zero_chunks()
     {
         var mem = new PhysicalMemory();
         mem.Write(new PhysAddr(0x1ffe), [0x11, 0x22]);
@@ -44,7 +44,7 @@ public sealed class PhysicalMemoryTests
     }
 
     [Fact]
-    public void Copy_MovesBytesAcrossChunks()
+    public void Copy_moves_bytes_across_chunks()
     {
         var mem = new PhysicalMemory();
         var data = TestMachines.Pattern(1000, 3);

@@ -11,7 +11,7 @@ public class BenchCommandTests
         typeof(PhysDma.Dma.DmaApi).Assembly.GetCustomAttribute<DebuggableAttribute>() is { IsJITOptimizerDisabled: true };
 
     [Fact]
-    public void Bench_OnADebugBuild_RefusesWithTheReleaseCommand_ElseListsTheBenchmarks()
+    public void Bench_on_a_debug_build_refuses_with_the_release_command_else_lists_the_benchmarks()
     {
         var (exit, stdout, stderr) = CliArgs("bench", "--filter", "*Swiotlb*", "--list", "flat");
         if (ModelIsDebugBuild)
@@ -32,7 +32,7 @@ public class BenchCommandTests
     }
 
     [Fact]
-    public void Bench_IsListedInTheHelp()
+    public void Bench_is_listed_in_the_help()
     {
         var (exit, stdout, _) = CliArgs("--help");
         Assert.Equal(PhysDmaCli.ExitOk, exit);

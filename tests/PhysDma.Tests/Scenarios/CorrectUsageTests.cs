@@ -66,7 +66,7 @@ public class CorrectUsageTests
 
     [Theory]
     [MemberData(nameof(Machines))]
-    public void BytesArriveAndEverythingIsReturned(string machine)
+    public void Bytes_arrive_and_everything_is_returned(string machine)
     {
         var yaml = $"machine: {machine}\n{Steps}";
         var r = Run(yaml);

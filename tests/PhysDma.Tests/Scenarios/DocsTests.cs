@@ -22,7 +22,7 @@ public partial class DocsTests
 
     [Theory]
     [MemberData(nameof(Blocks))]
-    public void ChecksDocScenarioHoldsItsExpectations(int block)
+    public void Checks_doc_scenario_holds_its_expectations(int block)
     {
         var yaml = YamlBlock().Matches(File.ReadAllText(Path.Combine(RepoRoot, "docs", "checks.md")))[block].Groups[1].Value;
         Assert.Contains("expect:", yaml, StringComparison.Ordinal);
@@ -31,7 +31,7 @@ public partial class DocsTests
     }
 
     [Fact]
-    public void EveryCheckNameOfTheFormatHasADocScenarioThatTriggersIt()
+    public void Every_check_name_of_the_format_has_a_doc_scenario_that_triggers_it()
     {
         var doc = File.ReadAllText(Path.Combine(RepoRoot, "docs", "checks.md"));
         string[] names =

@@ -18,7 +18,7 @@ public class ExampleTests
 
     [Theory]
     [MemberData(nameof(Examples))]
-    public void ExampleHoldsItsExpectations(string name)
+    public void Example_holds_its_expectations(string name)
     {
         var (exit, stdout, stderr) = CliArgs("run", Example(name));
         Assert.True(exit == 0, $"{name}: exit {exit}\n{stdout}\n{stderr}");
@@ -28,7 +28,7 @@ public class ExampleTests
     [Theory]
     [InlineData("x86-noiommu")]
     [InlineData("arm64-noncoherent")]
-    public void QuickstartGivesTheRightBytesOnCoherentAndNonCoherentMachines(string machine)
+    public void Quickstart_gives_the_right_bytes_on_coherent_and_non_coherent_machines(string machine)
     {
         var r = ScenarioRunner.Run(ScenarioParser.ParseFile(Example("quickstart.yaml"), machine));
         Assert.True(r.Ok, r.ToJson());
@@ -55,7 +55,7 @@ public class ExampleTests
     }
 
     [Fact]
-    public void MissedSyncShowsStaleBytesOnBothSides()
+    public void Missed_sync_shows_stale_bytes_on_both_sides()
     {
         var r = ScenarioRunner.Run(ScenarioParser.ParseFile(Example("missed-sync.yaml")));
         Assert.True(r.Ok, r.ToJson());
@@ -66,7 +66,7 @@ public class ExampleTests
     }
 
     [Fact]
-    public void MissedSyncOnACoherentMachineIsHarmless()
+    public void Missed_sync_on_a_coherent_machine_is_harmless()
     {
         // The same driver on a cache-coherent x86 machine: the device snoops, so nothing is stale and the
         // example's stale-byte expectations fail (exit 1), which is the point of the comparison.

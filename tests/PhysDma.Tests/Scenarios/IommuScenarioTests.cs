@@ -22,7 +22,7 @@ public class IommuScenarioTests
         """;
 
     [Fact]
-    public void LazyUnmapLeavesTheIotlbEntryUntilTheQueueFlushesAndDoesNotReuseTheIova()
+    public void Lazy_unmap_leaves_the_iotlb_entry_until_the_queue_flushes_and_does_not_reuse_the_iova()
     {
         var r = Run("machine: default\n" + StaleSteps);
         Assert.True(r.Ok, r.ToJson());
@@ -40,7 +40,7 @@ public class IommuScenarioTests
     }
 
     [Fact]
-    public void StrictUnmapFaultsAtOnceAndReusesTheIova()
+    public void Strict_unmap_faults_at_once_and_reuses_the_iova()
     {
         var r = Run("machine: x86-iommu-strict\n" + StaleSteps);
         Assert.True(r.Ok, r.ToJson());
@@ -52,7 +52,7 @@ public class IommuScenarioTests
     }
 
     [Fact]
-    public void IommuFlushEmptiesTheIotlbAndTheFlushQueuesAtOnce()
+    public void Iommu_flush_empties_the_iotlb_and_the_flush_queues_at_once()
     {
         var r = Run("""
             machine: default
@@ -72,7 +72,7 @@ public class IommuScenarioTests
     }
 
     [Fact]
-    public void RemoveDeviceReportsTheLeakOnce()
+    public void Remove_device_reports_the_leak_once()
     {
         var r = Run("""
             machine: x86-iommu-strict
@@ -94,7 +94,7 @@ public class IommuScenarioTests
     }
 
     [Fact]
-    public void MachinesListsEveryBuiltInProfile()
+    public void Machines_lists_every_built_in_profile()
     {
         var (exit, stdout, _) = CliArgs("machines");
         Assert.Equal(0, exit);

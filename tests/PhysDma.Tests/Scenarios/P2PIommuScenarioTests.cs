@@ -16,7 +16,7 @@ public class P2PIommuScenarioTests
     [InlineData("to_device", "READ,MMIO", "READ,CACHE")]
     [InlineData("from_device", "WRITE,MMIO", "WRITE,CACHE")]
     [InlineData("bidirectional", "READ,WRITE,MMIO", "READ,WRITE,CACHE")]
-    public void MmioNeverGetsCacheAndRamOnACoherentDeviceAlwaysDoes(string dir, string mmioProt, string ramProt)
+    public void Mmio_never_gets_cache_and_ram_on_a_coherent_device_always_does(string dir, string mmioProt, string ramProt)
     {
         var r = Run($$"""
             machine: x86-iommu-strict
@@ -46,7 +46,7 @@ public class P2PIommuScenarioTests
     }
 
     [Fact]
-    public void UntrustedDeviceUnalignedMmioFailsWhereRamWouldBounce()
+    public void Untrusted_device_unaligned_mmio_fails_where_ram_would_bounce()
     {
         var r = Run("""
             machine: default
@@ -70,7 +70,7 @@ public class P2PIommuScenarioTests
     }
 
     [Fact]
-    public void SwitchLocalBusAddressCreatesNoIommuEntry()
+    public void Switch_local_bus_address_creates_no_iommu_entry()
     {
         var r = Run("""
             machine: x86-iommu-strict

@@ -11,7 +11,7 @@ public class P2PScenarioTests
             .Replace("p2p_allowed: false", hostBridgeAllowed ? "p2p_allowed: true" : "p2p_allowed: false", StringComparison.Ordinal) + "\n";
 
     [Fact]
-    public void SameSwitchUsesBusAddressesAndBytesMoveBothWays()
+    public void Same_switch_uses_bus_addresses_and_bytes_move_both_ways()
     {
         var r = Run(Machine(false) + """
             steps:
@@ -44,7 +44,7 @@ public class P2PScenarioTests
     }
 
     [Fact]
-    public void HostBridgeNotAllowedIsRefusedAndAForcedMappingFaultsP2PBlocked()
+    public void Host_bridge_not_allowed_is_refused_and_a_forced_mapping_faults_P2P_blocked()
     {
         var r = Run(Machine(false) + """
             steps:
@@ -61,7 +61,7 @@ public class P2PScenarioTests
     }
 
     [Fact]
-    public void AllowedHostBridgeMapsWithMmioAndThePeerSeesTheWrite()
+    public void Allowed_host_bridge_maps_with_mmio_and_the_peer_sees_the_write()
     {
         var r = Run(Machine(true) + """
             steps:
@@ -83,7 +83,7 @@ public class P2PScenarioTests
     }
 
     [Fact]
-    public void PagelessBarIsMappedThroughItsProviderWithoutStructPage()
+    public void Pageless_bar_is_mapped_through_its_provider_without_struct_page()
     {
         var r = Run(Machine(true) + """
             steps:
@@ -101,7 +101,7 @@ public class P2PScenarioTests
     }
 
     [Fact]
-    public void RamThroughTheImporterIsAPlainMapping()
+    public void Ram_through_the_importer_is_a_plain_mapping()
     {
         var r = Run(Machine(false) + """
             steps:

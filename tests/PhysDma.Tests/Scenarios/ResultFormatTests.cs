@@ -23,7 +23,7 @@ public class ResultFormatTests
         """;
 
     [Fact]
-    public void RamGetsTheBusOffsetWhileMmioGetsItsPhysicalAddress()
+    public void Ram_gets_the_bus_offset_while_mmio_gets_its_physical_address()
     {
         var r = Run(RangeMapped);
         Assert.True(r.Ok, r.ToJson());
@@ -41,7 +41,7 @@ public class ResultFormatTests
     }
 
     [Fact]
-    public void MapStepHasEveryFieldOfTheFormat()
+    public void Map_step_has_every_field_of_the_format()
     {
         var r = Run(RangeMapped);
         var s = Step(r, 1);
@@ -63,7 +63,7 @@ public class ResultFormatTests
     }
 
     [Fact]
-    public void RunsAreByteForByteRepeatable()
+    public void Runs_are_byte_for_byte_repeatable()
     {
         var a = Run(RangeMapped).ToJson();
         var b = Run(RangeMapped).ToJson();
@@ -77,7 +77,7 @@ public class ResultFormatTests
     }
 
     [Fact]
-    public void FailedExpectationExitsWith1AndNamesTheLine()
+    public void Failed_expectation_exits_with_1_and_names_the_line()
     {
         var yaml = "machine: x86-noiommu\nsteps:\n  - { op: alloc, name: b, size: 4KiB, kind: ram }\n  - op: map\n    dev: nic0\n    buf: b\n    dir: to_device\n    as: h\n    expect: { dma_addr: 0x2000 }\n";
         var (exit, stdout, _, _) = RunCli(yaml);
@@ -92,7 +92,7 @@ public class ResultFormatTests
     }
 
     [Fact]
-    public void JsonAndOutFileCarryTheSameDocument()
+    public void Json_and_out_file_carry_the_same_document()
     {
         var outFile = Path.Combine(Path.GetTempPath(), $"physdma-{Guid.NewGuid():N}.json");
         var (exit, stdout, _) = CliArgs("run", Example("quickstart.yaml"), "--json", "--out", outFile);
@@ -102,7 +102,7 @@ public class ResultFormatTests
     }
 
     [Fact]
-    public void TraceFileHasOneMapAndOneUnmapRecordPerCall()
+    public void Trace_file_has_one_map_and_one_unmap_record_per_call()
     {
         var traceFile = Path.Combine(Path.GetTempPath(), $"physdma-{Guid.NewGuid():N}.trace");
         var (exit, _, _) = CliArgs("run", Example("quickstart.yaml"), "--trace", traceFile);
@@ -111,11 +111,11 @@ public class ResultFormatTests
         File.Delete(traceFile);
         Assert.Equal(2, lines.Count(l => l.Contains(": dma_map_phys: ", StringComparison.Ordinal)));
         Assert.Equal(2, lines.Count(l => l.Contains(": dma_unmap_phys: ", StringComparison.Ordinal)));
-        Assert.Contains(lines, l => l.EndsWith("dma_map_phys: nic0 dir=TO_DEVICE dma_addr=1000 size=64 phys_addr=1000 attrs=", StringComparison.Ordinal));
+        Assert.Contains(lines, l => l.EndsWith("dma_map_phys: 0000:01:00.0 dir=TO_DEVICE dma_addr=1000 size=64 phys_addr=1000 attrs=", StringComparison.Ordinal));
     }
 
     [Fact]
-    public void DirNoneIsAKernelBugThatEndsTheRun()
+    public void Dir_none_is_a_kernel_bug_that_ends_the_run()
     {
         var r = Run("machine: x86-noiommu\nsteps:\n  - { op: alloc, name: b, size: 4KiB, kind: ram }\n  - { op: map, dev: nic0, buf: b, dir: none, as: h, expect: { error: BUG } }\n  - { op: unmap, handle: h }\n");
         Assert.Equal(2, r.Json["steps"]!.AsArray().Count);
@@ -125,7 +125,7 @@ public class ResultFormatTests
     }
 
     [Fact]
-    public void DeviceFaultIsReportedWithStepAndReason()
+    public void Device_fault_is_reported_with_step_and_reason()
     {
         var r = Run("machine: x86-noiommu\nsteps:\n  - { op: dev_read, id: wild, dev: nic0, addr: 0x500000000000, len: 4, expect: { error: fault } }\n");
         Assert.True(r.Ok, r.ToJson());
@@ -139,7 +139,7 @@ public class ResultFormatTests
     }
 
     [Fact]
-    public void MachinesCommandListsAndShowsProfilesThatParseBack()
+    public void Machines_command_lists_and_shows_profiles_that_parse_back()
     {
         var (exit, stdout, _) = CliArgs("machines");
         Assert.Equal(0, exit);

@@ -6,7 +6,7 @@ namespace PhysDma.Tests.Scenarios;
 public class SgScenarioTests
 {
     [Fact]
-    public void DirectSgKeepsOneEntryPerSegmentAtItsPhysicalAddress()
+    public void Direct_sg_keeps_one_entry_per_segment_at_its_physical_address()
     {
         var r = Run("""
             machine: x86-noiommu
@@ -32,7 +32,7 @@ public class SgScenarioTests
     }
 
     [Fact]
-    public void NonCoherentSgCleansAtMapAndInvalidatesAtSyncForCpu()
+    public void Non_coherent_sg_cleans_at_map_and_invalidates_at_sync_for_cpu()
     {
         var r = Run("""
             machine: arm64-noncoherent
@@ -60,7 +60,7 @@ public class SgScenarioTests
     }
 
     [Fact]
-    public void UnmapSgOfAScatterHandleWithPlainUnmapIsABadInput()
+    public void Unmap_sg_of_a_scatter_handle_with_plain_unmap_is_a_bad_input()
     {
         var (exit, _, err, file) = RunCli("""
             machine: x86-noiommu

@@ -6,7 +6,7 @@ namespace PhysDma.Tests.Scenarios;
 public class SwiotlbScenarioTests
 {
     [Fact]
-    public void DynamicSwiotlbMakesATransientPoolAtOnceAndGrowsANewPoolInTheBackground()
+    public void Dynamic_swiotlb_makes_a_transient_pool_at_once_and_grows_a_new_pool_in_the_background()
     {
         var r = Run("""
             machine:
@@ -37,7 +37,7 @@ public class SwiotlbScenarioTests
     }
 
     [Fact]
-    public void RestrictedPoolBouncesEveryMappingAndCopiesBackOnlyAtUnmap()
+    public void Restricted_pool_bounces_every_mapping_and_copies_back_only_at_unmap()
     {
         var r = Run("""
             machine:
@@ -67,7 +67,7 @@ public class SwiotlbScenarioTests
     }
 
     [Fact]
-    public void CocoBounceAddressesCarryNoEncryptionBitAndUnbouncedRamWouldCarryIt()
+    public void Coco_bounce_addresses_carry_no_encryption_bit_and_unbounced_ram_would_carry_it()
     {
         var r = Run("""
             machine: coco

@@ -150,7 +150,7 @@ public class IommuSgTests
     [InlineData(true, 0x1000u)]
     public void Bus_address_entries_take_their_own_slot_and_no_pte(bool quirk, uint busLen)
     {
-        var (m, api) = quirk ? Build(DmaIommu.QuirkSgBusAddrHeadLen) : Build();
+        var (m, api) = quirk ? Build(KernelQuirk.IommuSgBusAddrHeadLen) : Build();
         var nvme = m.Device("nvme0");
         var domain = api.Iommu!.DomainOf(nvme)!;
         var p2p = api.P2P.AllocP2PMem("gpu0", 4096)!.Value;
@@ -171,7 +171,7 @@ public class IommuSgTests
     [InlineData(true, IommuProt.Read | IommuProt.Cache)]
     public void Host_bridge_p2p_entries_are_mapped_as_mmio(bool quirk, int expectedProt)
     {
-        var (m, api) = quirk ? Build(DmaIommu.QuirkSgHostBridgeCache) : Build();
+        var (m, api) = quirk ? Build(KernelQuirk.IommuSgHostBridgeCache) : Build();
         var nic = m.Device("nic0");
         var domain = api.Iommu!.DomainOf(nic)!;
         var p2p = api.P2P.AllocP2PMem("gpu0", 4096)!.Value;

@@ -227,7 +227,7 @@ public class SwiotlbPoolTests
     {
         var cfg = X86(null, 0, Dev("wifi0", restricted: new AddrRange(3 * Sizes.GiB + 0x100000, Sizes.MiB)));
         var e = Assert.Throws<MachineConfigException>(() => Build(cfg));
-        Assert.Equal("devices[0].restricted_pool", e.Field);
+        Assert.Equal("Devices[0].RestrictedPool", e.Property.Path);
     }
 
     [Fact]

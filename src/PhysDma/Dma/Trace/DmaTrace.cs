@@ -1,6 +1,8 @@
 using System.Globalization;
+using System.Runtime.CompilerServices;
 using System.Text;
 using PhysDma.Core;
+using PhysDma.Iommu;
 using PhysDma.Platform;
 
 namespace PhysDma.Dma.Trace;
@@ -8,26 +10,104 @@ namespace PhysDma.Dma.Trace;
 /// <summary>One trace record: the event name, the CPU and time it fired, and its payload as ftrace prints it.</summary>
 public sealed record TraceRecord(int Cpu, ulong TimeNs, string Event, string Payload)
 {
-    /// <summary>One line of <c>trace</c> text: <c>comm-pid [cpu] flags timestamp: event: payload</c>.</summary>
+    /// <summary>The task every modelled call runs as.</summary>
+    public const string Comm = "physdma";
+
+    public const int Pid = 1;
+
+    /// <summary>
+    /// One line of the tracefs <c>trace</c> file (<c>trace_print_context</c> with the five irq-info flags):
+    /// <c>%16s-%-7d [%03d] ..... %5lu.%06lu: event: payload</c>.
+    /// </summary>
     public string ToFtraceLine()
     {
         var secs = TimeNs / 1_000_000_000;
         var usecs = TimeNs / 1000 % 1_000_000;
         return string.Create(CultureInfo.InvariantCulture,
-            $"         physdma-1       [{Cpu:D3}] ..... {secs,5}.{usecs:D6}: {Event}: {Payload}");
+            $"{Comm,16}-{Pid,-7} [{Cpu:D3}] ..... {secs,5}.{usecs:D6}: {Event}: {Payload}");
     }
 }
 
+/// <summary>The event systems <c>trace-cmd record -e</c> selects; PhysDma models these three.</summary>
+[Flags]
+public enum TraceEvents
+{
+    None = 0,
+    Dma = 1,
+    Swiotlb = 2,
+    Iommu = 4,
+}
+
 /// <summary>
-/// The <c>dma</c> trace events of include/trace/events/dma.h (post-series) and <c>swiotlb_bounced</c>.
-/// Off by default; when on, records are kept in order and can be written as ftrace text.
+/// The trace events of the DMA layer: the <c>dma</c> system (include/trace/events/dma.h, Linux 6.18),
+/// <c>swiotlb:swiotlb_bounced</c> and the IOMMU core's <c>iommu:map</c>, <c>iommu:unmap</c> and
+/// <c>iommu:io_page_fault</c>. Off by default; each hook is one flag test until a system is switched on.
+/// Records are kept in order and written as the tracefs <c>trace</c> file would show them.
 /// </summary>
-public sealed class DmaTrace(Clock clock)
+public sealed class DmaTrace(Clock clock) : IIommuTraceSink
 {
     private readonly Lock _lock = new();
     private readonly List<TraceRecord> _records = [];
+    private TraceEvents _events;
+    private bool _dma;
+    private bool _swiotlb;
+    private IommuUnit? _iommu;
 
-    public bool Enabled { get; set; }
+    /// <summary>The selected event systems.</summary>
+    public TraceEvents Events
+    {
+        get => _events;
+        set
+        {
+            _events = value;
+            _dma = (value & TraceEvents.Dma) != 0;
+            _swiotlb = (value & TraceEvents.Swiotlb) != 0;
+            _iommu?.TraceSink = (value & TraceEvents.Iommu) != 0 ? this : null;
+        }
+    }
+
+    /// <summary>Any event on. Setting it selects <c>dma</c> and <c>swiotlb</c> (or nothing).</summary>
+    public bool Enabled
+    {
+        get => _events != TraceEvents.None;
+        set => Events = value ? TraceEvents.Dma | TraceEvents.Swiotlb : TraceEvents.None;
+    }
+
+    /// <summary>Whether <c>swiotlb:swiotlb_bounced</c> is traced.</summary>
+    public bool SwiotlbEnabled => _swiotlb;
+
+    /// <summary>The IOMMU whose core events this trace records when <see cref="TraceEvents.Iommu"/> is selected.</summary>
+    internal void AttachIommu(IommuUnit unit)
+    {
+        _iommu = unit;
+        Events = _events;
+    }
+
+    /// <summary>Parses <c>dma,swiotlb,iommu</c> (any subset, in any order); null with an error message otherwise.</summary>
+    public static TraceEvents? ParseEvents(string text, out string? error)
+    {
+        var ev = TraceEvents.None;
+        foreach (var part in text.Split(',', StringSplitOptions.TrimEntries))
+        {
+            switch (part)
+            {
+                case "dma":
+                    ev |= TraceEvents.Dma;
+                    break;
+                case "swiotlb":
+                    ev |= TraceEvents.Swiotlb;
+                    break;
+                case "iommu":
+                    ev |= TraceEvents.Iommu;
+                    break;
+                default:
+                    error = $"unknown event system '{part}' (known: dma, swiotlb, iommu)";
+                    return null;
+            }
+        }
+        error = null;
+        return ev;
+    }
 
     public IReadOnlyList<TraceRecord> Records
     {
@@ -58,6 +138,9 @@ public sealed class DmaTrace(Clock clock)
             _records.Add(new TraceRecord(Machine.CurrentCpu, clock.NowNs, ev, payload));
         }
     }
+
+    /// <summary><c>dev_name</c>: the PCI address for a PCI device, else the device's name.</summary>
+    public static string DevName(Device dev) => dev.Config.Bdf ?? dev.Name;
 
     /// <summary><c>dir=</c> rendering: symbolic, or <c>0x%lx</c> for an unknown value.</summary>
     public static string Dir(DmaDirection dir) => dir switch
@@ -97,94 +180,232 @@ public sealed class DmaTrace(Clock clock)
         return sb.ToString();
     }
 
+    /// <summary>
+    /// <c>%p</c> of a kernel pointer: hashed to 32 bits and printed as 16 hex digits, as the kernel does
+    /// (NULL is printed as zeros, unhashed). The kernel keys its hash randomly at boot; the model's key
+    /// is fixed so runs stay repeatable.
+    /// </summary>
+    public static string HashedPointer(ulong ptr)
+    {
+        if (ptr == 0)
+        {
+            return "0000000000000000";
+        }
+        var z = ptr + 0x9e3779b97f4a7c15UL;
+        z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9UL;
+        z = (z ^ (z >> 27)) * 0x94d049bb133111ebUL;
+        z ^= z >> 31;
+        return (z & 0xffffffffUL).ToString("x16", CultureInfo.InvariantCulture);
+    }
+
     /// <summary>An array as ftrace prints u64 items: <c>{0x1,0x2000}</c>.</summary>
     public static string Array(IEnumerable<ulong> items) =>
         "{" + string.Join(",", items.Select(i => "0x" + i.ToString("x", CultureInfo.InvariantCulture))) + "}";
 
+    /// <summary>A u32 array as ftrace prints it: <c>0x%x</c> items.</summary>
+    public static string SizeArray(IEnumerable<uint> items) =>
+        "{" + string.Join(",", items.Select(i => "0x" + i.ToString("x", CultureInfo.InvariantCulture))) + "}";
+
+    /// <summary>The most entries <c>dma_map_sg</c> records (<c>DMA_TRACE_MAX_ENTRIES</c>).</summary>
+    public const int MaxSgEntries = 128;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public void MapPhys(Device dev, PhysAddr phys, DmaAddr addr, ulong size, DmaDirection dir, DmaAttrs attrs)
     {
-        if (Enabled)
+        if (_dma)
         {
-            Emit("dma_map_phys", $"{dev.Name} dir={Dir(dir)} dma_addr={Hex.Llx(addr.Value)} size={size} phys_addr={Hex.Llx(phys.Value)} attrs={Attrs(attrs)}");
+            EmitMapPhys(dev, phys, addr, size, dir, attrs);
         }
     }
 
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private void EmitMapPhys(Device dev, PhysAddr phys, DmaAddr addr, ulong size, DmaDirection dir, DmaAttrs attrs) =>
+        Emit("dma_map_phys", $"{DevName(dev)} dir={Dir(dir)} dma_addr={Hex.Llx(addr.Value)} size={size} phys_addr={Hex.Llx(phys.Value)} attrs={Attrs(attrs)}");
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public void UnmapPhys(Device dev, DmaAddr addr, ulong size, DmaDirection dir, DmaAttrs attrs)
     {
-        if (Enabled)
+        if (_dma)
         {
-            Emit("dma_unmap_phys", $"{dev.Name} dir={Dir(dir)} dma_addr={Hex.Llx(addr.Value)} size={size} attrs={Attrs(attrs)}");
+            EmitUnmapPhys(dev, addr, size, dir, attrs);
         }
     }
 
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private void EmitUnmapPhys(Device dev, DmaAddr addr, ulong size, DmaDirection dir, DmaAttrs attrs) =>
+        Emit("dma_unmap_phys", $"{DevName(dev)} dir={Dir(dir)} dma_addr={Hex.Llx(addr.Value)} size={size} attrs={Attrs(attrs)}");
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public void SyncSingle(bool forCpu, Device dev, DmaAddr addr, ulong size, DmaDirection dir)
     {
-        if (Enabled)
+        if (_dma)
         {
-            Emit(forCpu ? "dma_sync_single_for_cpu" : "dma_sync_single_for_device",
-                $"{dev.Name} dir={Dir(dir)} dma_addr={Hex.Llx(addr.Value)} size={size}");
+            EmitSyncSingle(forCpu, dev, addr, size, dir);
         }
     }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private void EmitSyncSingle(bool forCpu, Device dev, DmaAddr addr, ulong size, DmaDirection dir) =>
+        Emit(forCpu ? "dma_sync_single_for_cpu" : "dma_sync_single_for_device",
+            $"{DevName(dev)} dir={Dir(dir)} dma_addr={Hex.Llx(addr.Value)} size={size}");
 
     /// <summary><c>swiotlb:swiotlb_bounced</c>; <paramref name="force"/> prints FORCE, else NORMAL.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public void SwiotlbBounced(Device dev, ulong devAddr, ulong size, bool force)
     {
-        if (Enabled)
+        if (_swiotlb)
         {
-            var mask = dev.HasDmaMask ? dev.DmaMask : 0;
-            Emit("swiotlb_bounced", $"dev_name: {dev.Name} dma_mask={Hex.Llx(mask)} dev_addr={Hex.Llx(devAddr)} size={size} {(force ? "FORCE" : "NORMAL")}");
+            EmitSwiotlbBounced(dev, devAddr, size, force);
         }
     }
 
-    public string ToText()
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private void EmitSwiotlbBounced(Device dev, ulong devAddr, ulong size, bool force)
     {
+        var mask = dev.HasDmaMask ? dev.DmaMask : 0;
+        Emit("swiotlb_bounced", $"dev_name: {DevName(dev)} dma_mask={Hex.Llx(mask)} dev_addr={Hex.Llx(devAddr)} size={size} {(force ? "FORCE" : "NORMAL")}");
+    }
+
+    /// <summary><c>dma_map_sg</c>: at most 128 entries of each array, the full counts, and <c>[TRUNCATED]</c> when entries were dropped.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public void MapSg(Device dev, IReadOnlyList<ScatterEntry> sgl, int nents, int ents, DmaDirection dir, DmaAttrs attrs)
+    {
+        if (_dma)
+        {
+            EmitMapSg(dev, sgl, nents, ents, dir, attrs);
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private void EmitMapSg(Device dev, IReadOnlyList<ScatterEntry> sgl, int nents, int ents, DmaDirection dir, DmaAttrs attrs)
+    {
+        var shownNents = Math.Min(nents, MaxSgEntries);
+        var shownEnts = Math.Min(ents, MaxSgEntries);
+        var truncated = nents > MaxSgEntries || ents > MaxSgEntries;
+        var dma = Array(sgl.Take(shownEnts).Select(s => s.DmaAddress.Value));
+        var sizes = SizeArray(sgl.Take(shownEnts).Select(s => s.DmaLength));
+        var phys = Array(sgl.Take(shownNents).Select(s => s.Phys.Value));
+        Emit("dma_map_sg", string.Create(CultureInfo.InvariantCulture,
+            $"{DevName(dev)} dir={Dir(dir)} nents={shownNents}/{nents} ents={shownEnts}/{ents}{(truncated ? " [TRUNCATED]" : "")} dma_addrs={dma} sizes={sizes} phys_addrs={phys} attrs={Attrs(attrs)}"));
+    }
+
+    /// <summary><c>dma_map_sg_err</c>: the array labelled dma_addrs really holds the physical addresses.</summary>
+    public void MapSgErr(Device dev, IReadOnlyList<ScatterEntry> sgl, int nents, int err, DmaDirection dir, DmaAttrs attrs)
+    {
+        if (_dma)
+        {
+            Emit("dma_map_sg_err", string.Create(CultureInfo.InvariantCulture,
+                $"{DevName(dev)} dir={Dir(dir)} dma_addrs={Array(sgl.Take(nents).Select(s => s.Phys.Value))} err={err} attrs={Attrs(attrs)}"));
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public void UnmapSg(Device dev, IReadOnlyList<ScatterEntry> sgl, int nents, DmaDirection dir, DmaAttrs attrs)
+    {
+        if (_dma)
+        {
+            EmitUnmapSg(dev, sgl, nents, dir, attrs);
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private void EmitUnmapSg(Device dev, IReadOnlyList<ScatterEntry> sgl, int nents, DmaDirection dir, DmaAttrs attrs)
+    {
+        Emit("dma_unmap_sg", $"{DevName(dev)} dir={Dir(dir)} phys_addrs={Array(sgl.Take(nents).Select(s => s.Phys.Value))} attrs={Attrs(attrs)}");
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public void SyncSg(bool forCpu, Device dev, IReadOnlyList<ScatterEntry> sgl, int nents, DmaDirection dir)
+    {
+        if (_dma)
+        {
+            EmitSyncSg(forCpu, dev, sgl, nents, dir);
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private void EmitSyncSg(bool forCpu, Device dev, IReadOnlyList<ScatterEntry> sgl, int nents, DmaDirection dir)
+    {
+        Emit(forCpu ? "dma_sync_sg_for_cpu" : "dma_sync_sg_for_device",
+            $"{DevName(dev)} dir={Dir(dir)} dma_addrs={Array(sgl.Take(nents).Select(s => s.DmaAddress.Value))} sizes={SizeArray(sgl.Take(nents).Select(s => s.DmaLength))}");
+    }
+
+    /// <summary>
+    /// <c>dma_alloc</c> (from <c>dma_alloc_attrs</c>): direction BIDIRECTIONAL, the gfp flags the caller
+    /// passed, and the CPU address as a hashed <c>%p</c>.
+    /// </summary>
+    public void Alloc(Device dev, KernelVirt? cpuAddr, DmaAddr addr, ulong size, string gfp, DmaAttrs attrs)
+    {
+        if (_dma)
+        {
+            Emit("dma_alloc", $"{DevName(dev)} dir={Dir(DmaDirection.Bidirectional)} dma_addr={Hex.Llx(addr.Value)} size={size} virt_addr={HashedPointer(cpuAddr?.Value ?? 0)} flags={gfp} attrs={Attrs(attrs)}");
+        }
+    }
+
+    /// <summary><c>dma_free</c> (from <c>dma_free_attrs</c>).</summary>
+    public void Free(Device dev, KernelVirt cpuAddr, DmaAddr addr, ulong size, DmaAttrs attrs)
+    {
+        if (_dma)
+        {
+            Emit("dma_free", $"{DevName(dev)} dir={Dir(DmaDirection.Bidirectional)} dma_addr={Hex.Llx(addr.Value)} size={size} virt_addr={HashedPointer(cpuAddr.Value)} attrs={Attrs(attrs)}");
+        }
+    }
+
+    void IIommuTraceSink.Map(ulong iova, ulong paddr, ulong size) =>
+        Emit("map", string.Create(CultureInfo.InvariantCulture,
+            $"IOMMU: iova={Hex.Padded16(iova)} - {Hex.Padded16(iova + size)} paddr={Hex.Padded16(paddr)} size={size}"));
+
+    void IIommuTraceSink.Unmap(ulong iova, ulong size, ulong unmappedSize) =>
+        Emit("unmap", string.Create(CultureInfo.InvariantCulture,
+            $"IOMMU: iova={Hex.Padded16(iova)} - {Hex.Padded16(iova + size)} size={size} unmapped_size={unmappedSize}"));
+
+    void IIommuTraceSink.IoPageFault(Device dev, ulong iova, bool write) =>
+        Emit("io_page_fault", string.Create(CultureInfo.InvariantCulture,
+            $"IOMMU:{DmaDebug.DriverName(dev)} {DevName(dev)} iova={Hex.Padded16(iova)} flags=0x{(write ? 1 : 0):x4}"));
+
+    /// <summary>
+    /// The tracefs <c>trace</c> file: the header the nop tracer prints (buffer counts, CPU count, the
+    /// column legend), then one line per record.
+    /// </summary>
+    public string ToText(int cpus = 1)
+    {
+        var records = Records;
         var sb = new StringBuilder();
-        sb.Append("# tracer: nop\n#\n");
-        foreach (var r in Records)
+        AppendHeader(sb, records.Count, cpus);
+        foreach (var r in records)
         {
             sb.Append(r.ToFtraceLine()).Append('\n');
         }
         return sb.ToString();
     }
 
-    public void MapSg(Device dev, IReadOnlyList<ScatterEntry> sgl, int nents, int ents, DmaDirection dir, DmaAttrs attrs)
+    /// <summary>Writes <see cref="ToText"/> to a file without building the whole text in memory.</summary>
+    public void WriteTo(TextWriter w, int cpus = 1)
     {
-        if (Enabled)
+        var records = Records;
+        var sb = new StringBuilder();
+        AppendHeader(sb, records.Count, cpus);
+        w.Write(sb.ToString());
+        foreach (var r in records)
         {
-            var dma = Array(sgl.Take(ents).Select(s => s.DmaAddress.Value));
-            var sizes = SizeArray(sgl.Take(ents).Select(s => s.DmaLength));
-            var phys = Array(sgl.Take(nents).Select(s => s.Phys.Value));
-            Emit("dma_map_sg", $"{dev.Name} dir={Dir(dir)} dma_addrs={dma} sizes={sizes} phys_addrs={phys} attrs={Attrs(attrs)}");
+            w.Write(r.ToFtraceLine());
+            w.Write('\n');
         }
     }
 
-    /// <summary><c>dma_map_sg_err</c>: the array labelled dma_addrs really holds the physical addresses.</summary>
-    public void MapSgErr(Device dev, IReadOnlyList<ScatterEntry> sgl, int nents, int err, DmaDirection dir, DmaAttrs attrs)
+    private static void AppendHeader(StringBuilder sb, int entries, int cpus)
     {
-        if (Enabled)
-        {
-            Emit("dma_map_sg_err", $"{dev.Name} dir={Dir(dir)} dma_addrs={Array(sgl.Take(nents).Select(s => s.Phys.Value))} err={err} attrs={Attrs(attrs)}");
-        }
+        sb.Append("# tracer: nop\n");
+        sb.Append("#\n");
+        sb.Append(CultureInfo.InvariantCulture, $"# entries-in-buffer/entries-written: {entries}/{entries}   #P:{cpus}\n");
+        sb.Append("#\n");
+        sb.Append("#                                _-----=> irqs-off/BH-disabled\n");
+        sb.Append("#                               / _----=> need-resched\n");
+        sb.Append("#                              | / _---=> hardirq/softirq\n");
+        sb.Append("#                              || / _--=> preempt-depth\n");
+        sb.Append("#                              ||| / _-=> migrate-disable\n");
+        sb.Append("#                              |||| /     delay\n");
+        sb.Append("#           TASK-PID     CPU#  |||||  TIMESTAMP  FUNCTION\n");
+        sb.Append("#              | |         |   |||||     |         |\n");
     }
-
-    public void UnmapSg(Device dev, IReadOnlyList<ScatterEntry> sgl, int nents, DmaDirection dir, DmaAttrs attrs)
-    {
-        if (Enabled)
-        {
-            Emit("dma_unmap_sg", $"{dev.Name} dir={Dir(dir)} phys_addrs={Array(sgl.Take(nents).Select(s => s.Phys.Value))} attrs={Attrs(attrs)}");
-        }
-    }
-
-    public void SyncSg(bool forCpu, Device dev, IReadOnlyList<ScatterEntry> sgl, int nents, DmaDirection dir)
-    {
-        if (Enabled)
-        {
-            Emit(forCpu ? "dma_sync_sg_for_cpu" : "dma_sync_sg_for_device",
-                $"{dev.Name} dir={Dir(dir)} dma_addrs={Array(sgl.Take(nents).Select(s => s.DmaAddress.Value))} sizes={SizeArray(sgl.Take(nents).Select(s => s.DmaLength))}");
-        }
-    }
-
-    /// <summary>A u32 array as ftrace prints it: <c>0x%x</c> items.</summary>
-    public static string SizeArray(IEnumerable<uint> items) =>
-        "{" + string.Join(",", items.Select(i => "0x" + i.ToString("x", CultureInfo.InvariantCulture))) + "}";
 }

@@ -24,7 +24,7 @@ public sealed record FinalState(long LiveMappings, long? IovaPagesInUse, long Sw
 /// The result of a run, <c>physdma-result/1</c>: this record is the JSON document (its properties in order are
 /// the document's fields), plus the view the terminal and tests use.
 /// </summary>
-public sealed record RunResult
+public sealed class RunResult
 {
     public string Format => "physdma-result/1";
 

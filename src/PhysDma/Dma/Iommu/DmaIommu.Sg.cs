@@ -8,14 +8,8 @@ namespace PhysDma.Dma;
 // Scatter-gather for dma-iommu (iommu_dma_map_sg and friends, spec §4.7): the whole list in one IOVA
 // allocation, entries padded to granules and to the segment boundary, merged into DMA segments on the way
 // out, P2P bus addresses passed through in their own output slots.
-public sealed partial class DmaIommu : ISgBackend
+public sealed partial class DmaIommu : IDmaBackend
 {
-    /// <summary>Known 6.18 defect: a BUS_ADDR entry's DMA length is the list head's length.</summary>
-    public const string QuirkSgBusAddrHeadLen = "iommu_sg_bus_addr_head_len";
-
-    /// <summary>Known 6.18 defect: host-bridge P2P entries are mapped with the call's prot (IOMMU_CACHE on a coherent device) instead of IOMMU_MMIO.</summary>
-    public const string QuirkSgHostBridgeCache = "iommu_sg_host_bridge_cache";
-
     /// <summary><c>dev_use_sg_swiotlb</c>: untrusted, or some entry a kmalloc bounce would be needed for.</summary>
     private bool DevUseSgSwiotlb(Device dev, IReadOnlyList<ScatterEntry> sgl, int nents, DmaDirection dir)
     {
@@ -37,22 +31,11 @@ public sealed partial class DmaIommu : ISgBackend
     private int MapSgSwiotlb(Device dev, IReadOnlyList<ScatterEntry> sgl, int nents, DmaDirection dir, DmaAttrs attrs)
     {
         sgl[0].UsedSwiotlb = true;
-        for (var i = 0; i < nents; i++)
-        {
-            var s = sgl[i];
-            s.DmaAddress = MapPhys(dev, s.Phys, s.Length, dir, attrs);
-            if (s.DmaAddress.IsError)
-            {
-                ((ISgBackend)this).UnmapSg(dev, sgl, i, dir, attrs | DmaAttrs.SkipCpuSync);
-                return -(int)Errno.EIO;
-            }
-            s.DmaLength = s.Length;
-        }
-        return nents;
+        return ((IDmaBackend)this).MapSgEntryByEntry(dev, sgl, nents, dir, attrs);
     }
 
     /// <summary><c>iommu_dma_map_sg</c>: the number of DMA segments, or -EREMOTEIO, -ENOMEM or -EINVAL.</summary>
-    int ISgBackend.MapSg(Device dev, IReadOnlyList<ScatterEntry> sgl, int nents, DmaDirection dir, DmaAttrs attrs)
+    int IDmaBackend.MapSg(Device dev, IReadOnlyList<ScatterEntry> sgl, int nents, DmaDirection dir, DmaAttrs attrs)
     {
         if (nents == 0)
         {
@@ -67,10 +50,10 @@ public sealed partial class DmaIommu : ISgBackend
         var mask = dev.SegBoundaryMask;
         var coherent = dev.Coherent;
         var prot = InfoToProt(dir, coherent, attrs);
-        var hostBridgeProt = Quirk(QuirkSgHostBridgeCache) ? prot : InfoToProt(dir, coherent, attrs | DmaAttrs.Mmio);
+        var hostBridgeProt = Quirk(KernelQuirk.IommuSgHostBridgeCache) ? prot : InfoToProt(dir, coherent, attrs | DmaAttrs.Mmio);
         if ((attrs & DmaAttrs.SkipCpuSync) == 0)
         {
-            SyncSgForDevice(dev, sgl, nents, dir);
+            ((IDmaBackend)this).SyncSg(dev, sgl, nents, dir, forCpu: false);
         }
 
         var p2p = default(P2PMapState);
@@ -102,7 +85,7 @@ public sealed partial class DmaIommu : ISgBackend
                 case P2PMapType.BusAddr:
                     // Skipped by the IOMMU; finalise copies it to its own output segment.
                     s.DmaAddress = P2PDma.BusAddrMap(p2p.Provider!, s.Phys);
-                    s.DmaLength = Quirk(QuirkSgBusAddrHeadLen) ? sgl[0].Length : s.Length;
+                    s.DmaLength = Quirk(KernelQuirk.IommuSgBusAddrHeadLen) ? sgl[0].Length : s.Length;
                     s.IsBusAddress = true;
                     continue;
                 default:
@@ -292,7 +275,7 @@ public sealed partial class DmaIommu : ISgBackend
     }
 
     /// <summary><c>iommu_dma_unmap_sg</c>: one IOVA range from the first to the last IOVA segment.</summary>
-    void ISgBackend.UnmapSg(Device dev, IReadOnlyList<ScatterEntry> sgl, int nents, DmaDirection dir, DmaAttrs attrs)
+    void IDmaBackend.UnmapSg(Device dev, IReadOnlyList<ScatterEntry> sgl, int nents, DmaDirection dir, DmaAttrs attrs)
     {
         if (nents > 0 && sgl[0].UsedSwiotlb)
         {
@@ -305,7 +288,7 @@ public sealed partial class DmaIommu : ISgBackend
         }
         if ((attrs & DmaAttrs.SkipCpuSync) == 0)
         {
-            SyncSgForCpu(dev, sgl, nents, dir);
+            ((IDmaBackend)this).SyncSg(dev, sgl, nents, dir, forCpu: true);
         }
         var start = 0UL;
         var end = 0UL;
@@ -345,50 +328,28 @@ public sealed partial class DmaIommu : ISgBackend
         }
     }
 
-    void ISgBackend.SyncSg(Device dev, IReadOnlyList<ScatterEntry> sgl, int nents, DmaDirection dir, bool forCpu)
+    /// <summary>
+    /// <c>iommu_dma_sync_sg_for_{cpu,device}</c>: a bounced list syncs entry by entry (bounce and cache);
+    /// otherwise only a non-coherent device needs cache maintenance of every entry's CPU range.
+    /// </summary>
+    void IDmaBackend.SyncSg(Device dev, IReadOnlyList<ScatterEntry> sgl, int nents, DmaDirection dir, bool forCpu)
     {
-        if (forCpu)
+        var bounced = nents > 0 && sgl[0].UsedSwiotlb;
+        if (!bounced && dev.Coherent)
         {
-            SyncSgForCpu(dev, sgl, nents, dir);
+            return;
         }
-        else
+        for (var i = 0; i < nents; i++)
         {
-            SyncSgForDevice(dev, sgl, nents, dir);
-        }
-    }
-
-    /// <summary><c>iommu_dma_sync_sg_for_cpu</c>.</summary>
-    private void SyncSgForCpu(Device dev, IReadOnlyList<ScatterEntry> sgl, int nents, DmaDirection dir)
-    {
-        if (nents > 0 && sgl[0].UsedSwiotlb)
-        {
-            for (var i = 0; i < nents; i++)
+            if (bounced)
             {
-                SyncSingleForCpu(dev, sgl[i].DmaAddress, sgl[i].Length, dir);
+                ((IDmaBackend)this).SyncSingle(dev, sgl[i].DmaAddress, sgl[i].Length, dir, forCpu);
             }
-        }
-        else if (!dev.Coherent)
-        {
-            for (var i = 0; i < nents; i++)
+            else if (forCpu)
             {
                 _m.ArchCache.SyncForCpu(sgl[i].Phys, sgl[i].Length, dir);
             }
-        }
-    }
-
-    /// <summary><c>iommu_dma_sync_sg_for_device</c>.</summary>
-    private void SyncSgForDevice(Device dev, IReadOnlyList<ScatterEntry> sgl, int nents, DmaDirection dir)
-    {
-        if (nents > 0 && sgl[0].UsedSwiotlb)
-        {
-            for (var i = 0; i < nents; i++)
-            {
-                SyncSingleForDevice(dev, sgl[i].DmaAddress, sgl[i].Length, dir);
-            }
-        }
-        else if (!dev.Coherent)
-        {
-            for (var i = 0; i < nents; i++)
+            else
             {
                 _m.ArchCache.SyncForDevice(sgl[i].Phys, sgl[i].Length, dir);
             }

@@ -46,21 +46,11 @@ public sealed partial class DmaDebug
         _api.SgSynced = OnSgSynced;
     }
 
-    private void OnSgMapped(Device dev, IReadOnlyList<ScatterEntry> sgl, int nents, int ents, DmaDirection dir, DmaAttrs attrs)
-    {
-        if (!_globalDisable)
-        {
-            MapSgCore(dev, new ListSg(sgl), nents, ents, dir, attrs);
-        }
-    }
+    private void OnSgMapped(Device dev, IReadOnlyList<ScatterEntry> sgl, int nents, int ents, DmaDirection dir, DmaAttrs attrs) =>
+        MapSgCore(dev, new ListSg(sgl), nents, ents, dir, attrs);
 
-    private void OnSgUnmapping(Device dev, IReadOnlyList<ScatterEntry> sgl, int nelems, DmaDirection dir)
-    {
-        if (!_globalDisable)
-        {
-            UnmapSgCore(dev, new ListSg(sgl), nelems, dir);
-        }
-    }
+    private void OnSgUnmapping(Device dev, IReadOnlyList<ScatterEntry> sgl, int nelems, DmaDirection dir) =>
+        UnmapSgCore(dev, new ListSg(sgl), nelems, dir);
 
     private void OnSgSynced(Device dev, IReadOnlyList<ScatterEntry> sgl, int nelems, DmaDirection dir, bool toCpu, long opsOnNonRamBefore)
     {
@@ -93,41 +83,30 @@ public sealed partial class DmaDebug
     /// one entry per mapped DMA segment (the segment's CPU address paired with its DMA address and length,
     /// as the kernel pairs them), each checked against the device's segment limits.
     /// </summary>
-    public void MapSg(Device dev, ReadOnlySpan<DebugSg> sg, int nents, int mappedEnts, DmaDirection dir, DmaAttrs attrs)
-    {
-        if (!_globalDisable)
-        {
-            MapSgCore(dev, new SpanSg(sg), nents, mappedEnts, dir, attrs);
-        }
-    }
+    public void MapSg(Device dev, ReadOnlySpan<DebugSg> sg, int nents, int mappedEnts, DmaDirection dir, DmaAttrs attrs) =>
+        MapSgCore(dev, new SpanSg(sg), nents, mappedEnts, dir, attrs);
 
     /// <summary>
     /// <c>debug_dma_unmap_sg</c>: each of the <paramref name="nelems"/> segments the driver passes is checked as
     /// an unmap, stopping after as many as the first segment's entry says were mapped.
     /// </summary>
-    public void UnmapSg(Device dev, ReadOnlySpan<DebugSg> sg, int nelems, DmaDirection dir)
-    {
-        if (!_globalDisable)
-        {
-            UnmapSgCore(dev, new SpanSg(sg), nelems, dir);
-        }
-    }
+    public void UnmapSg(Device dev, ReadOnlySpan<DebugSg> sg, int nelems, DmaDirection dir) =>
+        UnmapSgCore(dev, new SpanSg(sg), nelems, dir);
 
     /// <summary>
     /// <c>debug_dma_sync_sg_for_cpu</c> / <c>_for_device</c>: like unmap, but when the first segment is not
     /// found nothing at all is checked (the kernel stops at zero mapped entries).
     /// </summary>
-    public void SyncSg(Device dev, ReadOnlySpan<DebugSg> sg, int nelems, DmaDirection dir, bool toCpu)
-    {
-        if (!_globalDisable)
-        {
-            SyncSgCore(dev, new SpanSg(sg), nelems, dir, toCpu);
-        }
-    }
+    public void SyncSg(Device dev, ReadOnlySpan<DebugSg> sg, int nelems, DmaDirection dir, bool toCpu) =>
+        SyncSgCore(dev, new SpanSg(sg), nelems, dir, toCpu);
 
     private void MapSgCore<T>(Device dev, T sg, int nents, int mappedEnts, DmaDirection dir, DmaAttrs attrs)
         where T : ISgSource, allows ref struct
     {
+        if (_globalDisable)
+        {
+            return;
+        }
         var count = sg.Count;
         for (var i = 0; i < nents && i < count; i++)
         {
@@ -147,15 +126,9 @@ public sealed partial class DmaDebug
             }
             first ??= entry;
             var s = sg[i];
-            entry.Dev = dev;
-            entry.Type = DebugEntryType.ScatterGather;
-            entry.Paddr = s.Phys;
-            entry.Size = s.DmaLength;
-            entry.DevAddr = s.DmaAddress;
-            entry.Direction = dir;
+            entry.Set(dev, DebugEntryType.ScatterGather, s.Phys, s.DmaAddress, s.DmaLength, dir, attrs);
             entry.SgCallEnts = nents;
             entry.SgMappedEnts = mappedEnts;
-            entry.Attrs = attrs;
             // Ownership follows the CPU segment: after IOMMU merging the DMA length spans other segments.
             entry.OwnPhys = s.Phys;
             entry.OwnLen = s.Length;
@@ -173,29 +146,23 @@ public sealed partial class DmaDebug
     }
 
     private void UnmapSgCore<T>(Device dev, T sg, int nelems, DmaDirection dir)
-        where T : ISgSource, allows ref struct
-    {
-        var mappedEnts = 0;
-        var count = sg.Count;
-        for (var i = 0; i < nelems && i < count; i++)
-        {
-            var s = sg[i];
-            var r = new DebugRef(dev, s.DmaAddress, s.DmaLength, DebugEntryType.ScatterGather, dir, nelems, s.Phys);
-            if (mappedEnts != 0 && i >= mappedEnts)
-            {
-                break;
-            }
-            if (i == 0)
-            {
-                mappedEnts = NrMappedEntries(r);
-            }
-            CheckUnmap(r);
-        }
-    }
+        where T : ISgSource, allows ref struct => CheckSgCore(dev, sg, nelems, dir, syncToCpu: null);
 
     private void SyncSgCore<T>(Device dev, T sg, int nelems, DmaDirection dir, bool toCpu)
+        where T : ISgSource, allows ref struct => CheckSgCore(dev, sg, nelems, dir, toCpu);
+
+    /// <summary>
+    /// The segment walk of unmap (<paramref name="syncToCpu"/> null) and sync: each segment is checked until as
+    /// many as the first segment's entry says were mapped. When the first segment has no entry, an unmap
+    /// checks every segment and a sync checks none.
+    /// </summary>
+    private void CheckSgCore<T>(Device dev, T sg, int nelems, DmaDirection dir, bool? syncToCpu)
         where T : ISgSource, allows ref struct
     {
+        if (_globalDisable)
+        {
+            return;
+        }
         var mappedEnts = 0;
         var count = sg.Count;
         for (var i = 0; i < nelems && i < count; i++)
@@ -206,11 +173,18 @@ public sealed partial class DmaDebug
             {
                 mappedEnts = NrMappedEntries(r);
             }
-            if (i >= mappedEnts)
+            if (i >= mappedEnts && (mappedEnts != 0 || syncToCpu is not null))
             {
                 break;
             }
-            CheckSync(dev, r, toCpu);
+            if (syncToCpu is { } toCpu)
+            {
+                CheckSync(dev, r, toCpu);
+            }
+            else
+            {
+                CheckUnmap(r);
+            }
         }
     }
 }

@@ -308,36 +308,29 @@ public sealed partial class Swiotlb
     }
 
     /// <summary><c>swiotlb_sync_single_for_device</c>: refresh the bounce buffer from the original.</summary>
-    public void SyncSingleForDevice(Device dev, PhysAddr tlb, ulong size, DmaDirection dir)
-    {
-        if (FindPool(dev, tlb) is not { } pool)
-        {
-            return;
-        }
-        if (dir is DmaDirection.ToDevice or DmaDirection.Bidirectional)
-        {
-            Bounce(dev, tlb, size, DmaDirection.ToDevice, pool);
-        }
-        else if (dir != DmaDirection.FromDevice)
-        {
-            throw new KernelBug($"kernel BUG at kernel/dma/swiotlb.c: swiotlb_sync_single_for_device with direction {(int)dir}");
-        }
-    }
+    public void SyncSingleForDevice(Device dev, PhysAddr tlb, ulong size, DmaDirection dir) => SyncSingle(dev, tlb, size, dir, forCpu: false);
 
     /// <summary><c>swiotlb_sync_single_for_cpu</c>: copy what the device wrote back to the original.</summary>
-    public void SyncSingleForCpu(Device dev, PhysAddr tlb, ulong size, DmaDirection dir)
+    public void SyncSingleForCpu(Device dev, PhysAddr tlb, ulong size, DmaDirection dir) => SyncSingle(dev, tlb, size, dir, forCpu: true);
+
+    /// <summary>
+    /// Both syncs: bounce in the direction ownership moves when the mapping's direction carries data that
+    /// way; the other valid direction does nothing; anything else is the kernel's BUG().
+    /// </summary>
+    private void SyncSingle(Device dev, PhysAddr tlb, ulong size, DmaDirection dir, bool forCpu)
     {
         if (FindPool(dev, tlb) is not { } pool)
         {
             return;
         }
-        if (dir is DmaDirection.FromDevice or DmaDirection.Bidirectional)
+        var toward = forCpu ? DmaDirection.FromDevice : DmaDirection.ToDevice;
+        if (dir == toward || dir == DmaDirection.Bidirectional)
         {
-            Bounce(dev, tlb, size, DmaDirection.FromDevice, pool);
+            Bounce(dev, tlb, size, toward, pool);
         }
-        else if (dir != DmaDirection.ToDevice)
+        else if (dir != (forCpu ? DmaDirection.ToDevice : DmaDirection.FromDevice))
         {
-            throw new KernelBug($"kernel BUG at kernel/dma/swiotlb.c: swiotlb_sync_single_for_cpu with direction {(int)dir}");
+            throw new KernelBug($"kernel BUG at kernel/dma/swiotlb.c: swiotlb_sync_single_for_{(forCpu ? "cpu" : "device")} with direction {(int)dir}");
         }
     }
 

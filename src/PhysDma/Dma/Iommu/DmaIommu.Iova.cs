@@ -9,10 +9,7 @@ namespace PhysDma.Dma;
 // front, buffers linked into it piece by piece without IOTLB syncs, one sync at the end.
 public sealed partial class DmaIommu
 {
-    /// <summary>Known 6.18 defect: the unlink slow path tests only SKIP_CPU_SYNC, so MMIO links get CPU cache maintenance.</summary>
-    public const string QuirkIovaUnlinkMmioSlowPath = "iova_unlink_ignores_mmio";
-
-    private bool Quirk(string name) => _m.Config.KernelQuirks.Contains(name);
+    private bool Quirk(string name) => _m.Config.HasQuirk(name);
 
     /// <summary><c>dma_iova_try_alloc</c> for a device that uses dma-iommu (the caller zeroed the state).</summary>
     internal bool IovaTryAlloc(Device dev, DmaIovaState state, PhysAddr phys, ulong size)
@@ -204,7 +201,7 @@ public sealed partial class DmaIommu
         var pad = iovad.IovaOffset(addr);
         var end = addr + size;
         var cpuSync = !dev.Coherent && (attrs & DmaAttrs.SkipCpuSync) == 0
-            && ((attrs & DmaAttrs.Mmio) == 0 || Quirk(QuirkIovaUnlinkMmioSlowPath));
+            && ((attrs & DmaAttrs.Mmio) == 0 || Quirk(KernelQuirk.IovaUnlinkIgnoresMmio));
         do
         {
             var phys = cookie.Domain.IovaToPhys(addr);
@@ -241,7 +238,7 @@ public sealed partial class DmaIommu
         var addr = state.Addr.Value + offset;
         var pad = iovad.IovaOffset(addr);
         // Upstream after 6.18 also leaves MMIO out of the CPU-sync half of this test.
-        var cpuSyncAttrs = Quirk(QuirkIovaUnlinkMmioSlowPath) ? DmaAttrs.SkipCpuSync : DmaAttrs.SkipCpuSync | DmaAttrs.Mmio;
+        var cpuSyncAttrs = Quirk(KernelQuirk.IovaUnlinkIgnoresMmio) ? DmaAttrs.SkipCpuSync : DmaAttrs.SkipCpuSync | DmaAttrs.Mmio;
         if (state.UsesSwiotlb || (!dev.Coherent && (attrs & cpuSyncAttrs) == 0))
         {
             UnlinkRangeSlow(dev, cookie, addr, size, dir, attrs);

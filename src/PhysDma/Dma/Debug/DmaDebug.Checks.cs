@@ -23,14 +23,8 @@ public sealed partial class DmaDebug
         MappingError(dev, addr);
         if (!addr.IsError && EntryAlloc() is { } entry)
         {
-            entry.Dev = dev;
-            entry.Type = DebugEntryType.Phy;
-            entry.Paddr = phys;
-            entry.DevAddr = addr;
-            entry.Size = size;
-            entry.Direction = dir;
+            entry.Set(dev, DebugEntryType.Phy, phys, addr, size, dir, attrs);
             entry.MapErrType = MapErrType.NotChecked;
-            entry.Attrs = attrs;
             entry.OwnPhys = phys;
             entry.OwnLen = size;
             if ((attrs & DmaAttrs.Mmio) == 0)
@@ -149,13 +143,7 @@ public sealed partial class DmaDebug
         {
             return;
         }
-        entry.Type = DebugEntryType.Coherent;
-        entry.Dev = dev;
-        entry.Paddr = VirtToPaddr(va);
-        entry.Size = size;
-        entry.DevAddr = dmaAddr;
-        entry.Direction = DmaDirection.Bidirectional;
-        entry.Attrs = attrs;
+        entry.Set(dev, DebugEntryType.Coherent, VirtToPaddr(va), dmaAddr, size, DmaDirection.Bidirectional, attrs);
         AddDmaEntry(entry, attrs);
     }
 

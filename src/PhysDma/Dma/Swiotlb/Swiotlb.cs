@@ -187,7 +187,7 @@ public sealed partial class Swiotlb
                 // A fixed base is the model's stand-in for a platform that places the pool itself.
                 if (!Sizes.IsAligned(b, _pageSize) || !_m.Allocator.Reserve(new PhysAddr(b), bytes))
                 {
-                    throw new MachineConfigException("swiotlb.base",
+                    throw new MachineConfigException(ConfigProperty.Of(nameof(MachineConfig.Swiotlb)).Then(nameof(SwiotlbConfig.Base)),
                         $"swiotlb pool {Hex.Format(b)}+{Hex.Format(bytes)} is not page aligned free RAM");
                 }
                 start = new PhysAddr(b);
@@ -243,7 +243,7 @@ public sealed partial class Swiotlb
             if (nslabs == 0 || nslabs > int.MaxValue || !Sizes.IsAligned(rp.Base, _pageSize)
                 || !_m.Allocator.Reserve(new PhysAddr(rp.Base), rp.Size))
             {
-                throw new MachineConfigException($"devices[{devIndex}].restricted_pool",
+                throw new MachineConfigException(ConfigProperty.Item(nameof(MachineConfig.Devices), devIndex).Then(nameof(DeviceConfig.RestrictedPool)),
                     $"device '{dev.Name}': restricted pool {Hex.Format(rp.Base)}+{Hex.Format(rp.Size)} is not page aligned free RAM of at least one slot");
             }
             var start = new PhysAddr(rp.Base);

@@ -654,6 +654,18 @@ public sealed partial class DmaDebug
             OwnExtra = null;
         }
 
+        /// <summary>What every new entry records: device, kind of mapping, both addresses, length, direction, attributes.</summary>
+        public void Set(Device dev, DebugEntryType type, PhysAddr paddr, DmaAddr devAddr, ulong size, DmaDirection dir, DmaAttrs attrs)
+        {
+            Dev = dev;
+            Type = type;
+            Paddr = paddr;
+            DevAddr = devAddr;
+            Size = size;
+            Direction = dir;
+            Attrs = attrs;
+        }
+
         public DebugEntryInfo Info() => new(Dev.Name, DevAddr, Size, Type, Direction, SgCallEnts, SgMappedEnts, Paddr,
             MapErrType, Attrs, DeviceOwns, MappedAt);
     }

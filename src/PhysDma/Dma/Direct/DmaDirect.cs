@@ -8,7 +8,7 @@ namespace PhysDma.Dma;
 /// fixed bus translation. RAM gets the bus offset and, when needed, cache maintenance or a bounce; MMIO
 /// gets its physical address verbatim and nothing else.
 /// </summary>
-public sealed class DmaDirect
+public sealed class DmaDirect : IDmaBackend
 {
     private readonly DmaApi _api;
     private readonly Machine _m;
@@ -186,6 +186,15 @@ public sealed class DmaDirect
         Swiotlb.SyncSingleForCpu(dev, paddr, size, dir);
         // arch_dma_mark_clean() for FROM_DEVICE exists only on ia64: nothing here.
     }
+
+    int IDmaBackend.MapSg(Device dev, IReadOnlyList<ScatterEntry> sgl, int nents, DmaDirection dir, DmaAttrs attrs) =>
+        _api.DirectSg.MapSg(dev, sgl, nents, dir, attrs);
+
+    void IDmaBackend.UnmapSg(Device dev, IReadOnlyList<ScatterEntry> sgl, int nents, DmaDirection dir, DmaAttrs attrs) =>
+        _api.DirectSg.UnmapSg(dev, sgl, nents, dir, attrs);
+
+    void IDmaBackend.SyncSg(Device dev, IReadOnlyList<ScatterEntry> sgl, int nents, DmaDirection dir, bool forCpu) =>
+        _api.DirectSg.SyncSg(dev, sgl, nents, dir, forCpu);
 
     /// <summary><c>dma_direct_need_sync</c>.</summary>
     public bool NeedSync(Device dev, DmaAddr addr) =>
