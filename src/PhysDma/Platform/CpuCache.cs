@@ -22,7 +22,8 @@ public sealed class CpuCache : IMemoryAccess<PhysAddr>
         public ulong Dirty;
     }
 
-    private const int LinesPerBlock = 64;
+    private readonly int _linesPerBlock;
+    private readonly ulong _fullMask;
     private readonly PhysicalMemory _memory;
     private readonly Dictionary<ulong, Block> _blocks = [];
     private readonly Lock _lock = new();
@@ -37,7 +38,11 @@ public sealed class CpuCache : IMemoryAccess<PhysAddr>
         }
         _memory = memory;
         LineSize = lineSize;
-        _blockSize = lineSize * LinesPerBlock;
+        // A block is at most a 4 KiB page's worth of lines (64 of 64 bytes, 32 of 128), so a page written
+        // whole is whole blocks; up to 64 lines, one bit each in the masks.
+        _linesPerBlock = (int)Math.Clamp(4096 / lineSize, 1, 64);
+        _fullMask = _linesPerBlock == 64 ? ulong.MaxValue : (1UL << _linesPerBlock) - 1;
+        _blockSize = lineSize * (ulong)_linesPerBlock;
         _lineShift = Sizes.Log2(lineSize);
     }
 
@@ -159,7 +164,7 @@ public sealed class CpuCache : IMemoryAccess<PhysAddr>
                     var whole = src[..(int)_blockSize];
                     var b = GetBlock(ba);
                     b.Data = Uniform.ValueOf(whole) is { } v ? Uniform.Of(v, (int)_blockSize) : whole.ToArray();
-                    b.Present = b.Dirty = ulong.MaxValue;
+                    b.Present = b.Dirty = _fullMask;
                     src = src[(int)_blockSize..];
                     a += _blockSize;
                     continue;
@@ -193,14 +198,24 @@ public sealed class CpuCache : IMemoryAccess<PhysAddr>
         var end = start + size < start ? ulong.MaxValue : start + size;
         var first = Sizes.AlignDown(start, _blockSize);
         var blocksInRange = ((end - 1 - first) / _blockSize) + 1;
-        if (blocksInRange <= (ulong)_blocks.Count + 4)
+        if (blocksInRange <= 4096 || blocksInRange <= (ulong)_blocks.Count)
         {
+            // The usual case, and allocation-free: walk the range's blocks.
             for (ulong i = 0; i < blocksInRange; i++)
             {
                 MaintainBlock(first + (i * _blockSize), start, end, op);
             }
             return;
         }
+        MaintainCachedBlocks(start, end, op);
+    }
+
+    /// <summary>
+    /// A range far larger than what is cached (a 16 TiB sync): visit only the cached blocks inside it. Kept
+    /// apart from <see cref="Maintain"/> so the hot path allocates no closure.
+    /// </summary>
+    private void MaintainCachedBlocks(ulong start, ulong end, Op op)
+    {
         foreach (var ba in _blocks.Keys.Where(k => k + _blockSize > start && k < end).Order().ToList())
         {
             MaintainBlock(ba, start, end, op);
@@ -213,7 +228,7 @@ public sealed class CpuCache : IMemoryAccess<PhysAddr>
         {
             return;
         }
-        for (var bit = 0; bit < LinesPerBlock; bit++)
+        for (var bit = 0; bit < _linesPerBlock; bit++)
         {
             var lineAddr = ba + ((ulong)bit << _lineShift);
             if ((b.Present & (1UL << bit)) == 0 || lineAddr + LineSize <= start || lineAddr >= end)
