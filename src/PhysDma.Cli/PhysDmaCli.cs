@@ -12,6 +12,9 @@ public static class PhysDmaCli
     public const int ExitExpectFailed = 1;
     public const int ExitBadInput = 2;
 
+    /// <summary>A defect in PhysDma itself (an exception nothing expected): never 0, 1 or 2.</summary>
+    public const int ExitInternalError = 3;
+
     public static int Invoke(string[] args, TextWriter stdout, TextWriter stderr)
     {
         var root = Build(stdout, stderr);
@@ -25,7 +28,14 @@ public static class PhysDmaCli
             stderr.WriteLine("physdma: try 'physdma --help'");
             return ExitBadInput;
         }
-        return parse.Invoke(new InvocationConfiguration { Output = stdout, Error = stderr });
+        try
+        {
+            return parse.Invoke(new InvocationConfiguration { Output = stdout, Error = stderr, EnableDefaultExceptionHandler = false });
+        }
+        catch (Exception e)
+        {
+            return ScenarioInput.InternalError(e, string.Join(' ', args), stderr);
+        }
     }
 
     private static RootCommand Build(TextWriter stdout, TextWriter stderr)
@@ -42,9 +52,14 @@ public static class PhysDmaCli
         var strict = new Option<bool>("--strict") { Description = "also fail on any dma-debug report, device fault, WARN or BUG that no expect names" };
         var html = new Option<string?>("--html") { Description = "write a self-contained HTML report to this file" };
         var explain = new Option<bool>("--explain") { Description = "show each step's decision trail under it" };
-        var run = new Command("run", "run a scenario and report what every step did") { file, machine, json, outFile, trace, traceEvents, device, strict, html, explain };
-        run.SetAction(p => Run(p.GetRequiredValue(file), p.GetValue(machine), p.GetValue(json), p.GetValue(outFile), p.GetValue(trace), stdout, stderr,
-            p.GetValue(traceEvents) ?? "dma", p.GetValue(device), new RunExtras(p.GetValue(strict), p.GetValue(html), p.GetValue(explain))));
+        var maxMemory = new Option<string?>("--max-memory") { Description = "stop when the modelled bytes would take more host memory than this (default 4GiB)" };
+        var run = new Command("run", "run a scenario (a file, or - for standard input) and report what every step did")
+        {
+            file, machine, json, outFile, trace, traceEvents, device, strict, html, explain, maxMemory,
+        };
+        run.SetAction(p => ScenarioInput.WithBudget(p.GetValue(maxMemory), stderr, budget =>
+            Run(p.GetRequiredValue(file), p.GetValue(machine), p.GetValue(json), p.GetValue(outFile), p.GetValue(trace), stdout, stderr,
+                p.GetValue(traceEvents) ?? "dma", p.GetValue(device), new RunExtras(p.GetValue(strict), p.GetValue(html), p.GetValue(explain), budget))));
         root.Add(run);
         root.Add(ReplayCommand.Build(stdout, stderr));
         MatrixCommand.Register(root, stdout, stderr);
@@ -87,7 +102,7 @@ public static class PhysDmaCli
     }
 
     /// <summary>The options of <c>run</c> added after the first five.</summary>
-    public sealed record RunExtras(bool Strict = false, string? Html = null, bool Explain = false);
+    public sealed record RunExtras(bool Strict = false, string? Html = null, bool Explain = false, ulong MaxMemory = ScenarioRunner.DefaultMaxMemory);
 
     public static int Run(string path, string? machine, bool json, string? outFile, string? tracePath, TextWriter stdout, TextWriter stderr,
         string traceEvents = "dma", string[]? devices = null, RunExtras? extras = null)
@@ -108,9 +123,10 @@ public static class PhysDmaCli
             {
                 Report.HtmlReport.CheckWritable(extras.Html);
             }
-            scenario = ScenarioParser.ParseFile(path, machine, [.. (devices ?? []).Select(DeviceAliases.ParseOption)]);
+            scenario = ScenarioInput.Parse(path, machine, [.. (devices ?? []).Select(DeviceAliases.ParseOption)]);
             runner = new ScenarioRunner(scenario);
             runner.Api.Trace.Events = tracePath is null ? TraceEvents.None : events;
+            runner.MaxMemory = extras.MaxMemory;
             if (extras.Html is not null)
             {
                 rec = Scenarios.Report.ReportRecorder.Attach(runner);
@@ -121,6 +137,10 @@ public static class PhysDmaCli
         {
             stderr.WriteLine($"physdma: {MatrixCommand.Describe(e)}");
             return ExitBadInput;
+        }
+        catch (Exception e)
+        {
+            return ScenarioInput.InternalError(e, path, stderr);
         }
         var text = result.ToJson();
         try

@@ -28,6 +28,14 @@ public sealed partial class DmaApi
             WarnDev("dma_alloc_attrs:mask", dev, "dma_alloc_attrs: WARN_ON_ONCE(!dev->coherent_dma_mask)");
         }
         KernelVirt? cpuAddr;
+        var pageAligned = Sizes.AlignUp(size, Machine.PageSize);
+        if (pageAligned < size || pageAligned > Machine.Allocator.FreeBytes || Machine.Inject.Fail(FaultPoint.CoherentAlloc))
+        {
+            // No allocator can give more than the free RAM (or a size that wraps when page-aligned): the
+            // page allocator fails and dma_alloc_attrs returns NULL, at once rather than page by page.
+            dmaHandle = DmaAddr.MappingError;
+            return null;
+        }
         if (GoDirect(dev, GetOps(dev)))
         {
             cpuAddr = DirectCoherent.Alloc(dev, size, out dmaHandle);

@@ -24,7 +24,7 @@ public sealed partial class DmaApi
     {
         var ops = GetOps(dev);
         CheckDirection(dir);
-        opsOnNonRamBefore = watched ? Machine.ArchCache.OpsOnNonRam : 0;
+        opsOnNonRamBefore = watched ? ArchCacheHooks.OpsOnNonRamByThisThread : 0;
         return Backend(dev, ops);
     }
 

@@ -162,12 +162,13 @@ public sealed class PciTopology
                 list.Add(n);
             }
         }
-        int Domain(PciNode n) => n.Kind == PciNodeKind.Endpoint ? Convert.ToInt32(n.Address[..4], 16) : children[n].Min(Domain);
+        // An address is DOMAIN:BB:DD.F; the domain may have more than four digits (a VMD-style synthetic domain).
+        int Domain(PciNode n) => n.Kind == PciNodeKind.Endpoint ? Convert.ToInt32(n.Address.Split(':')[0], 16) : children[n].Min(Domain);
         int Secondary(PciNode port) => children[port].Min(OwnBus);
         int Internal(PciNode usp) => children[usp].Min(Secondary) - 1;
         int OwnBus(PciNode n) => n.Kind switch
         {
-            PciNodeKind.Endpoint => Convert.ToInt32(n.Address[5..7], 16),
+            PciNodeKind.Endpoint => Convert.ToInt32(n.Address.Split(':')[1], 16),
             PciNodeKind.SwitchUpstreamPort => Internal(n) - 1,
             PciNodeKind.SwitchDownstreamPort => Internal(n.Upstream!),
             _ => 0,

@@ -48,8 +48,20 @@ public sealed class ArchCacheHooks
     /// <summary>When set, every operation is appended here (the scenario runner's per-step log).</summary>
     public List<CacheOp>? Log { get; set; }
 
-    /// <summary>Every operation on an address that is not RAM, whoever asked (counted always; cheap).</summary>
-    public long OpsOnNonRam { get; private set; }
+    [ThreadStatic]
+    private static long t_opsOnNonRam;
+
+    private long _opsOnNonRam;
+
+    /// <summary>Every operation on an address that is not RAM, whoever asked, on every CPU (counted always; cheap).</summary>
+    public long OpsOnNonRam => Interlocked.Read(ref _opsOnNonRam);
+
+    /// <summary>
+    /// Operations on non-RAM made by the calling thread (the modelled CPU running it). A DMA API call runs on
+    /// one thread from start to end, so comparing this before and after the call counts the call's own
+    /// operations, never another CPU's done meanwhile.
+    /// </summary>
+    public static long OpsOnNonRamByThisThread => t_opsOnNonRam;
 
     public void SyncForDevice(PhysAddr p, ulong size, DmaDirection dir)
     {
@@ -90,7 +102,8 @@ public sealed class ArchCacheHooks
         var onRam = _map.IsRam(p, size);
         if (!onRam)
         {
-            OpsOnNonRam++;
+            Interlocked.Increment(ref _opsOnNonRam);
+            t_opsOnNonRam++;
         }
         Log?.Add(new CacheOp(op, p, size, onRam));
         switch (op)

@@ -28,6 +28,13 @@ public sealed class Machine
         {
             throw new MachineConfigException(ConfigProperty.Of(nameof(MachineConfig.PageSize)), $"the page size must be a power of two of at least 4096, not {config.PageSize}");
         }
+        if (config.HighmemAbove is { } hm && (config.Arch == Arch.Arm64 || !Sizes.IsAligned(hm, config.PageSize)))
+        {
+            // arm64 maps all RAM linearly (no CONFIG_HIGHMEM); elsewhere highmem starts at a page frame.
+            throw new MachineConfigException(ConfigProperty.Of(nameof(MachineConfig.HighmemAbove)), config.Arch == Arch.Arm64
+                ? "arm64 has no highmem: every page of RAM is in the linear map"
+                : $"highmem must start at a page boundary ({config.PageSize}), not {hm}");
+        }
         if (!Sizes.IsPowerOfTwo(config.CacheLine) || config.CacheLine > config.PageSize)
         {
             throw new MachineConfigException(ConfigProperty.Of(nameof(MachineConfig.CacheLine)), $"the cache line must be a power of two no larger than a page, not {config.CacheLine}");
@@ -150,6 +157,9 @@ public sealed class Machine
     /// <summary>Kernel stack pages of the running tasks (dma-debug's stack check).</summary>
     public TaskStacks Stacks { get; }
     public CpuCache Cache { get; }
+
+    /// <summary>Deterministic fault injection (a scenario's <c>faults:</c>): which kernel calls fail.</summary>
+    public FaultInjector Inject { get; } = new();
     public ArchCacheHooks ArchCache { get; }
     public Cpu Cpu { get; }
     public Clock Clock { get; }

@@ -14,6 +14,7 @@ public interface IMemoryAccess<TAddr>
 public static class MemoryAccess
 {
     private const int BufferSize = 256;
+    private const int FillBufferSize = 4096;
 
     /// <summary>Copies <paramref name="len"/> bytes from <paramref name="src"/> to <paramref name="dst"/>, front to back.</summary>
     public static void Copy<TMem, TAddr>(TMem mem, TAddr dst, TAddr src, ulong len)
@@ -35,11 +36,13 @@ public static class MemoryAccess
         where TMem : IMemoryAccess<TAddr>
         where TAddr : IAdditionOperators<TAddr, ulong, TAddr>
     {
-        Span<byte> buf = stackalloc byte[BufferSize];
+        // A page at a time, so whole pages and cache blocks of one value are stored shared (memset of a
+        // coherent buffer, __GFP_ZERO) instead of line by line.
+        Span<byte> buf = stackalloc byte[FillBufferSize];
         buf.Fill(value);
         for (ulong done = 0; done < len;)
         {
-            var n = (int)Math.Min(len - done, BufferSize);
+            var n = (int)Math.Min(len - done, FillBufferSize);
             mem.Write(dst + done, buf[..n]);
             done += (ulong)n;
         }

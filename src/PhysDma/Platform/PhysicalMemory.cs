@@ -17,6 +17,9 @@ public sealed class PhysicalMemory : IMemoryAccess<PhysAddr>
     /// <summary>How many 4 KiB chunks hold bytes.</summary>
     public int TouchedChunks => _chunks.Count;
 
+    /// <summary>Host bytes the written pages hold (pages of one repeated value share an array and count nothing).</summary>
+    public ulong HeldBytes => (ulong)_chunks.Values.Count(c => !Uniform.IsShared(c)) * ChunkSize;
+
     public void Read(PhysAddr addr, Span<byte> dest)
     {
         foreach (var (a, at, n) in Chunks.Split(addr.Value, dest.Length, ChunkSize))
@@ -36,7 +39,19 @@ public sealed class PhysicalMemory : IMemoryAccess<PhysAddr>
     {
         foreach (var (a, at, n) in Chunks.Split(addr.Value, src.Length, ChunkSize))
         {
-            var chunk = _chunks.GetOrAdd(a >> ChunkShift, static _ => new byte[ChunkSize]);
+            var key = a >> ChunkShift;
+            if (n == (int)ChunkSize && Uniform.ValueOf(src.Slice(at, n)) is { } v)
+            {
+                // A page of one value (a fill, zeroes) shares one read-only array.
+                _chunks[key] = Uniform.Of(v, (int)ChunkSize);
+                continue;
+            }
+            var chunk = _chunks.GetOrAdd(key, static _ => new byte[ChunkSize]);
+            while (Uniform.IsShared(chunk))
+            {
+                var own = (byte[])chunk.Clone();
+                chunk = _chunks.TryUpdate(key, own, chunk) ? own : _chunks[key];
+            }
             src.Slice(at, n).CopyTo(chunk.AsSpan((int)(a & (ChunkSize - 1)), n));
         }
     }

@@ -60,7 +60,14 @@ public sealed class Buffer
 /// </summary>
 public sealed class BufferAllocator(Machine machine, DmaApi api)
 {
-    private const ulong ThreadSize = 16 * 1024;
+    /// <summary>
+    /// The most pages one allocation may span: the model keeps a struct-page-like entry and a kernel PTE
+    /// per page, so a step's work and memory follow its page count (1 GiB at 4 KiB pages).
+    /// </summary>
+    public const ulong MaxPagesPerBuffer = 1UL << 18;
+
+    /// <summary>THREAD_SIZE: 16 KiB, or one page where pages are bigger (arm64 with 64 KiB pages).</summary>
+    private ulong ThreadSize => Math.Max(16 * 1024, PageSize);
     private readonly Dictionary<ulong, (PhysAddr Base, ulong Used, ulong SlabSize)> _slabs = [];
     private (PhysAddr[] Pages, KernelVirt Va, ulong Used)? _stack;
 
@@ -68,6 +75,7 @@ public sealed class BufferAllocator(Machine machine, DmaApi api)
 
     public Buffer Allocate(AllocStep s, Func<string, string, ScenarioError> error)
     {
+        CheckSpan(s, error);
         return s.Kind switch
         {
             BufferKind.Ram => Ram(s, error),
@@ -79,6 +87,29 @@ public sealed class BufferAllocator(Machine machine, DmaApi api)
             BufferKind.Resource => Resource(s, error),
             _ => P2PMem(s, error),
         };
+    }
+
+    /// <summary>
+    /// The range an allocation names must exist in a 64-bit address space and span a page count the model can
+    /// keep: a size that wraps past 2^64 once placed, or more than <see cref="MaxPagesPerBuffer"/> pages, is
+    /// bad input here rather than an overflow later.
+    /// </summary>
+    private void CheckSpan(AllocStep s, Func<string, string, ScenarioError> error)
+    {
+        if (s.Size == 0)
+        {
+            throw error("size", "size 0: an allocation has at least one byte");
+        }
+        var start = (s.Phys ?? 0) + s.Offset;
+        if (start < s.Offset || start + s.Size < start || start + s.Size > ulong.MaxValue - PageSize)
+        {
+            throw error("size", $"{Hex.Format(start)} + size {Hex.Format(s.Size)} runs past the end of the 64-bit address space");
+        }
+        var pages = Sizes.DivRoundUp((start & (PageSize - 1)) + s.Size, PageSize);
+        if (pages > MaxPagesPerBuffer)
+        {
+            throw error("size", $"{s.Size} bytes span {pages} pages; the model keeps per-page state and allows at most {MaxPagesPerBuffer} pages ({MaxPagesPerBuffer * PageSize} bytes) per buffer");
+        }
     }
 
     public void Free(Buffer b)
@@ -144,8 +175,13 @@ public sealed class BufferAllocator(Machine machine, DmaApi api)
 
     private PhysAddr[] PagesFrom(PhysAddr first, ulong offset, ulong size)
     {
-        var n = (int)(Sizes.AlignUp(offset + size, PageSize) / PageSize);
-        return [.. Enumerable.Range(0, n).Select(i => first + ((ulong)i * PageSize))];
+        var n = Sizes.DivRoundUp(offset + size, PageSize);
+        var pages = new PhysAddr[n];
+        for (ulong i = 0; i < n; i++)
+        {
+            pages[i] = first + (i * PageSize);
+        }
+        return pages;
     }
 
     /// <summary>
@@ -193,6 +229,10 @@ public sealed class BufferAllocator(Machine machine, DmaApi api)
 
     private Buffer Kmalloc(AllocStep s, Func<string, string, ScenarioError> error)
     {
+        if (s.Phys is { } at && s.Size <= Slab.LargestCache && SlabHolding(at) is { } slab0)
+        {
+            return KmallocOnSlab(s, at, slab0, error);
+        }
         if (s.Phys is not null || s.Size > Slab.LargestCache)
         {
             // kmalloc_large, or an object placed by hand: whole pages underneath.
@@ -210,6 +250,37 @@ public sealed class BufferAllocator(Machine machine, DmaApi api)
         return At(s, objPhys, machine.Kmap.PhysToVirt(objPhys));
     }
 
+    /// <summary>The slab page (base, size) that holds <paramref name="phys"/>, if a kmalloc slab does.</summary>
+    private (PhysAddr Base, ulong Size)? SlabHolding(ulong phys)
+    {
+        foreach (var (b, _, size) in _slabs.Values)
+        {
+            if (phys >= b.Value && phys - b.Value < size)
+            {
+                return (b, size);
+            }
+        }
+        return null;
+    }
+
+    /// <summary>
+    /// A kmalloc object placed by hand inside a slab page that already holds kmalloc objects: allowed at the
+    /// machine's kmalloc alignment (ARCH_KMALLOC_MINALIGN), and only if it stays inside that slab page.
+    /// </summary>
+    private Buffer KmallocOnSlab(AllocStep s, ulong phys, (PhysAddr Base, ulong Size) slab, Func<string, string, ScenarioError> error)
+    {
+        var align = api.KmallocMinAlign;
+        if (phys % align != 0)
+        {
+            throw error("phys", $"{Hex.Format(phys)} is not aligned for kmalloc: objects on this machine are aligned to {align} bytes (ARCH_KMALLOC_MINALIGN)");
+        }
+        if (s.Size > slab.Base.Value + slab.Size - phys)
+        {
+            throw error("size", $"{Hex.Format(phys)}+{Hex.Format(s.Size)} runs past the slab page at {Hex.Format(slab.Base.Value)} ({slab.Size} bytes)");
+        }
+        return At(s, new PhysAddr(phys), machine.Kmap.PhysToVirt(new PhysAddr(phys)));
+    }
+
     private ulong _textUsed;
 
     /// <summary>
@@ -220,7 +291,7 @@ public sealed class BufferAllocator(Machine machine, DmaApi api)
     {
         var text = machine.Config.KernelText ?? throw error("kind", "this machine has no kernel_text region");
         var aligned = Sizes.AlignUp(s.Size, 64);
-        if (_textUsed + aligned > text.Size)
+        if (aligned < s.Size || aligned > text.Size - _textUsed)
         {
             throw error("size", $"the kernel image has only {text.Size} bytes");
         }
@@ -233,7 +304,7 @@ public sealed class BufferAllocator(Machine machine, DmaApi api)
     {
         if (_stack is null)
         {
-            var n = (int)(ThreadSize / PageSize);
+            var n = (int)Math.Max(1, ThreadSize / PageSize);
             var pages = new PhysAddr[n];
             for (var i = 0; i < n; i++)
             {
@@ -249,7 +320,7 @@ public sealed class BufferAllocator(Machine machine, DmaApi api)
         }
         var (stackPages, stackVa, used) = _stack.Value;
         var aligned = Sizes.AlignUp(s.Size, 16);
-        if (used + aligned > ThreadSize - 256)
+        if (aligned < s.Size || aligned > ThreadSize - 256 - used)
         {
             throw error("size", $"stack buffers may use at most {ThreadSize - 256} bytes of the {ThreadSize}-byte task stack");
         }
@@ -274,7 +345,7 @@ public sealed class BufferAllocator(Machine machine, DmaApi api)
 
     private Buffer Vmalloc(AllocStep s, Func<string, string, ScenarioError> error)
     {
-        var n = (int)(Sizes.AlignUp(s.Size, PageSize) / PageSize);
+        var n = (int)Sizes.DivRoundUp(s.Size, PageSize);
         var block = Place(s with { Phys = null }, (ulong)n * PageSize, PageSize, error);
         // vmalloc pages come one by one from the page allocator: model that by mapping the block backwards,
         // so virtually consecutive pages are never physically consecutive.
@@ -297,6 +368,11 @@ public sealed class BufferAllocator(Machine machine, DmaApi api)
 
     private Buffer P2PMem(AllocStep s, Func<string, string, ScenarioError> error)
     {
+        if (s.Phys is not null)
+        {
+            // pci_alloc_p2pmem(pdev, size) takes no address: the provider's pool chooses.
+            throw error("phys", "p2pmem comes from the provider's pool (pci_alloc_p2pmem takes no address); for a fixed place in a BAR use kind: bar with from, bar and offset");
+        }
         if (!api.P2P.HasPool(s.From!))
         {
             throw error("from", $"device '{s.From}' has no p2pmem pool (give it 'p2pmem: {{ bar: N, size: ... }}' in the machine)");
@@ -311,7 +387,7 @@ public sealed class BufferAllocator(Machine machine, DmaApi api)
         var dev = machine.Device(s.From!);
         var bar = dev.Config.Bars.FirstOrDefault(b => b.Bar == s.Bar)
             ?? throw error("bar", $"device '{dev.Name}' has no BAR {s.Bar}");
-        if (s.Offset + s.Size > bar.Size)
+        if (s.Offset > bar.Size || s.Size > bar.Size - s.Offset)
         {
             throw error("size", $"offset {Hex.Format(s.Offset)} + size {Hex.Format(s.Size)} runs past BAR {s.Bar} ({Hex.Format(bar.Size)} bytes)");
         }
@@ -333,12 +409,10 @@ public sealed class BufferAllocator(Machine machine, DmaApi api)
             s = s with { Phys = bar.Base + s.Offset };
         }
         var phys = new PhysAddr(s.Phys!.Value);
-        for (var a = phys.Value; a < phys.Value + s.Size; a += PageSize)
+        var end = phys.Value + s.Size;
+        if (machine.Map.Regions.Any(r => r.IsRam && r.Base.Value < end && phys.Value < r.End.Value))
         {
-            if (machine.Map.IsRam(new PhysAddr(a)))
-            {
-                throw error("phys", $"{Hex.Format(s.Phys.Value)}+{Hex.Format(s.Size)} overlaps RAM; a resource is device memory (MMIO)");
-            }
+            throw error("phys", $"{Hex.Format(s.Phys.Value)}+{Hex.Format(s.Size)} overlaps RAM; a resource is device memory (MMIO)");
         }
         if (machine.Map.Find(phys) is null)
         {

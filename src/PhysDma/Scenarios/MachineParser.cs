@@ -39,14 +39,38 @@ public static class MachineParser
     }
 
     /// <summary>A machine file: either the machine mapping itself or a document with a <c>machine:</c> key.</summary>
+    /// <summary>The machine files being loaded on this thread, outermost first: a file that names one of them is a cycle.</summary>
+    [ThreadStatic]
+    private static List<string>? _loading;
+
     public static MachineConfig LoadFile(string path)
+    {
+        var full = Path.GetFullPath(path);
+        _loading ??= [];
+        if (_loading.Contains(full, StringComparer.Ordinal))
+        {
+            var chain = string.Join(" -> ", _loading.SkipWhile(f => f != full).Append(full).Select(Path.GetFileName));
+            throw new ScenarioError(path, 1, "machine", $"machine files name each other in a cycle ({chain})");
+        }
+        _loading.Add(full);
+        try
+        {
+            return LoadFileOnce(path);
+        }
+        finally
+        {
+            _loading.RemoveAt(_loading.Count - 1);
+        }
+    }
+
+    private static MachineConfig LoadFileOnce(string path)
     {
         string text;
         try
         {
             text = File.ReadAllText(path);
         }
-        catch (IOException e)
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
             throw new ScenarioError(path, 1, "", $"cannot read machine file: {e.Message}");
         }

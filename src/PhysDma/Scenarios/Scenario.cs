@@ -4,7 +4,11 @@ using PhysDma.Platform;
 namespace PhysDma.Scenarios;
 
 /// <summary>A parsed scenario: its machine and its steps, all checked before anything runs.</summary>
-public sealed record Scenario(string Name, string File, MachineConfig Machine, IReadOnlyList<Step> Steps, IReadOnlyList<Expectation> FinalExpect);
+public sealed record Scenario(string Name, string File, MachineConfig Machine, IReadOnlyList<Step> Steps, IReadOnlyList<Expectation> FinalExpect)
+{
+    /// <summary>The <c>faults:</c> section, if any.</summary>
+    public FaultSpec? Faults { get; init; }
+}
 
 /// <summary>One <c>expect:</c> entry: a result field and the value it must have, with where it was written.</summary>
 /// <remarks><c>On</c> names the machine of an <c>expect_on:</c> entry (null for a plain <c>expect:</c>).</remarks>

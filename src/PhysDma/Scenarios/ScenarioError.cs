@@ -10,8 +10,13 @@ public sealed class ScenarioError(string file, int line, string field, string me
     public int Line { get; } = line;
     public string Field { get; } = field;
 
-    /// <summary><c>FILE:LINE: FIELD: message</c>.</summary>
-    public string Formatted => Field.Length == 0 ? $"{File}:{Line}: {Message}" : $"{File}:{Line}: {Field}: {Message}";
+    /// <summary>The column, for YAML syntax errors (0: not known).</summary>
+    public int Column { get; init; }
+
+    private string Where => Column > 0 ? $"{File}:{Line}:{Column}" : $"{File}:{Line}";
+
+    /// <summary><c>FILE:LINE: FIELD: message</c> (<c>FILE:LINE:COLUMN: message</c> for YAML syntax errors).</summary>
+    public string Formatted => Field.Length == 0 ? $"{Where}: {Message}" : $"{Where}: {Field}: {Message}";
 
     public override string ToString() => Formatted;
 }

@@ -38,6 +38,11 @@ public static class ScenarioParser
             machine = MachineParser.Resolve(f.Required("machine"), baseDir);
         }
         machine = DeviceAliases.Apply(machine, devices ?? []);
+        var faults = f.Get("faults") is { } fn ? FaultSpec.Parse(fn) : null;
+        if (faults is not null)
+        {
+            machine = faults.Apply(machine);
+        }
         var name = f.Get("name")?.AsString() ?? Path.GetFileNameWithoutExtension(file);
         var stepsNode = f.Required("steps");
         var ctx = new ParseContext(machine);
@@ -54,7 +59,7 @@ public static class ScenarioParser
                 final.Add(new Expectation(k, v));
             }
         }
-        return new Scenario(name, file, machine, steps, final);
+        return new Scenario(name, file, machine, steps, final) { Faults = faults };
     }
 
     private static Step ParseStep(YNode node, int index, ParseContext ctx)

@@ -22,6 +22,7 @@ public sealed class ScenarioRunner
     private readonly List<FaultResult> _faults = [];
     private readonly List<LogResult> _log = [];
     private readonly List<DebugReportResult> _debug = [];
+    private readonly List<InjectedFaultResult> _injected = [];
 
     public ScenarioRunner(Scenario scenario)
     {
@@ -38,12 +39,33 @@ public sealed class ScenarioRunner
             throw e.ToScenarioError(scenario.File);
         }
         _s = new RunState(scenario, m, api);
+        if (scenario.Faults is { } faults)
+        {
+            foreach (var (point, nth) in faults.FailAt)
+            {
+                m.Inject.FailAt(point, nth);
+            }
+            if (faults.DebugEntries is { } entries)
+            {
+                api.Debug?.LimitEntries(entries);
+            }
+        }
         new BufferOps(_s).Register(_ops);
         new SingleMapOps(_s).Register(_ops);
         new SgOps(_s).Register(_ops);
         new IovaOps(_s).Register(_ops);
         new CoherentOps(_s).Register(_ops);
         new DeviceOps(_s).Register(_ops);
+    }
+
+    /// <summary>The default budget of host memory for modelled bytes: 4 GiB.</summary>
+    public const ulong DefaultMaxMemory = 4UL << 30;
+
+    /// <summary>The most host memory the modelled bytes (memory and cache) may take; a step past it is bad input.</summary>
+    public ulong MaxMemory
+    {
+        get => _s.MaxMemory;
+        set => _s.MaxMemory = value;
     }
 
     public Machine Machine => _s.M;
@@ -71,12 +93,14 @@ public sealed class ScenarioRunner
             var faultsBefore = _s.M.FaultCount;
             var logBefore = _s.Api.Log.Count;
             var debugBefore = _s.Api.Debug?.ReportCount ?? 0;
+            var injectedBefore = _s.M.Inject.InjectedCount;
             if (_s.Api.Debug is { } dbg)
             {
                 // dma-debug's "Mapped at:" names the step that made a mapping, as the kernel names the caller.
                 dbg.CurrentSite = $"{Path.GetFileName(_scenario.File)}:{step.Line} (step {step.Index}, {step.Op})";
             }
             _s.Recorder.Why!.Clear();
+            _s.Current = step;
             try
             {
                 using (_s.M.OnCpu(step.Cpu))
@@ -91,11 +115,25 @@ public sealed class ScenarioRunner
             }
             catch (ModelViolation e)
             {
-                r.Error = "model_violation";
-                violation = e.Message;
+                // The kernel would dereference an address nothing maps (phys_to_virt of device memory, a struct
+                // page that does not exist, a freed vmap area): the oops ends the run, as a BUG does.
+                r.Error = "oops";
+                bug = $"Oops: unable to handle kernel paging request: {e.Message}";
+            }
+            catch (Exception e) when (e is not ScenarioError)
+            {
+                throw new InternalError(_scenario.File, step.Line, step.Index, step.Op, e);
+            }
+            if (_s.HeldBytes > _s.MaxMemory)
+            {
+                throw _s.Error(step, "", $"the run holds {_s.HeldBytes} bytes of modelled memory after this step, more than the budget of {_s.MaxMemory} bytes (--max-memory)");
             }
             r.Why = [.. _s.Recorder.Why];
             CollectFaults(step, faultsBefore);
+            foreach (var inj in _s.M.Inject.InjectedSince(injectedBefore))
+            {
+                _injected.Add(new InjectedFaultResult(step.Index, FaultSpec.NameOf(inj.Point), inj.Nth, FaultSpec.ReturnOf(inj.Point)));
+            }
             CollectLog(step, logBefore);
             CollectDebug(step, debugBefore, r);
             // A step's own `ok` says whether its other expectations held.
@@ -142,6 +180,7 @@ public sealed class ScenarioRunner
         Bug = bug,
         Violation = violation,
         Failures = [.. _failures],
+        Injected = _scenario.Faults is null ? null : _injected,
     };
 
     private static JsonObject StepNode(StepResult r) =>

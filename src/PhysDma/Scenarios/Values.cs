@@ -7,6 +7,12 @@ namespace PhysDma.Scenarios;
 /// <summary>Scalar formats shared by scenario and machine files.</summary>
 public static class Values
 {
+    /// <summary>
+    /// The most bytes one <c>cpu_read</c> or <c>dev_read</c> may read: the result prints every byte read
+    /// (three characters each), so a read is bounded by what a result can show.
+    /// </summary>
+    public const ulong MaxReadLength = 1024 * 1024;
+
     public static bool IsName(string v) =>
         v.Length > 0 && v.All(c => c is (>= 'a' and <= 'z') or (>= '0' and <= '9') or '_' or '.' or '-');
 
@@ -39,6 +45,7 @@ public static class Values
         {
             throw at.Error($"'{v}' is not a size (use bytes or a unit: 4096, 4KiB, 2MiB, 16GiB)");
         }
+        RefuseLeadingZero(s, v, at);
         var r = n * mult;
         if (mult != 0 && r / mult != n)
         {
@@ -65,9 +72,22 @@ public static class Values
         }
         if (ulong.TryParse(s, NumberStyles.None, CultureInfo.InvariantCulture, out var d))
         {
+            RefuseLeadingZero(s, v, at);
             return d;
         }
         throw at.Error($"'{v}' is not an address (use an integer or 0x hex)");
+    }
+
+    /// <summary>
+    /// A decimal integer written with a leading zero (<c>010</c>) is octal in C and YAML 1.1 and decimal in
+    /// YAML 1.2: ambiguous, so refused rather than guessed.
+    /// </summary>
+    public static void RefuseLeadingZero(string digits, string original, YNode at)
+    {
+        if (digits.Length > 1 && digits[0] == '0' && char.IsAsciiDigit(digits[1]))
+        {
+            throw at.Error($"'{original}' has a leading zero, which C and YAML 1.1 read as octal: write it without the zero, or as 0x hex");
+        }
     }
 
     /// <summary>Lowercase hex bytes separated by spaces, as results print data.</summary>
@@ -102,6 +122,11 @@ public sealed class DataSpec
         _fill = fill;
         _seq = seq;
     }
+
+    /// <summary>Whether every byte of the pattern is the same (a fill): long runs of it cost no memory.</summary>
+    public bool IsUniform => _bytes is null ? _seq is null : Uniform(_bytes);
+
+    private static bool Uniform(byte[] b) => b.AsSpan().IndexOfAnyExcept(b[0]) < 0;
 
     /// <summary>The natural length (hex bytes given), or null when the pattern has none (fill, seq).</summary>
     public int? NaturalLength => _bytes?.Length;
@@ -148,10 +173,48 @@ public sealed class DataSpec
     public byte[] Expand(int length)
     {
         var r = new byte[length];
-        for (var i = 0; i < length; i++)
-        {
-            r[i] = _bytes is { } b ? b[i % b.Length] : _seq is { } s ? (byte)((s + i) & 0xff) : _fill;
-        }
+        Fill(r, 0);
         return r;
+    }
+
+    /// <summary>Bytes <paramref name="start"/>.. of the pattern into <paramref name="dest"/>: long data is made a piece at a time.</summary>
+    public void Fill(Span<byte> dest, ulong start)
+    {
+        if (_bytes is null && _seq is null)
+        {
+            dest.Fill(_fill);
+            return;
+        }
+        // One period of the pattern, then doubling copies (every prefix length stays a multiple of the period).
+        var period = _bytes?.Length ?? 256;
+        var first = Math.Min(dest.Length, period);
+        for (var i = 0; i < first; i++)
+        {
+            var at = start + (ulong)i;
+            dest[i] = _bytes is { } b ? b[(int)(at % (ulong)b.Length)] : (byte)(((ulong)_seq!.Value + at) & 0xff);
+        }
+        for (var done = first; done < dest.Length; done *= 2)
+        {
+            dest[..Math.Min(done, dest.Length - done)].CopyTo(dest[done..]);
+        }
+    }
+
+    /// <summary>
+    /// Hands the pattern's first <paramref name="length"/> bytes to <paramref name="write"/> in pieces of at most
+    /// 1 MiB (offset into the data, the piece); stops early when it returns false.
+    /// </summary>
+    public void Stream(ulong length, Func<ulong, ReadOnlySpan<byte>, bool> write)
+    {
+        var piece = new byte[(int)Math.Min(length, 1024 * 1024)];
+        for (ulong done = 0; done < length;)
+        {
+            var n = (int)Math.Min((ulong)piece.Length, length - done);
+            Fill(piece.AsSpan(0, n), done);
+            if (!write(done, piece.AsSpan(0, n)))
+            {
+                return;
+            }
+            done += (ulong)n;
+        }
     }
 }

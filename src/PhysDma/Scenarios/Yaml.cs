@@ -1,6 +1,7 @@
 using System.Globalization;
 using PhysDma.Core;
 using YamlDotNet.Core;
+using YamlDotNet.Core.Events;
 using YamlDotNet.RepresentationModel;
 
 namespace PhysDma.Scenarios;
@@ -26,8 +27,12 @@ public readonly struct YNode
 
     public ScenarioError Error(string message) => new(File, Line, Path, message);
 
+    /// <summary>How deep mappings and lists may nest: far beyond any scenario, far below what exhausts the stack.</summary>
+    public const int MaxDepth = 64;
+
     public static YNode Load(string text, string file)
     {
+        CheckDepth(text, file);
         var stream = new YamlStream();
         try
         {
@@ -35,13 +40,61 @@ public readonly struct YNode
         }
         catch (YamlException e)
         {
-            throw new ScenarioError(file, (int)e.Start.Line, "", $"not valid YAML: {e.InnerException?.Message ?? e.Message}");
+            throw SyntaxError(file, e.Start, e.InnerException?.Message ?? e.Message);
+        }
+        catch (Exception e) when (e is InvalidOperationException or ArgumentException or FormatException or OverflowException)
+        {
+            // YamlDotNet's scanner and node loader throw these for some malformed documents, with no position.
+            throw new ScenarioError(file, 1, "", $"not valid YAML: {e.Message}");
         }
         if (stream.Documents.Count == 0)
         {
             throw new ScenarioError(file, 1, "", "the file is empty");
         }
         return new YNode(stream.Documents[0].RootNode, file, "");
+    }
+
+    private static ScenarioError SyntaxError(string file, Mark at, string message) =>
+        new(file, (int)at.Line, "", $"not valid YAML: {message}") { Column = (int)at.Column };
+
+    /// <summary>
+    /// Walks the document's events (iteratively) before the recursive node loader sees it, so a document
+    /// nested thousands deep is refused at the line where it passes <see cref="MaxDepth"/> instead of
+    /// overflowing the stack.
+    /// </summary>
+    private static void CheckDepth(string text, string file)
+    {
+        var parser = new Parser(new StringReader(text));
+        var depth = 0;
+        var at = Mark.Empty;
+        try
+        {
+            while (parser.MoveNext())
+            {
+                at = parser.Current!.End;
+                switch (parser.Current)
+                {
+                    case MappingStart or SequenceStart:
+                        if (++depth > MaxDepth)
+                        {
+                            throw new ScenarioError(file, (int)parser.Current.Start.Line, "", $"nesting deeper than {MaxDepth} levels") { Column = (int)parser.Current.Start.Column };
+                        }
+                        break;
+                    case MappingEnd or SequenceEnd:
+                        depth--;
+                        break;
+                }
+            }
+        }
+        catch (YamlException e)
+        {
+            throw SyntaxError(file, e.Start, e.InnerException?.Message ?? e.Message);
+        }
+        catch (Exception e) when (e is InvalidOperationException or ArgumentException or FormatException or OverflowException)
+        {
+            // The scanner gave up without a position: the end of the last event it read is where it stopped.
+            throw new ScenarioError(file, Math.Max(1, (int)at.Line), "", $"not valid YAML after this point: {e.Message}") { Column = (int)at.Column };
+        }
     }
 
     public bool IsNull => Node is YamlScalarNode { Style: ScalarStyle.Plain } s && (s.Value is null or "" or "~" or "null");
@@ -125,6 +178,10 @@ public readonly struct YNode
         else if (!long.TryParse(v, NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out n))
         {
             throw Error($"'{v}' is not a number");
+        }
+        else
+        {
+            Values.RefuseLeadingZero(v.TrimStart('-', '+'), v, this);
         }
         if (n < min || n > max)
         {

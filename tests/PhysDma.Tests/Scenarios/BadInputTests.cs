@@ -72,8 +72,13 @@ public class BadInputTests
             4, "steps[1].data:");
 
     [Fact]
-    public void Invalid_yaml() =>
-        AssertBad(Head + "  - { op: alloc, name: b\n", 4, "not valid YAML");
+    public void Invalid_yaml()
+    {
+        // A YAML syntax error names the column too: FILE:LINE:COLUMN.
+        var (exit, _, stderr, file) = RunCli(Head + "  - { op: alloc, name: b\n");
+        Assert.Equal(2, exit);
+        Assert.StartsWith($"physdma: {file}:4:1: not valid YAML", stderr);
+    }
 
     [Fact]
     public void Unknown_machine() =>

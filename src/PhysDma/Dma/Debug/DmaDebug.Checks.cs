@@ -107,7 +107,7 @@ public sealed partial class DmaDebug
     /// <summary>
     /// The single-buffer sync hook as <see cref="DmaApi"/> calls it: the kernel's check, plus ours on cache
     /// maintenance the sync did on memory that is not RAM (<paramref name="opsOnNonRamBefore"/> is
-    /// <see cref="ArchCacheHooks.OpsOnNonRam"/> read before the backend ran).
+    /// <see cref="ArchCacheHooks.OpsOnNonRamByThisThread"/> read before the backend ran: per call, whatever other CPUs do).
     /// </summary>
     internal void SyncSingle(Device dev, DmaAddr addr, ulong size, DmaDirection dir, bool toCpu, long opsOnNonRamBefore)
     {

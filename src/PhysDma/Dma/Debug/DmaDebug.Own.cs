@@ -43,7 +43,7 @@ public sealed partial class DmaDebug
     /// </summary>
     private void CheckCacheOpOnMmio(Device dev, DmaAddr addr, ulong size, bool toCpu, long opsOnNonRamBefore, string what = "sync")
     {
-        var after = _m.ArchCache.OpsOnNonRam;
+        var after = ArchCacheHooks.OpsOnNonRamByThisThread;
         if (after == opsOnNonRamBefore || _globalDisable)
         {
             return;

@@ -57,7 +57,7 @@ public sealed partial class DmaDebug
         if (!_globalDisable)
         {
             SyncSgCore(dev, new ListSg(sgl), nelems, dir, toCpu);
-            if (_m.ArchCache.OpsOnNonRam != opsOnNonRamBefore)
+            if (ArchCacheHooks.OpsOnNonRamByThisThread != opsOnNonRamBefore)
             {
                 // Name the first segment whose CPU side is not RAM: that is where the cache operations went.
                 var n = Math.Min(nelems, sgl.Count);

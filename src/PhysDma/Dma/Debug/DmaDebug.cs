@@ -136,6 +136,23 @@ public sealed partial class DmaDebug
     /// <summary>Models memory exhaustion: the pool cannot grow past this many entries (null: it always can).</summary>
     public uint? MaxTotalEntries { get; set; }
 
+    /// <summary>
+    /// Fault injection: only <paramref name="free"/> entries are left and the pool cannot grow, so the next
+    /// mapping past them finds it exhausted ("DMA-API: debugging out of memory - disabling").
+    /// </summary>
+    public void LimitEntries(uint free)
+    {
+        lock (_freeLock)
+        {
+            NumFreeEntries = Math.Min(free, NumFreeEntries);
+            MinFreeEntries = NumFreeEntries;
+            MaxTotalEntries = NrTotalEntries;
+            _entriesLimited = true;
+        }
+    }
+
+    private bool _entriesLimited;
+
     /// <summary>debugfs <c>disabled</c> (<c>global_disable</c>): set by <c>dma_debug=off</c> or an allocation failure.</summary>
     public bool Disabled
     {
@@ -325,6 +342,10 @@ public sealed partial class DmaDebug
                 {
                     _globalDisable = true;
                     _log.Print(LogLevel.Err, "DMA-API: debugging out of memory - disabling");
+                    if (_entriesLimited)
+                    {
+                        _m.Inject.Record(FaultPoint.DmaDebugEntries);
+                    }
                     return null;
                 }
                 NumFreeEntries += DynamicEntries;

@@ -101,7 +101,7 @@ public sealed partial class DmaIommu
                 continue;
             }
             var off = (ulong)start << _m.PageShift;
-            if (cookie.Domain.Map(iova + off, pages[start], (ulong)(i - start) << _m.PageShift, prot) != Errno.None)
+            if (IommuMap(cookie.Domain, iova + off, pages[start], (ulong)(i - start) << _m.PageShift, prot) != Errno.None)
             {
                 cookie.Domain.Unmap(iova, off);
                 FreeIova(cookie, iova, size, queued: false);

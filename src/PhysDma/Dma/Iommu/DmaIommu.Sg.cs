@@ -142,7 +142,7 @@ public sealed partial class DmaIommu : IDmaBackend
     /// bus-address entries skipped, one <c>iotlb_sync_map</c> at the end. Returns the bytes mapped, 0 after
     /// undoing a failed map.
     /// </summary>
-    private static ulong MapSgPtes(IommuDomain domain, ulong iova, IReadOnlyList<ScatterEntry> sgl, int nents,
+    private ulong MapSgPtes(IommuDomain domain, ulong iova, IReadOnlyList<ScatterEntry> sgl, int nents,
         int prot, int hostBridgeProt, ulong hostBridge, List<int>? hostBridgeMore)
     {
         var mapped = 0UL;
@@ -155,7 +155,7 @@ public sealed partial class DmaIommu : IDmaBackend
             var sProt = s is not null && IsHostBridge(i, hostBridge, hostBridgeMore) ? hostBridgeProt : prot;
             if (len != 0 && (s is null || s.Phys.Value != start + len || sProt != runProt))
             {
-                if (domain.Map(iova + mapped, new PhysAddr(start), len, runProt) != Errno.None)
+                if (IommuMap(domain, iova + mapped, new PhysAddr(start), len, runProt) != Errno.None)
                 {
                     if (mapped != 0)
                     {

@@ -237,7 +237,7 @@ public sealed partial class DmaIommu
         {
             return DmaAddr.MappingError;
         }
-        if (cookie.Domain.Map(iova, phys - off, len, prot) != Errno.None)
+        if (IommuMap(cookie.Domain, iova, phys - off, len, prot) != Errno.None)
         {
             // A failed map never went live, so its IOVA skips the flush queue.
             FreeIova(cookie, iova, len, queued: false);
@@ -266,7 +266,7 @@ public sealed partial class DmaIommu
         }
         if (dmaLimit > Sizes.DmaBitMask(32) && dev.Pci32BitWorkaround)
         {
-            var pfn32 = iovad.AllocIovaFast(pages, Sizes.DmaBitMask(32) >> shift, flushRcache: false);
+            var pfn32 = _m.Inject.Fail(FaultPoint.AllocIovaFast) ? 0 : iovad.AllocIovaFast(pages, Sizes.DmaBitMask(32) >> shift, flushRcache: false);
             if (pfn32 != 0)
             {
                 if (_api.Recorder?.Why is { } low)
@@ -278,7 +278,7 @@ public sealed partial class DmaIommu
             dev.Pci32BitWorkaround = false;
             NoticeDac(dev, dmaLimit);
         }
-        var iova = iovad.AllocIovaFast(pages, dmaLimit >> shift, flushRcache: true) << shift;
+        var iova = (_m.Inject.Fail(FaultPoint.AllocIovaFast) ? 0 : iovad.AllocIovaFast(pages, dmaLimit >> shift, flushRcache: true)) << shift;
         if (_api.Recorder?.Why is { } why)
         {
             DmaWhy.AllocIova(why, dev, dmaLimit, triedLow: false, iova, size);
@@ -399,6 +399,13 @@ public sealed partial class DmaIommu
     /// A full IOTLB flush now (the scenario op <c>iommu_flush</c>): every lazy domain runs what its flush
     /// queue timer would (flush, then free what may be freed); the IOTLB of every other domain is flushed.
     /// </summary>
+    /// <summary>
+    /// <c>iommu_map</c> as dma-iommu calls it: an injected failure (<see cref="FaultPoint.IommuMap"/>) is the
+    /// IO page-table page allocation failing, -ENOMEM, before anything is mapped.
+    /// </summary>
+    internal Errno IommuMap(IommuDomain domain, ulong iova, PhysAddr phys, ulong size, int prot) =>
+        _m.Inject.Fail(FaultPoint.IommuMap) ? Errno.ENOMEM : domain.Map(iova, phys, size, prot);
+
     public void FlushAll()
     {
         foreach (var c in _cookies)

@@ -120,6 +120,12 @@ public sealed partial class Swiotlb
     /// </summary>
     private int FindSlots(Device dev, IoTlbMem mem, ulong orig, ulong allocSize, uint allocAlignMask, out IoTlbPool? pool)
     {
+        if (_m.Inject.Fail(FaultPoint.SwiotlbSlotSearch))
+        {
+            // Injected: the search finds no free slots, as in a full pool.
+            pool = null;
+            return -1;
+        }
         var cpu = Machine.CurrentCpu;
         if (!Dynamic)
         {

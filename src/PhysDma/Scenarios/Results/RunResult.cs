@@ -54,6 +54,10 @@ public sealed class RunResult
 
     public required IReadOnlyList<ExpectFailure> Failures { get; init; }
 
+    /// <summary>Every fault the <c>faults:</c> section injected, in order; absent without one.</summary>
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public IReadOnlyList<InjectedFaultResult>? Injected { get; init; }
+
     /// <summary>The JSON text: deterministic for the same inputs.</summary>
     public string ToJson() => JsonSerializer.Serialize(this, ResultJson.Context.RunResult) + "\n";
 
@@ -71,6 +75,7 @@ public sealed class RunResult
 [JsonSerializable(typeof(FinalState))]
 [JsonSerializable(typeof(IReadOnlyList<DebugReportResult>))]
 [JsonSerializable(typeof(IReadOnlyList<FaultResult>))]
+[JsonSerializable(typeof(IReadOnlyList<InjectedFaultResult>))]
 internal sealed partial class ResultJsonContext : JsonSerializerContext;
 
 /// <summary>The one set of serializer options results are written with.</summary>

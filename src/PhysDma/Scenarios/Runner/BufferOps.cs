@@ -41,7 +41,12 @@ internal sealed class BufferOps(RunState s)
         var len = step.Len ?? (ulong?)step.Data.NaturalLength ?? (b.Size - Math.Min(step.Offset, b.Size));
         s.CheckRange(step, b, step.Offset, len, "data");
         CheckCpuAccess(b, step.Offset, len, write: true);
-        s.M.Cpu.Write(b.Va + step.Offset, step.Data.Expand((int)len));
+        s.CheckMemory(step, "len", step.Data.IsUniform ? 0 : len);
+        step.Data.Stream(len, (at, piece) =>
+        {
+            s.M.Cpu.Write(b.Va + step.Offset + at, piece);
+            return true;
+        });
         r.Buf = b.Name;
         r.Offset = step.Offset;
         r.Len = len;
@@ -51,6 +56,7 @@ internal sealed class BufferOps(RunState s)
     {
         var b = s.Buffers[step.Buf];
         s.CheckRange(step, b, step.Offset, step.Len, "len");
+        s.CheckReadLength(step, step.Len);
         var data = new byte[step.Len];
         CheckCpuAccess(b, step.Offset, step.Len, write: false);
         s.M.Cpu.Read(b.Va + step.Offset, data);

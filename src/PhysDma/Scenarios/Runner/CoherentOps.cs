@@ -14,6 +14,13 @@ internal sealed class CoherentOps(RunState s)
     private void Alloc(AllocCoherentStep step, AllocCoherentResult r)
     {
         var dev = s.M.Device(step.Dev);
+        var spanPages = Sizes.DivRoundUp(step.Size, s.M.PageSize);
+        if (spanPages > BufferAllocator.MaxPagesPerBuffer && step.Size <= s.M.Allocator.FreeBytes)
+        {
+            // An allocation the free RAM could hold but the model's per-page state bounds (beyond the free RAM,
+            // dma_alloc_attrs itself fails with NULL, as the kernel's does).
+            throw s.Error(step, "size", $"{step.Size} bytes span {spanPages} pages; the model keeps per-page state and allows at most {BufferAllocator.MaxPagesPerBuffer} pages per buffer");
+        }
         r.Handle = step.As;
         r.Dev = dev.Name;
         r.Size = step.Size;

@@ -15,6 +15,7 @@ internal sealed class DeviceOps(RunState s)
     private void DevRead(DevReadStep step, DevReadResult r)
     {
         var dev = s.M.Device(step.Dev);
+        s.CheckReadLength(step, step.Len);
         var a = s.Target(step.Handle, step.Addr, step.Offset);
         var data = new byte[step.Len];
         var fault = s.M.DeviceRead(dev, a, data);
@@ -30,7 +31,13 @@ internal sealed class DeviceOps(RunState s)
         var dev = s.M.Device(step.Dev);
         var a = s.Target(step.Handle, step.Addr, step.Offset);
         var len = step.Len ?? (ulong?)step.Data.NaturalLength ?? (s.HandleSize(step.Handle!) - Math.Min(step.Offset, s.HandleSize(step.Handle!)));
-        var fault = s.M.DeviceWrite(dev, a, step.Data.Expand((int)len));
+        s.CheckMemory(step, "len", step.Data.IsUniform ? 0 : len);
+        Platform.DmaFault? fault = null;
+        step.Data.Stream(len, (at, piece) =>
+        {
+            fault = s.M.DeviceWrite(dev, a + at, piece);
+            return fault is null;
+        });
         r.Dev = dev.Name;
         r.DmaAddr = new HexAddr(a.Value);
         r.Len = len;

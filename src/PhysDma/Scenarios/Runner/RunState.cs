@@ -73,20 +73,36 @@ internal sealed record FallbackLink(ulong At, PhysAddr Phys, ulong Size, DmaDire
 /// Everything a run's steps share: the machine and its DMA API, the buffers and handles steps made by name,
 /// and the measuring scope put around every kernel call.
 /// </summary>
-internal sealed class RunState(Scenario scenario, Machine machine, DmaApi api)
+internal sealed class RunState
 {
     private readonly List<CacheOp> _cacheOps = [];
 
-    public Scenario Scenario { get; } = scenario;
-    public Machine M { get; } = machine;
-    public DmaApi Api { get; } = api;
-    public BufferAllocator Alloc { get; } = new(machine, api);
-    public P2PImport Importer { get; } = new(api);
+    public RunState(Scenario scenario, Machine machine, DmaApi api)
+    {
+        Scenario = scenario;
+        M = machine;
+        Api = api;
+        Alloc = new(machine, api);
+        Importer = new(api);
+        foreach (var t in new INameTable[] { Buffers, Handles, Sg, Iova })
+        {
+            t.Bind(scenario.File, () => Current);
+        }
+    }
+
+    public Scenario Scenario { get; }
+    public Machine M { get; }
+    public DmaApi Api { get; }
+    public BufferAllocator Alloc { get; }
+    public P2PImport Importer { get; }
     public DmaRecorder Recorder { get; } = new() { Why = [] };
-    public Dictionary<string, Buffer> Buffers { get; } = new(StringComparer.Ordinal);
-    public Dictionary<string, Handle> Handles { get; } = new(StringComparer.Ordinal);
-    public Dictionary<string, SgHandle> Sg { get; } = new(StringComparer.Ordinal);
-    public Dictionary<string, IovaHandle> Iova { get; } = new(StringComparer.Ordinal);
+    public NameTable<Buffer> Buffers { get; } = new("buf", "buffer");
+    public NameTable<Handle> Handles { get; } = new("handle", "handle");
+    public NameTable<SgHandle> Sg { get; } = new("handle", "scatterlist");
+    public NameTable<IovaHandle> Iova { get; } = new("state", "IOVA state");
+
+    /// <summary>The step running now: a name a step looks up that no earlier step made is bad input at its line.</summary>
+    public Step? Current { get; set; }
 
     /// <summary>Starts recording what the DMA layers do (path, bounce, prot, cache operations).</summary>
     public void Attach()
@@ -134,6 +150,34 @@ internal sealed class RunState(Scenario scenario, Machine machine, DmaApi api)
         }
     }
 
+    /// <summary>The most host memory the modelled bytes may take (<c>--max-memory</c>).</summary>
+    public ulong MaxMemory { get; set; } = ScenarioRunner.DefaultMaxMemory;
+
+    /// <summary>Host bytes the machine's memory and cache hold now.</summary>
+    public ulong HeldBytes => M.Memory.HeldBytes + M.Cache.HeldBytes;
+
+    /// <summary>
+    /// A step that would make the modelled bytes exceed <see cref="MaxMemory"/> stops the run with a clear
+    /// message before it allocates (<paramref name="more"/>: the most bytes the step can add).
+    /// </summary>
+    public void CheckMemory(Step s, string field, ulong more)
+    {
+        var held = HeldBytes;
+        if (more > MaxMemory || held > MaxMemory - more)
+        {
+            throw Error(s, field, $"the run would hold {held} + {more} bytes of modelled memory, more than the budget of {MaxMemory} bytes (--max-memory)");
+        }
+    }
+
+    /// <summary>A read prints its bytes: longer than <see cref="Values.MaxReadLength"/> is bad input.</summary>
+    public void CheckReadLength(Step s, ulong len)
+    {
+        if (len > Values.MaxReadLength)
+        {
+            throw Error(s, "len", $"a read prints every byte it reads: at most {Values.MaxReadLength} bytes per step, not {len}");
+        }
+    }
+
     /// <summary>The IOVA state a step names, which must still hold an IOVA.</summary>
     public IovaHandle IovaState(Step s, string name)
     {
@@ -167,6 +211,50 @@ internal sealed class RunState(Scenario scenario, Machine machine, DmaApi api)
     public long LiveMappings =>
         Handles.Values.Count(h => !h.Unmapped && h.IsDmaMapping) + Sg.Values.Count(h => h.Mapped && !h.Unmapped)
         + Iova.Values.Sum(h => h.Fallback ? h.Links.Count(l => !l.Unmapped && !l.Addr.IsError) : h.Done ? 0 : 1);
+}
+
+/// <summary>
+/// The buffers or handles steps made, by name. A step registers a name only when it succeeded, so a later
+/// step naming one whose maker failed (an <c>alloc_coherent</c> that gave -ENOMEM, say) gets a clean error
+/// at its own line rather than a lookup failure.
+/// </summary>
+internal interface INameTable
+{
+    void Bind(string file, Func<Step?> current);
+}
+
+internal sealed class NameTable<T>(string field, string what) : INameTable, IEnumerable<KeyValuePair<string, T>>
+    where T : class
+{
+    private readonly Dictionary<string, T> _items = new(StringComparer.Ordinal);
+    private Func<Step?>? _current;
+    private string _file = "";
+
+    public void Bind(string file, Func<Step?> current)
+    {
+        _file = file;
+        _current = current;
+    }
+
+    public T this[string name]
+    {
+        get => _items.TryGetValue(name, out var v) ? v : throw Missing(name);
+        set => _items[name] = value;
+    }
+
+    public bool TryGetValue(string name, [System.Diagnostics.CodeAnalysis.MaybeNullWhen(false)] out T value) => _items.TryGetValue(name, out value);
+
+    public bool ContainsKey(string name) => _items.ContainsKey(name);
+
+    public IEnumerable<T> Values => _items.Values;
+
+    public IEnumerator<KeyValuePair<string, T>> GetEnumerator() => _items.GetEnumerator();
+
+    System.Collections.IEnumerator System.Collections.IEnumerable.GetEnumerator() => GetEnumerator();
+
+    private ScenarioError Missing(string name) =>
+        new(_file, _current?.Invoke()?.Line ?? 0, field,
+            $"no {what} named '{name}' exists at this step: the step that makes it failed (or made another kind of object)");
 }
 
 /// <summary>Handlers of the ops, by step type: each op family registers its own.</summary>

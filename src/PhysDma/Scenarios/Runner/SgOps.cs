@@ -24,6 +24,11 @@ internal sealed class SgOps(RunState s)
         {
             var b = s.Buffers[seg.Buf];
             s.CheckRange(step, b, seg.Offset, seg.Size, "segments");
+            if (!b.HasStructPage)
+            {
+                // sg_set_page needs a struct page: page-less MMIO is mapped with dma_map_resource, not a scatterlist.
+                throw s.Error(step, "segments", $"buffer '{b.Name}' ({b.KindName}) has no struct page, so it cannot be put in a scatterlist; map it with map api: resource");
+            }
             var phys = b.PhysAt(seg.Offset);
             if (b.PhysAt(seg.Offset + seg.Size - 1).Value != phys.Value + seg.Size - 1)
             {

@@ -40,6 +40,17 @@ internal sealed class SingleMapOps(RunState s)
         }
         var size = sizeOpt ?? b.Size - offset;
         var phys = b.PhysAt(offset);
+        if (phys.Value + size < phys.Value)
+        {
+            throw s.Error(step, "size", $"{phys} + size {Hex.Format(size)} runs past the end of the 64-bit address space");
+        }
+        var pages = Sizes.DivRoundUp(phys.OffsetInPage(s.M.PageSize) + size, s.M.PageSize);
+        if (pages > BufferAllocator.MaxPagesPerBuffer)
+        {
+            // A mapping may run past its buffer (drivers get lengths wrong), but the model keeps per-page state
+            // (PTEs, IO page tables, dma-debug's view): a step spans a bounded number of pages.
+            throw s.Error(step, "size", $"size {size} spans {pages} pages; the model keeps per-page state and allows at most {BufferAllocator.MaxPagesPerBuffer} pages per mapping");
+        }
         r.Handle = handle;
         r.Dev = dev.Name;
         r.Phys = new HexAddr(phys.Value);

@@ -84,6 +84,7 @@ public static class SchemaGenerator
             ["machine"] = MachineValue(),
             ["steps"] = Described(new JsonObject { ["type"] = "array", ["items"] = new JsonObject { ["$ref"] = "#/$defs/step" } }, "What the driver, the CPU and the devices do, in order."),
             ["expect"] = Described(Expect(ResultCatalogue.Final.Select(f => f.Name)), "Expectations on the final state, the debug reports and the faults."),
+            ["faults"] = Described(Faults(), "Deterministic fault injection: the Nth call of a kernel function fails, or a pool is made small."),
         };
         if (!top.Select(p => p.Key).SequenceEqual(StepCatalogue.ScenarioFields))
         {
@@ -218,5 +219,24 @@ public static class SchemaGenerator
                     }),
             },
         };
+    }
+
+    /// <summary>The <c>faults:</c> section: a call number (from 1) or a list of them per kernel call, and two pool limits.</summary>
+    private static JsonObject Faults()
+    {
+        var nth = new JsonObject
+        {
+            ["oneOf"] = new JsonArray(
+                new JsonObject { ["type"] = "integer", ["minimum"] = 1 },
+                new JsonObject { ["type"] = "array", ["items"] = new JsonObject { ["type"] = "integer", ["minimum"] = 1 } }),
+        };
+        var props = new JsonObject();
+        foreach (var (name, _) in FaultSpec.Points)
+        {
+            props[name] = Described(nth.DeepClone().AsObject(), $"Fail the Nth {name} call of the run (or each call in the list).");
+        }
+        props["swiotlb_slots"] = Described(new JsonObject { ["type"] = "integer", ["minimum"] = 1 }, "Shrink the default swiotlb pool to this many 2 KiB slots.");
+        props["dma_debug_entries"] = Described(new JsonObject { ["type"] = "integer", ["minimum"] = 0 }, "Limit dma-debug's entry pool to this many free entries that cannot grow.");
+        return new JsonObject { ["type"] = "object", ["properties"] = props, ["additionalProperties"] = false };
     }
 }

@@ -123,5 +123,5 @@ public static class StepCatalogue
     };
 
     /// <summary>The top-level fields of a scenario.</summary>
-    public static readonly IReadOnlyList<string> ScenarioFields = ["name", "description", "machine", "steps", "expect"];
+    public static readonly IReadOnlyList<string> ScenarioFields = ["name", "description", "machine", "steps", "expect", "faults"];
 }
