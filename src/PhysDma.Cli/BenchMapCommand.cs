@@ -27,6 +27,7 @@ public static class BenchMapCommand
     {
         // The tool's defaults: one thread, 20 seconds, NUMA_NO_NODE, 32-bit mask, bidirectional, one page, single mode.
         int threads = 1, seconds = 20, node = -1, bits = 32, dir = 0, xdelay = 0, granule = 1, mode = 0;
+        var modeGiven = false;
         string machineName = "default";
         string? deviceName = null;
 
@@ -106,7 +107,7 @@ public static class BenchMapCommand
                 case 'd': dir = v; break;
                 case 'x': xdelay = v; break;
                 case 'g': granule = v; break;
-                default: mode = v; break;
+                default: mode = v; modeGiven = true; break;
             }
         }
 
@@ -180,8 +181,10 @@ public static class BenchMapCommand
         }
 
         var inv = CultureInfo.InvariantCulture;
-        stdout.WriteLine(string.Create(inv,
-            $"dma mapping benchmark({MapBenchmarkParams.Modes[mode]}): threads:{threads} seconds:{seconds} node:{node} dir:{MapBenchmarkParams.Directions[dir]} granule:{granule}"));
+        // Without -m, the line of tools/dma/dma_map_benchmark as released; with it, the line of the series adding -m.
+        stdout.WriteLine(modeGiven
+            ? string.Create(inv, $"dma mapping benchmark({MapBenchmarkParams.Modes[mode]}): threads:{threads} seconds:{seconds} node:{node} dir:{MapBenchmarkParams.Directions[dir]} granule:{granule}")
+            : string.Create(inv, $"dma mapping benchmark: threads:{threads} seconds:{seconds} node:{node} dir:{MapBenchmarkParams.Directions[dir]} granule: {granule}"));
         stdout.WriteLine(string.Create(inv, $"average map latency(us):{r.AvgMap100ns / 10.0:F1} standard deviation:{r.MapStddev / 10.0:F1}"));
         stdout.WriteLine(string.Create(inv, $"average unmap latency(us):{r.AvgUnmap100ns / 10.0:F1} standard deviation:{r.UnmapStddev / 10.0:F1}"));
         return PhysDmaCli.ExitOk;

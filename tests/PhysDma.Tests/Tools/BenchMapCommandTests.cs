@@ -60,10 +60,19 @@ public class BenchMapCommandTests
         Assert.Equal(PhysDmaCli.ExitOk, exit);
         var lines = stdout.Replace("\r\n", "\n", StringComparison.Ordinal).Split('\n');
         Assert.Equal(4, lines.Length);
-        Assert.Equal("dma mapping benchmark(SINGLE_MODE): threads:2 seconds:1 node:-1 dir:TO_DEVICE granule:1", lines[0]);
+        Assert.Equal("dma mapping benchmark: threads:2 seconds:1 node:-1 dir:TO_DEVICE granule: 1", lines[0]);
         Assert.Matches(new Regex(@"^average map latency\(us\):\d+\.\d standard deviation:\d+\.\d$"), lines[1]);
         Assert.Matches(new Regex(@"^average unmap latency\(us\):\d+\.\d standard deviation:\d+\.\d$"), lines[2]);
         Assert.Equal("", lines[3]);
+    }
+
+    [Fact]
+    public void An_explicit_mode_prints_the_mode_line_of_the_series_that_adds_it()
+    {
+        var (exit, stdout, _) = CliArgs("bench", "map", "-m", "0", "-s", "1");
+        Assert.Equal(PhysDmaCli.ExitOk, exit);
+        Assert.StartsWith("dma mapping benchmark(SINGLE_MODE): threads:1 seconds:1 node:-1 dir:BIDIRECTIONAL granule:1\n",
+            stdout.Replace("\r\n", "\n", StringComparison.Ordinal), StringComparison.Ordinal);
     }
 
     [Fact]
