@@ -57,40 +57,20 @@ public static class FuzzTarget
         return RunParsed(scenario);
     }
 
-    private static FuzzOutcome RunParsed(Scenario scenario)
-    {
-        var sw = Stopwatch.StartNew();
-        try
-        {
-            var result = new ScenarioRunner(scenario) { MaxMemory = MaxMemory }.Run();
-            _ = result.ToJson();
-            return result.Ok ? FuzzOutcome.Ok : FuzzOutcome.ExpectFailed;
-        }
-        catch (ScenarioError)
-        {
-            return FuzzOutcome.BadInput;
-        }
-        catch (Exception e)
-        {
-            throw new FuzzFailure($"{e.GetType().Name}: {e.Message}", e);
-        }
-        finally
-        {
-            if (sw.Elapsed > TimeLimit)
-            {
-                throw new FuzzFailure($"input ran {sw.Elapsed.TotalSeconds:F1} s (limit {TimeLimit.TotalSeconds} s)");
-            }
-        }
-    }
+    private static FuzzOutcome RunParsed(Scenario scenario) => Guarded(() => scenario);
 
-    public static FuzzOutcome Run(string text, string file = "fuzz.yaml")
+    public static FuzzOutcome Run(string text, string file = "fuzz.yaml") => Guarded(() => ScenarioParser.Parse(text, file));
+
+    /// <summary>
+    /// Parses and runs one input: a run or bad input is an outcome; any other exception, or a run past the time
+    /// limit, is a finding.
+    /// </summary>
+    private static FuzzOutcome Guarded(Func<Scenario> parse)
     {
         var sw = Stopwatch.StartNew();
         try
         {
-            var scenario = ScenarioParser.Parse(text, file);
-            var runner = new ScenarioRunner(scenario) { MaxMemory = MaxMemory };
-            var result = runner.Run();
+            var result = new ScenarioRunner(parse()) { MaxMemory = MaxMemory }.Run();
             _ = result.ToJson();
             return result.Ok ? FuzzOutcome.Ok : FuzzOutcome.ExpectFailed;
         }
