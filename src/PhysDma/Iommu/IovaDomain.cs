@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using PhysDma.Core;
 using PhysDma.Platform;
 
@@ -482,7 +483,7 @@ public sealed class IovaDomain
 #pragma warning disable IDE0044, IDE0051, CS0169 // padding: CPUs' magazines never share a cache line
         private CacheLinePad _before;
 #pragma warning restore IDE0044, IDE0051, CS0169
-        public readonly ulong[] Pfns = new ulong[MagSize];
+        public PfnSlots Pfns;
         public int Size;
         public Magazine? Next;
 #pragma warning disable IDE0044, IDE0051, CS0169
@@ -510,13 +511,31 @@ public sealed class IovaDomain
         }
 
         public void Push(ulong pfn) => Pfns[Size++] = pfn;
+
+        public ulong[] Contents() => ((ReadOnlySpan<ulong>)Pfns)[..Size].ToArray();
     }
 
+    /// <summary>A magazine's pfns, stored inside the magazine (one load less than an array).</summary>
+    [InlineArray(MagSize)]
+    private struct PfnSlots
+    {
+#pragma warning disable IDE0044, IDE0051, CS0169 // the first element of the inline array
+        private ulong _first;
+#pragma warning restore IDE0044, IDE0051, CS0169
+    }
+
+    /// <summary>One CPU's loaded and previous magazines of one size class, with their lock (<c>struct iova_cpu_rcache</c>).</summary>
     private sealed class CpuRcache(Magazine loaded, Magazine prev)
     {
-        public readonly KernelSpinLock Lock = new();
+#pragma warning disable IDE0044, IDE0051, CS0169 // padding: two CPUs' caches never share a cache line
+        private CacheLinePad _before;
+#pragma warning restore IDE0044, IDE0051, CS0169
+        public KernelSpinLockWord Lock;
         public Magazine Loaded = loaded;
         public Magazine Prev = prev;
+#pragma warning disable IDE0044, IDE0051, CS0169
+        private CacheLinePad _after;
+#pragma warning restore IDE0044, IDE0051, CS0169
     }
 
     /// <summary>One size class: per-CPU magazines, the depot and its trim work.</summary>
@@ -571,9 +590,27 @@ public sealed class IovaDomain
         }
 
         /// <summary><c>__iova_rcache_insert</c>.</summary>
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public bool Insert(ulong pfn)
         {
             var c = Mine;
+            c.Lock.Take();
+            var loaded = c.Loaded;
+            if (!loaded.IsFull)
+            {
+                // The common case: room in the loaded magazine. Nothing here can throw, so no scope.
+                loaded.Push(pfn);
+                c.Lock.Release();
+                return true;
+            }
+            c.Lock.Release();
+            return InsertRotating(c, pfn);
+        }
+
+        /// <summary>The loaded magazine is full: swap in the previous one, or move it to the depot.</summary>
+        [MethodImpl(MethodImplOptions.NoInlining)]
+        private bool InsertRotating(CpuRcache c, ulong pfn)
+        {
             using (c.Lock.Enter())
             {
                 if (c.Loaded.IsFull)
@@ -599,9 +636,26 @@ public sealed class IovaDomain
         }
 
         /// <summary><c>__iova_rcache_get</c>; <paramref name="limitPfn"/> is the highest acceptable first pfn.</summary>
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public ulong Get(ulong limitPfn)
         {
             var c = Mine;
+            c.Lock.Take();
+            var loaded = c.Loaded;
+            if (!loaded.IsEmpty)
+            {
+                var pfn = loaded.Pop(limitPfn);
+                c.Lock.Release();
+                return pfn;
+            }
+            c.Lock.Release();
+            return GetRotating(c, limitPfn);
+        }
+
+        /// <summary>The loaded magazine is empty: swap in the previous one, or take a full one from the depot.</summary>
+        [MethodImpl(MethodImplOptions.NoInlining)]
+        private ulong GetRotating(CpuRcache c, ulong limitPfn)
+        {
             using (c.Lock.Enter())
             {
                 if (c.Loaded.IsEmpty)
@@ -718,7 +772,7 @@ public sealed class IovaDomain
                 var c = _cpu[i];
                 using (c.Lock.Enter())
                 {
-                    cpus[i] = (c.Loaded.Pfns[..c.Loaded.Size], c.Prev.Pfns[..c.Prev.Size]);
+                    cpus[i] = (c.Loaded.Contents(), c.Prev.Contents());
                 }
             }
             var depot = new List<ulong[]>();
@@ -726,7 +780,7 @@ public sealed class IovaDomain
             {
                 for (var m = _depot; m is not null; m = m.Next)
                 {
-                    depot.Add(m.Pfns[..m.Size]);
+                    depot.Add(m.Contents());
                 }
             }
             return new RcacheSnapshot(Order, cpus, depot);
