@@ -2,7 +2,7 @@ namespace PhysDma.Core;
 
 /// <summary>
 /// A record that any thread appends to and readers take as a snapshot (faults, stale accesses, kernel log
-/// lines): the lock and the copy written once.
+/// lines, dma-debug reports, injected faults): the lock and the copy written once.
 /// </summary>
 public sealed class AppendLog<T>
 {
@@ -34,6 +34,15 @@ public sealed class AppendLog<T>
         lock (_lock)
         {
             return [.. _items];
+        }
+    }
+
+    /// <summary>What was added after the first <paramref name="start"/> items (how a runner attributes them to a step).</summary>
+    public IReadOnlyList<T> Since(int start)
+    {
+        lock (_lock)
+        {
+            return start >= _items.Count ? [] : _items.GetRange(start, _items.Count - start);
         }
     }
 }

@@ -48,10 +48,16 @@ public sealed partial class DmaApi
         {
             // Legacy ops without an alloc callback.
             dmaHandle = DmaAddr.MappingError;
-            Trace.Alloc(dev, null, new DmaAddr(0), size, "GFP_KERNEL", attrs);
+            if (Trace.DmaEnabled)
+            {
+                Trace.Alloc(dev, null, new DmaAddr(0), size, "GFP_KERNEL", attrs);
+            }
             return null;
         }
-        Trace.Alloc(dev, cpuAddr, dmaHandle, size, "GFP_KERNEL", attrs);
+        if (Trace.DmaEnabled)
+        {
+            Trace.Alloc(dev, cpuAddr, dmaHandle, size, "GFP_KERNEL", attrs);
+        }
         // dma-debug hook: debug_dma_alloc_coherent().
         Debug?.AllocCoherent(dev, size, dmaHandle, cpuAddr, attrs);
         return cpuAddr;
@@ -60,7 +66,10 @@ public sealed partial class DmaApi
     /// <summary><c>dma_free_attrs</c>.</summary>
     public void FreeAttrs(Device dev, ulong size, KernelVirt cpuAddr, DmaAddr dmaHandle, DmaAttrs attrs)
     {
-        Trace.Free(dev, cpuAddr, dmaHandle, size, attrs);
+        if (Trace.DmaEnabled)
+        {
+            Trace.Free(dev, cpuAddr, dmaHandle, size, attrs);
+        }
         // dma-debug hook: debug_dma_free_coherent() (before the memory goes).
         Debug?.FreeCoherent(dev, size, cpuAddr, dmaHandle);
         if (GoDirect(dev, GetOps(dev)))

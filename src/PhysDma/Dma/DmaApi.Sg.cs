@@ -41,14 +41,20 @@ public sealed partial class DmaApi
         var ents = Backend(dev, ops).MapSg(dev, sgl, nents, dir, attrs);
         if (ents > 0)
         {
-            Trace.MapSg(dev, sgl, nents, ents, dir, attrs);
+            if (Trace.DmaEnabled)
+            {
+                Trace.MapSg(dev, sgl, nents, ents, dir, attrs);
+            }
             // dma-debug hook: debug_dma_map_sg().
             SgMapped?.Invoke(dev, sgl, nents, ents, dir, attrs);
         }
         else if (ents != -(int)Errno.EINVAL && ents != -(int)Errno.ENOMEM && ents != -(int)Errno.EIO && ents != -(int)Errno.EREMOTEIO)
         {
             WarnDev("__dma_map_sg_attrs:errno", dev, $"__dma_map_sg_attrs: unexpected error {ents}");
-            Trace.MapSgErr(dev, sgl, nents, ents, dir, attrs);
+            if (Trace.DmaEnabled)
+            {
+                Trace.MapSgErr(dev, sgl, nents, ents, dir, attrs);
+            }
             return -(int)Errno.EIO;
         }
         return ents;
@@ -90,7 +96,10 @@ public sealed partial class DmaApi
     {
         var ops = GetOps(dev);
         CheckDirection(dir);
-        Trace.UnmapSg(dev, sgl, nents, dir, attrs);
+        if (Trace.DmaEnabled)
+        {
+            Trace.UnmapSg(dev, sgl, nents, dir, attrs);
+        }
         // dma-debug hook: debug_dma_unmap_sg(), before the backend changes the list.
         SgUnmapping?.Invoke(dev, sgl, nents, dir);
         Backend(dev, ops).UnmapSg(dev, sgl, nents, dir, attrs);
@@ -113,7 +122,10 @@ public sealed partial class DmaApi
             return;
         }
         SyncBackend(dev, dir, SgSynced is not null, out var opsOnNonRamBefore).SyncSg(dev, sgl, nelems, dir, forCpu);
-        Trace.SyncSg(forCpu, dev, sgl, nelems, dir);
+        if (Trace.DmaEnabled)
+        {
+            Trace.SyncSg(forCpu, dev, sgl, nelems, dir);
+        }
         // dma-debug hook: debug_dma_sync_sg_for_{cpu,device}().
         SgSynced?.Invoke(dev, sgl, nelems, dir, forCpu, opsOnNonRamBefore);
     }

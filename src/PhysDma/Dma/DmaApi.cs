@@ -178,7 +178,10 @@ public sealed partial class DmaApi
         }
 
         // kmsan_handle_dma() would run here for !MMIO; KMSAN is not part of the modelled kernel config.
-        Trace.MapPhys(dev, phys, addr, size, dir, attrs);
+        if (Trace.DmaEnabled)
+        {
+            Trace.MapPhys(dev, phys, addr, size, dir, attrs);
+        }
         // dma-debug hook: debug_dma_map_phys() (ignores an ERROR address).
         Debug?.MapPhys(dev, phys, size, dir, addr, attrs);
         return addr;
@@ -213,7 +216,10 @@ public sealed partial class DmaApi
         {
             ops.UnmapPage(dev, addr, size, dir, attrs);
         }
-        Trace.UnmapPhys(dev, addr, size, dir, attrs);
+        if (Trace.DmaEnabled)
+        {
+            Trace.UnmapPhys(dev, addr, size, dir, attrs);
+        }
         // dma-debug hook: debug_dma_unmap_phys().
         Debug?.UnmapPhys(dev, addr, size, dir);
     }
@@ -311,7 +317,10 @@ public sealed partial class DmaApi
     {
         // Every backend has both sync callbacks (a legacy ops table with none is not modelled: HasSync is true).
         SyncBackend(dev, dir, Debug is not null, out var opsOnNonRamBefore).SyncSingle(dev, addr, size, dir, forCpu);
-        Trace.SyncSingle(forCpu, dev, addr, size, dir);
+        if (Trace.DmaEnabled)
+        {
+            Trace.SyncSingle(forCpu, dev, addr, size, dir);
+        }
         // dma-debug hook: debug_dma_sync_single_for_{cpu,device}().
         Debug?.SyncSingle(dev, addr, size, dir, forCpu, opsOnNonRamBefore);
     }

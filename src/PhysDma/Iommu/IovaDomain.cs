@@ -593,46 +593,17 @@ public sealed class IovaDomain
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public bool Insert(ulong pfn)
         {
+            // The CPU lock is taken and dropped without a try/finally scope: nothing on the common path can
+            // throw, and the rare path releases it itself if it does.
             var c = Mine;
             c.Lock.Take();
-            var loaded = c.Loaded;
-            if (!loaded.IsFull)
+            if (c.Loaded.IsFull)
             {
-                // The common case: room in the loaded magazine. Nothing here can throw, so no scope.
-                loaded.Push(pfn);
-                c.Lock.Release();
-                return true;
+                Rotate(c, forInsert: true);
             }
+            c.Loaded.Push(pfn);
             c.Lock.Release();
-            return InsertRotating(c, pfn);
-        }
-
-        /// <summary>The loaded magazine is full: swap in the previous one, or move it to the depot.</summary>
-        [MethodImpl(MethodImplOptions.NoInlining)]
-        private bool InsertRotating(CpuRcache c, ulong pfn)
-        {
-            using (c.Lock.Enter())
-            {
-                if (c.Loaded.IsFull)
-                {
-                    if (!c.Prev.IsFull)
-                    {
-                        (c.Prev, c.Loaded) = (c.Loaded, c.Prev);
-                    }
-                    else
-                    {
-                        var fresh = _d.MagazineAlloc();
-                        lock (_lock)
-                        {
-                            DepotPush(c.Loaded);
-                        }
-                        ScheduleWork();
-                        c.Loaded = fresh;
-                    }
-                }
-                c.Loaded.Push(pfn);
-                return true;
-            }
+            return true;
         }
 
         /// <summary><c>__iova_rcache_get</c>; <paramref name="limitPfn"/> is the highest acceptable first pfn.</summary>
@@ -641,43 +612,53 @@ public sealed class IovaDomain
         {
             var c = Mine;
             c.Lock.Take();
-            var loaded = c.Loaded;
-            if (!loaded.IsEmpty)
-            {
-                var pfn = loaded.Pop(limitPfn);
-                c.Lock.Release();
-                return pfn;
-            }
+            var pfn = c.Loaded.IsEmpty && !Rotate(c, forInsert: false) ? 0 : c.Loaded.Pop(limitPfn);
             c.Lock.Release();
-            return GetRotating(c, limitPfn);
+            return pfn;
         }
 
-        /// <summary>The loaded magazine is empty: swap in the previous one, or take a full one from the depot.</summary>
+        /// <summary>
+        /// With the CPU lock held, makes the loaded magazine fit for an insert (not full) or a get (not empty):
+        /// the previous magazine takes its place if it fits; otherwise an insert moves the full one to the
+        /// depot and starts a fresh one, and a get takes a full one from the depot. False when a get finds the
+        /// depot empty.
+        /// </summary>
         [MethodImpl(MethodImplOptions.NoInlining)]
-        private ulong GetRotating(CpuRcache c, ulong limitPfn)
+        private bool Rotate(CpuRcache c, bool forInsert)
         {
-            using (c.Lock.Enter())
+            try
             {
-                if (c.Loaded.IsEmpty)
+                if (forInsert ? !c.Prev.IsFull : !c.Prev.IsEmpty)
                 {
-                    if (!c.Prev.IsEmpty)
-                    {
-                        (c.Prev, c.Loaded) = (c.Loaded, c.Prev);
-                    }
-                    else
-                    {
-                        lock (_lock)
-                        {
-                            if (_depot is null)
-                            {
-                                return 0;
-                            }
-                            _d.MagazineFree(c.Loaded);
-                            c.Loaded = DepotPop();
-                        }
-                    }
+                    (c.Prev, c.Loaded) = (c.Loaded, c.Prev);
+                    return true;
                 }
-                return c.Loaded.Pop(limitPfn);
+                if (forInsert)
+                {
+                    var fresh = _d.MagazineAlloc();
+                    lock (_lock)
+                    {
+                        DepotPush(c.Loaded);
+                    }
+                    ScheduleWork();
+                    c.Loaded = fresh;
+                    return true;
+                }
+                lock (_lock)
+                {
+                    if (_depot is null)
+                    {
+                        return false;
+                    }
+                    _d.MagazineFree(c.Loaded);
+                    c.Loaded = DepotPop();
+                    return true;
+                }
+            }
+            catch
+            {
+                c.Lock.Release();
+                throw;
             }
         }
 

@@ -1,3 +1,5 @@
+using PhysDma.Core;
+
 namespace PhysDma.Platform;
 
 /// <summary>A kernel call whose Nth invocation a scenario can make fail (<c>faults:</c>).</summary>
@@ -31,7 +33,7 @@ public sealed class FaultInjector
 {
     private readonly Dictionary<FaultPoint, HashSet<int>> _failAt = [];
     private readonly Dictionary<FaultPoint, int> _calls = [];
-    private readonly List<InjectedFault> _injected = [];
+    private readonly AppendLog<InjectedFault> _injected = new();
     private readonly Lock _lock = new();
 
     /// <summary>Whether any fault is configured (the layers skip the bookkeeping otherwise).</summary>
@@ -79,22 +81,7 @@ public sealed class FaultInjector
         }
     }
 
-    public int InjectedCount
-    {
-        get
-        {
-            lock (_lock)
-            {
-                return _injected.Count;
-            }
-        }
-    }
+    public int InjectedCount => _injected.Count;
 
-    public IReadOnlyList<InjectedFault> InjectedSince(int index)
-    {
-        lock (_lock)
-        {
-            return [.. _injected.Skip(index)];
-        }
-    }
+    public IReadOnlyList<InjectedFault> InjectedSince(int index) => _injected.Since(index);
 }

@@ -767,16 +767,8 @@ public sealed class TraceReplay
             Live = false;
         }
 
-        public void Set(MappingKind kind, long line, ulong traced, DmaAddr model, ulong size, DmaDirection dir)
-        {
-            Kind = kind;
-            Line = line;
-            TracedDma = traced;
-            ModelDma = model;
-            Size = size;
-            Dir = dir;
-            FailedOnModel = false;
-        }
+        public void Set(MappingKind kind, long line, ulong traced, DmaAddr model, ulong size, DmaDirection dir) =>
+            (Kind, Line, TracedDma, ModelDma, Size, Dir, FailedOnModel) = (kind, line, traced, model, size, dir, false);
 
         public List<ScatterEntry> Entries(int n)
         {

@@ -94,15 +94,15 @@ public sealed record IovaAllocStep(string Dev, ulong Size, string? PhysOf, ulong
     public bool FallbackMapPhys { get; init; }
 }
 
-public sealed record IovaLinkStep(string State, string Buf, ulong Offset, ulong Size, ulong At, DmaDirection Dir, DmaAttrs Attrs) : Step;
+public sealed record IovaLinkStep(string State, string Buf, ulong Offset, ulong Size, ulong At, DmaDirection Dir, DmaAttrs Attrs) : Step, IIovaStateStep;
 
-public sealed record IovaSyncStep(string State, ulong At, ulong Size) : Step;
+public sealed record IovaSyncStep(string State, ulong At, ulong Size) : Step, IIovaStateStep;
 
-public sealed record IovaUnlinkStep(string State, ulong At, ulong Size, DmaDirection Dir, DmaAttrs Attrs) : Step;
+public sealed record IovaUnlinkStep(string State, ulong At, ulong Size, DmaDirection Dir, DmaAttrs Attrs) : Step, IIovaStateStep;
 
-public sealed record IovaFreeStep(string State) : Step;
+public sealed record IovaFreeStep(string State) : Step, IIovaStateStep;
 
-public sealed record IovaDestroyStep(string State, ulong MappedLen, DmaDirection Dir, DmaAttrs Attrs) : Step;
+public sealed record IovaDestroyStep(string State, ulong MappedLen, DmaDirection Dir, DmaAttrs Attrs) : Step, IIovaStateStep;
 
 public sealed record RemoveDeviceStep(string Dev) : Step;
 
@@ -115,3 +115,9 @@ public sealed record MapSgStep(string Dev, IReadOnlyList<SgSegmentSpec> Segments
 public sealed record UnmapSgStep(string Handle, DmaDirection? Dir, DmaAttrs? Attrs, int? Nents) : Step;
 
 public sealed record SyncSgStep(string Handle, bool ForCpu, DmaDirection? Dir, int? Nents) : Step;
+
+/// <summary>A step on an IOVA state an earlier <c>iova_alloc</c> made.</summary>
+public interface IIovaStateStep
+{
+    string State { get; }
+}

@@ -88,7 +88,7 @@ public sealed partial class DmaDebug
     private readonly Stack<DebugEntry> _spare = new();
 
     private readonly Lock _errLock = new();
-    private readonly List<DebugReport> _reports = [];
+    private readonly AppendLog<DebugReport> _reports = new();
 
     private volatile bool _globalDisable;
     private string _driverFilter = "";
@@ -204,36 +204,12 @@ public sealed partial class DmaDebug
     public int LiveEntries => Volatile.Read(ref _live);
 
     /// <summary>Every report so far, in order.</summary>
-    public IReadOnlyList<DebugReport> Reports
-    {
-        get
-        {
-            lock (_errLock)
-            {
-                return [.. _reports];
-            }
-        }
-    }
+    public IReadOnlyList<DebugReport> Reports => _reports.Snapshot();
 
-    public int ReportCount
-    {
-        get
-        {
-            lock (_errLock)
-            {
-                return _reports.Count;
-            }
-        }
-    }
+    public int ReportCount => _reports.Count;
 
     /// <summary>The reports made since the first <paramref name="start"/> (how a runner attributes them to a step).</summary>
-    public IReadOnlyList<DebugReport> ReportsSince(int start)
-    {
-        lock (_errLock)
-        {
-            return start >= _reports.Count ? [] : _reports.GetRange(start, _reports.Count - start);
-        }
-    }
+    public IReadOnlyList<DebugReport> ReportsSince(int start) => _reports.Since(start);
 
     /// <summary>Raised for every report as it is made.</summary>
     public event Action<DebugReport>? Reported;
@@ -321,10 +297,7 @@ public sealed partial class DmaDebug
     private void OwnReport(string check, Device dev, string? mappedAt, string text)
     {
         var report = new DebugReport(check, $"PhysDma: {dev.Name}: {text}", Printed: false, dev.Name, Kernel: false, mappedAt);
-        lock (_errLock)
-        {
-            _reports.Add(report);
-        }
+        _reports.Add(report);
         Reported?.Invoke(report);
     }
 

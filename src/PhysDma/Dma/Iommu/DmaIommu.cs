@@ -201,7 +201,10 @@ public sealed partial class DmaIommu
             WarnBounceInactive(dev);
             return PhysAddr.Invalid;
         }
-        _api.Trace.SwiotlbBounced(dev, phys.Value, size, sw.IsForceBounce(dev));
+        if (_api.Trace.SwiotlbEnabled)
+        {
+            _api.Trace.SwiotlbBounced(dev, phys.Value, size, sw.IsForceBounce(dev));
+        }
         var tlb = sw.TblMapSingle(dev, phys, size, iovad.Granule - 1, dir, attrs);
         if (!tlb.IsInvalid && dev.Untrusted)
         {

@@ -249,7 +249,7 @@ public sealed partial class Swiotlb
     /// </summary>
     public DmaAddr Map(Device dev, PhysAddr phys, ulong size, DmaDirection dir, DmaAttrs attrs)
     {
-        if (_api.Trace.Enabled)
+        if (_api.Trace.SwiotlbEnabled)
         {
             _api.Trace.SwiotlbBounced(dev, _api.Direct.PhysToDma(dev, phys).Value, size, IsForceBounce(dev));
         }

@@ -73,7 +73,13 @@ public sealed class DmaTrace(Clock clock) : IIommuTraceSink
         set => Events = value ? TraceEvents.Dma | TraceEvents.Swiotlb : TraceEvents.None;
     }
 
-    /// <summary>Whether <c>swiotlb:swiotlb_bounced</c> is traced.</summary>
+    /// <summary>
+    /// Whether the <c>dma</c> events are traced. As with a tracepoint's static key, the caller tests it before
+    /// calling an event method (which formats and records unconditionally), so a disabled trace costs one load.
+    /// </summary>
+    public bool DmaEnabled => _dma;
+
+    /// <summary>Whether <c>swiotlb:swiotlb_bounced</c> is traced (tested by the caller, as <see cref="DmaEnabled"/>).</summary>
     public bool SwiotlbEnabled => _swiotlb;
 
     /// <summary>The IOMMU whose core events this trace records when <see cref="TraceEvents.Iommu"/> is selected.</summary>
@@ -209,75 +215,30 @@ public sealed class DmaTrace(Clock clock) : IIommuTraceSink
     /// <summary>The most entries <c>dma_map_sg</c> records (<c>DMA_TRACE_MAX_ENTRIES</c>).</summary>
     public const int MaxSgEntries = 128;
 
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public void MapPhys(Device dev, PhysAddr phys, DmaAddr addr, ulong size, DmaDirection dir, DmaAttrs attrs)
-    {
-        if (_dma)
-        {
-            EmitMapPhys(dev, phys, addr, size, dir, attrs);
-        }
-    }
-
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private void EmitMapPhys(Device dev, PhysAddr phys, DmaAddr addr, ulong size, DmaDirection dir, DmaAttrs attrs) =>
+    public void MapPhys(Device dev, PhysAddr phys, DmaAddr addr, ulong size, DmaDirection dir, DmaAttrs attrs) =>
         Emit("dma_map_phys", $"{DevName(dev)} dir={Dir(dir)} dma_addr={Hex.Llx(addr.Value)} size={size} phys_addr={Hex.Llx(phys.Value)} attrs={Attrs(attrs)}");
 
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public void UnmapPhys(Device dev, DmaAddr addr, ulong size, DmaDirection dir, DmaAttrs attrs)
-    {
-        if (_dma)
-        {
-            EmitUnmapPhys(dev, addr, size, dir, attrs);
-        }
-    }
-
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private void EmitUnmapPhys(Device dev, DmaAddr addr, ulong size, DmaDirection dir, DmaAttrs attrs) =>
+    public void UnmapPhys(Device dev, DmaAddr addr, ulong size, DmaDirection dir, DmaAttrs attrs) =>
         Emit("dma_unmap_phys", $"{DevName(dev)} dir={Dir(dir)} dma_addr={Hex.Llx(addr.Value)} size={size} attrs={Attrs(attrs)}");
 
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public void SyncSingle(bool forCpu, Device dev, DmaAddr addr, ulong size, DmaDirection dir)
-    {
-        if (_dma)
-        {
-            EmitSyncSingle(forCpu, dev, addr, size, dir);
-        }
-    }
-
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private void EmitSyncSingle(bool forCpu, Device dev, DmaAddr addr, ulong size, DmaDirection dir) =>
+    public void SyncSingle(bool forCpu, Device dev, DmaAddr addr, ulong size, DmaDirection dir) =>
         Emit(forCpu ? "dma_sync_single_for_cpu" : "dma_sync_single_for_device",
             $"{DevName(dev)} dir={Dir(dir)} dma_addr={Hex.Llx(addr.Value)} size={size}");
 
     /// <summary><c>swiotlb:swiotlb_bounced</c>; <paramref name="force"/> prints FORCE, else NORMAL.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public void SwiotlbBounced(Device dev, ulong devAddr, ulong size, bool force)
-    {
-        if (_swiotlb)
-        {
-            EmitSwiotlbBounced(dev, devAddr, size, force);
-        }
-    }
-
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private void EmitSwiotlbBounced(Device dev, ulong devAddr, ulong size, bool force)
+    public void SwiotlbBounced(Device dev, ulong devAddr, ulong size, bool force)
     {
         var mask = dev.HasDmaMask ? dev.DmaMask : 0;
         Emit("swiotlb_bounced", $"dev_name: {DevName(dev)} dma_mask={Hex.Llx(mask)} dev_addr={Hex.Llx(devAddr)} size={size} {(force ? "FORCE" : "NORMAL")}");
     }
 
     /// <summary><c>dma_map_sg</c>: at most 128 entries of each array, the full counts, and <c>[TRUNCATED]</c> when entries were dropped.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public void MapSg(Device dev, IReadOnlyList<ScatterEntry> sgl, int nents, int ents, DmaDirection dir, DmaAttrs attrs)
-    {
-        if (_dma)
-        {
-            EmitMapSg(dev, sgl, nents, ents, dir, attrs);
-        }
-    }
-
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private void EmitMapSg(Device dev, IReadOnlyList<ScatterEntry> sgl, int nents, int ents, DmaDirection dir, DmaAttrs attrs)
+    public void MapSg(Device dev, IReadOnlyList<ScatterEntry> sgl, int nents, int ents, DmaDirection dir, DmaAttrs attrs)
     {
         var shownNents = Math.Min(nents, MaxSgEntries);
         var shownEnts = Math.Min(ents, MaxSgEntries);
@@ -292,39 +253,18 @@ public sealed class DmaTrace(Clock clock) : IIommuTraceSink
     /// <summary><c>dma_map_sg_err</c>: the array labelled dma_addrs really holds the physical addresses.</summary>
     public void MapSgErr(Device dev, IReadOnlyList<ScatterEntry> sgl, int nents, int err, DmaDirection dir, DmaAttrs attrs)
     {
-        if (_dma)
-        {
-            Emit("dma_map_sg_err", string.Create(CultureInfo.InvariantCulture,
-                $"{DevName(dev)} dir={Dir(dir)} dma_addrs={Array(sgl.Take(nents).Select(s => s.Phys.Value))} err={err} attrs={Attrs(attrs)}"));
-        }
-    }
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public void UnmapSg(Device dev, IReadOnlyList<ScatterEntry> sgl, int nents, DmaDirection dir, DmaAttrs attrs)
-    {
-        if (_dma)
-        {
-            EmitUnmapSg(dev, sgl, nents, dir, attrs);
-        }
+        Emit("dma_map_sg_err", string.Create(CultureInfo.InvariantCulture,
+            $"{DevName(dev)} dir={Dir(dir)} dma_addrs={Array(sgl.Take(nents).Select(s => s.Phys.Value))} err={err} attrs={Attrs(attrs)}"));
     }
 
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private void EmitUnmapSg(Device dev, IReadOnlyList<ScatterEntry> sgl, int nents, DmaDirection dir, DmaAttrs attrs)
+    public void UnmapSg(Device dev, IReadOnlyList<ScatterEntry> sgl, int nents, DmaDirection dir, DmaAttrs attrs)
     {
         Emit("dma_unmap_sg", $"{DevName(dev)} dir={Dir(dir)} phys_addrs={Array(sgl.Take(nents).Select(s => s.Phys.Value))} attrs={Attrs(attrs)}");
     }
 
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public void SyncSg(bool forCpu, Device dev, IReadOnlyList<ScatterEntry> sgl, int nents, DmaDirection dir)
-    {
-        if (_dma)
-        {
-            EmitSyncSg(forCpu, dev, sgl, nents, dir);
-        }
-    }
-
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private void EmitSyncSg(bool forCpu, Device dev, IReadOnlyList<ScatterEntry> sgl, int nents, DmaDirection dir)
+    public void SyncSg(bool forCpu, Device dev, IReadOnlyList<ScatterEntry> sgl, int nents, DmaDirection dir)
     {
         Emit(forCpu ? "dma_sync_sg_for_cpu" : "dma_sync_sg_for_device",
             $"{DevName(dev)} dir={Dir(dir)} dma_addrs={Array(sgl.Take(nents).Select(s => s.DmaAddress.Value))} sizes={SizeArray(sgl.Take(nents).Select(s => s.DmaLength))}");
@@ -336,19 +276,13 @@ public sealed class DmaTrace(Clock clock) : IIommuTraceSink
     /// </summary>
     public void Alloc(Device dev, KernelVirt? cpuAddr, DmaAddr addr, ulong size, string gfp, DmaAttrs attrs)
     {
-        if (_dma)
-        {
-            Emit("dma_alloc", $"{DevName(dev)} dir={Dir(DmaDirection.Bidirectional)} dma_addr={Hex.Llx(addr.Value)} size={size} virt_addr={HashedPointer(cpuAddr?.Value ?? 0)} flags={gfp} attrs={Attrs(attrs)}");
-        }
+        Emit("dma_alloc", $"{DevName(dev)} dir={Dir(DmaDirection.Bidirectional)} dma_addr={Hex.Llx(addr.Value)} size={size} virt_addr={HashedPointer(cpuAddr?.Value ?? 0)} flags={gfp} attrs={Attrs(attrs)}");
     }
 
     /// <summary><c>dma_free</c> (from <c>dma_free_attrs</c>).</summary>
     public void Free(Device dev, KernelVirt cpuAddr, DmaAddr addr, ulong size, DmaAttrs attrs)
     {
-        if (_dma)
-        {
-            Emit("dma_free", $"{DevName(dev)} dir={Dir(DmaDirection.Bidirectional)} dma_addr={Hex.Llx(addr.Value)} size={size} virt_addr={HashedPointer(cpuAddr.Value)} attrs={Attrs(attrs)}");
-        }
+        Emit("dma_free", $"{DevName(dev)} dir={Dir(DmaDirection.Bidirectional)} dma_addr={Hex.Llx(addr.Value)} size={size} virt_addr={HashedPointer(cpuAddr.Value)} attrs={Attrs(attrs)}");
     }
 
     void IIommuTraceSink.Map(ulong iova, ulong paddr, ulong size) =>

@@ -261,9 +261,8 @@ public sealed record IovaAllocResult : StepResult
     public override string? Error { get; set; }
 }
 
-public sealed record IovaLinkResult : MeasuredResult
+public sealed record IovaLinkResult : MeasuredResult, IIovaStateResult
 {
-
     public string? Handle { get; set; }
     public string? Dev { get; set; }
     public HexAddr? Phys { get; set; }
@@ -284,7 +283,7 @@ public sealed record IovaLinkResult : MeasuredResult
     public string? Path { get; set; }
 }
 
-public sealed record IovaSyncResult : StepResult
+public sealed record IovaSyncResult : StepResult, IIovaStateResult
 {
     public string? Handle { get; set; }
     public string? Dev { get; set; }
@@ -294,7 +293,7 @@ public sealed record IovaSyncResult : StepResult
     public override string? Error { get; set; }
 }
 
-public sealed record IovaUnlinkResult : MeasuredResult
+public sealed record IovaUnlinkResult : MeasuredResult, IIovaStateResult
 {
     public string? Handle { get; set; }
     public string? Dev { get; set; }
@@ -307,7 +306,7 @@ public sealed record IovaUnlinkResult : MeasuredResult
     public override string? Error { get; set; }
 }
 
-public sealed record IovaFreeResult : StepResult
+public sealed record IovaFreeResult : StepResult, IIovaStateResult
 {
     public string? Handle { get; set; }
     public string? Dev { get; set; }
@@ -316,7 +315,7 @@ public sealed record IovaFreeResult : StepResult
     public override string? Error { get; set; }
 }
 
-public sealed record IovaDestroyResult : MeasuredResult
+public sealed record IovaDestroyResult : MeasuredResult, IIovaStateResult
 {
     public string? Handle { get; set; }
     public string? Dev { get; set; }
@@ -371,4 +370,11 @@ public sealed record SyncSgResult : MeasuredResult
 
     [JsonPropertyOrder(60)]
     public override string? Error { get; set; }
+}
+
+/// <summary>What every step on an existing IOVA state reports first: the state's name and its device.</summary>
+public interface IIovaStateResult
+{
+    string? Handle { get; set; }
+    string? Dev { get; set; }
 }

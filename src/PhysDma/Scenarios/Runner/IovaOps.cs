@@ -16,6 +16,16 @@ internal sealed class IovaOps(RunState s)
         t.On<IovaDestroyStep, IovaDestroyResult>(Destroy);
     }
 
+    /// <summary>The IOVA state a step names, with its name and device put in the result.</summary>
+    private IovaHandle Open<TStep>(TStep step, IIovaStateResult r)
+        where TStep : Step, IIovaStateStep
+    {
+        var h = s.IovaState(step, step.State);
+        r.Handle = step.State;
+        r.Dev = h.Dev.Name;
+        return h;
+    }
+
     private void Alloc(IovaAllocStep step, IovaAllocResult r)
     {
         var dev = s.M.Device(step.Dev);
@@ -34,12 +44,10 @@ internal sealed class IovaOps(RunState s)
 
     private void Link(IovaLinkStep step, IovaLinkResult r)
     {
-        var h = s.IovaState(step, step.State);
+        var h = Open(step, r);
         var b = s.Buffers[step.Buf];
         s.CheckRange(step, b, step.Offset, step.Size, "size");
         var phys = b.PhysAt(step.Offset);
-        r.Handle = step.State;
-        r.Dev = h.Dev.Name;
         r.Phys = new HexAddr(phys.Value);
         r.Size = step.Size;
         r.At = step.At;
@@ -95,9 +103,7 @@ internal sealed class IovaOps(RunState s)
 
     private void Sync(IovaSyncStep step, IovaSyncResult r)
     {
-        var h = s.IovaState(step, step.State);
-        r.Handle = step.State;
-        r.Dev = h.Dev.Name;
+        var h = Open(step, r);
         r.At = step.At;
         r.Size = step.Size;
         if (h.Fallback)
@@ -113,9 +119,7 @@ internal sealed class IovaOps(RunState s)
 
     private void Unlink(IovaUnlinkStep step, IovaUnlinkResult r)
     {
-        var h = s.IovaState(step, step.State);
-        r.Handle = step.State;
-        r.Dev = h.Dev.Name;
+        var h = Open(step, r);
         r.At = step.At;
         r.Size = step.Size;
         r.Dir = step.Dir.ScenarioName();
@@ -133,9 +137,7 @@ internal sealed class IovaOps(RunState s)
 
     private void Free(IovaFreeStep step, IovaFreeResult r)
     {
-        var h = s.IovaState(step, step.State);
-        r.Handle = step.State;
-        r.Dev = h.Dev.Name;
+        var h = Open(step, r);
         if (!h.Fallback)
         {
             s.Api.IovaFree(h.Dev, h.State);
@@ -145,9 +147,7 @@ internal sealed class IovaOps(RunState s)
 
     private void Destroy(IovaDestroyStep step, IovaDestroyResult r)
     {
-        var h = s.IovaState(step, step.State);
-        r.Handle = step.State;
-        r.Dev = h.Dev.Name;
+        var h = Open(step, r);
         r.MappedLen = step.MappedLen;
         r.Dir = step.Dir.ScenarioName();
         r.Attrs = FlagSet.Of(step.Attrs);
