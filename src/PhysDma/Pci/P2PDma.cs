@@ -4,26 +4,6 @@ using PhysDma.Platform;
 
 namespace PhysDma.Pci;
 
-/// <summary><c>enum pci_p2pdma_map_type</c> (6.18 values).</summary>
-public enum P2PMapType
-{
-    Unknown = 0,
-    None = 1,
-    NotSupported = 2,
-    BusAddr = 3,
-    ThruHostBridge = 4,
-}
-
-/// <summary>
-/// A P2PDMA provider: one BAR of a PCI function that peers may DMA to (6.19's <c>struct p2pdma_provider</c>,
-/// created without struct pages). <see cref="Pgmap"/> is set when a <c>p2pmem</c> pool with ZONE_DEVICE
-/// pages sits on top of it.
-/// </summary>
-public sealed record P2PProvider(string Owner, int Bar, PhysAddr CpuBase, ulong Size, ulong BusOffset)
-{
-    public string? Pgmap { get; internal set; }
-}
-
 /// <summary>
 /// PCI peer-to-peer DMA (drivers/pci/p2pdma.c): providers per BAR, the optional p2pmem pool with
 /// ZONE_DEVICE pages, and the map-type decision between a provider and a client, computed once per
