@@ -23,8 +23,9 @@ public class EntryPointBenchmarks
     private Page _page;
     private ulong _offset;
 
-    [Params(DeviceOpsKind.None, DeviceOpsKind.Legacy, DeviceOpsKind.Phys)]
-    public DeviceOpsKind Ops { get; set; }
+    // A name, not the enum: the enum is internal to PhysDma and BenchmarkDotNet's generated code sets the value.
+    [Params("None", "Legacy", "Phys")]
+    public string Ops { get; set; } = "None";
 
     [GlobalSetup]
     public void Setup()
@@ -40,7 +41,7 @@ public class EntryPointBenchmarks
             Swiotlb = null,
             Devices =
             [
-                new DeviceConfig { Name = "nic0", DmaMaskBits = 64, CoherentDmaMaskBits = 64, Ops = Ops },
+                new DeviceConfig { Name = "nic0", DmaMaskBits = 64, CoherentDmaMaskBits = 64, Ops = Enum.Parse<DeviceOpsKind>(Ops) },
                 new DeviceConfig { Name = "gpu0", DmaMaskBits = 64, CoherentDmaMaskBits = 64, Bars = [new BarConfig(0, barBase, Sizes.MiB, barBase)] },
             ],
         };

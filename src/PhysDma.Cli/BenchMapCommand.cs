@@ -12,7 +12,7 @@ namespace PhysDma.Cli;
 /// messages, the same three output lines; plus <c>--machine NAME|FILE</c> and <c>--device NAME</c> to pick
 /// what the kernel tool gets from the driver binding.
 /// </summary>
-public static class BenchMapCommand
+internal static class BenchMapCommand
 {
     /// <summary>Help text for the subcommand: what the options mean.</summary>
     public const string Description =

@@ -4,7 +4,7 @@ using PhysDma.Hosts;
 namespace PhysDma.Cli;
 
 /// <summary><c>physdma machines import</c> and <c>physdma machines capture</c>: real machines in.</summary>
-public static class MachinesImportCommand
+internal static class MachinesImportCommand
 {
     public static void Register(Command machines, TextWriter stdout, TextWriter stderr)
     {

@@ -8,7 +8,7 @@ using Spectre.Console;
 namespace PhysDma.Cli;
 
 /// <summary><c>physdma matrix</c> (every scenario on every machine) and <c>physdma merge</c> (join shards of one).</summary>
-public static class MatrixCommand
+internal static class MatrixCommand
 {
     public static void Register(RootCommand root, TextWriter stdout, TextWriter stderr)
     {
@@ -184,7 +184,7 @@ public static class MatrixCommand
 }
 
 /// <summary>The step × machine grid of one scenario, shared by the table and the HTML report.</summary>
-public sealed record Grid(IReadOnlyList<string> Machines, IReadOnlyList<GridRow> Rows, IReadOnlyList<string> Status)
+internal sealed record Grid(IReadOnlyList<string> Machines, IReadOnlyList<GridRow> Rows, IReadOnlyList<string> Status)
 {
     public static Grid Of(IEnumerable<JsonObject> cellsOfOneFile, IReadOnlyList<string> machineOrder)
     {
@@ -259,4 +259,4 @@ public sealed record Grid(IReadOnlyList<string> Machines, IReadOnlyList<GridRow>
 }
 
 /// <summary>One step across machines: each machine's summary, trail and whether its expectations held.</summary>
-public sealed record GridRow(string Index, string Label, IReadOnlyList<(string Text, IReadOnlyList<string> Why, bool Ok)> Cells, bool Differs);
+internal sealed record GridRow(string Index, string Label, IReadOnlyList<(string Text, IReadOnlyList<string> Why, bool Ok)> Cells, bool Differs);

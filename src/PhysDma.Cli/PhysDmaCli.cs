@@ -6,7 +6,7 @@ using Spectre.Console;
 namespace PhysDma.Cli;
 
 /// <summary>The <c>physdma</c> command: run scenarios, list and show built-in machines, run the map benchmark.</summary>
-public static class PhysDmaCli
+internal static class PhysDmaCli
 {
     public const int ExitOk = 0;
     public const int ExitExpectFailed = 1;

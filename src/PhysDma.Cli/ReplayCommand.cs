@@ -11,7 +11,7 @@ namespace PhysDma.Cli;
 /// <c>physdma replay TRACE</c>: the DMA API calls of a captured trace (tracefs <c>trace</c>/<c>trace_pipe</c>
 /// text or <c>trace-cmd report</c>) replayed on a modelled machine, with what dma-debug and the model say.
 /// </summary>
-public static class ReplayCommand
+internal static class ReplayCommand
 {
     /// <summary>Traces larger than this get a progress bar on a terminal.</summary>
     public const long ProgressThreshold = 50L * 1024 * 1024;

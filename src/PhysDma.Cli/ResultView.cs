@@ -5,7 +5,7 @@ using Spectre.Console;
 namespace PhysDma.Cli;
 
 /// <summary>The readable view of a result: one table row per step, then faults, kernel log, failures and final state.</summary>
-public static class ResultView
+internal static class ResultView
 {
     private static string Prot(JsonObject step) =>
         step["iommu_prot"] is JsonArray prot ? " [" + string.Join(" ", prot.Select(p => S(p))) + "]" : "";

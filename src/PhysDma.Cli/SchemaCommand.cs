@@ -4,7 +4,7 @@ using PhysDma.Scenarios;
 namespace PhysDma.Cli;
 
 /// <summary><c>physdma schema scenario|machine</c>: prints the JSON Schema of scenario or machine files (docs/schema/ holds the same text).</summary>
-public static class SchemaCommand
+internal static class SchemaCommand
 {
     public static Command Build(TextWriter stdout)
     {

@@ -10,7 +10,7 @@ namespace PhysDma.Cli.Report;
 /// The HTML report: one self-contained file (no network) with the run data as JSON, drawn by Chart.js
 /// (pinned, inlined from this assembly's resources) and the report's own script.
 /// </summary>
-public static class HtmlReport
+internal static class HtmlReport
 {
     /// <summary>Fails early, as bad input naming the path, when the report could not be written there.</summary>
     public static void CheckWritable(string path)

@@ -9,13 +9,20 @@ public readonly record struct PhysAddr(ulong Value) : IAddress<PhysAddr>
     /// <summary>The kernel's <c>INVALID_PHYS_ADDR</c> / <c>(phys_addr_t)-1</c>.</summary>
     public static readonly PhysAddr Invalid = new(ulong.MaxValue);
 
+    /// <summary>Whether this is <see cref="Invalid"/>.</summary>
     public bool IsInvalid => Value == ulong.MaxValue;
-    public Pfn Pfn(int pageShift) => new(Value >> pageShift);
+    internal Pfn Pfn(int pageShift) => new(Value >> pageShift);
+    /// <summary>The offset inside its page (<c>offset_in_page</c>) for pages of <paramref name="pageSize"/> bytes.</summary>
     public ulong OffsetInPage(ulong pageSize) => Value & (pageSize - 1);
 
     static PhysAddr IAddress<PhysAddr>.At(ulong value) => new(value);
+    /// <summary>The address <paramref name="b"/> bytes further on.</summary>
     public static PhysAddr operator +(PhysAddr a, ulong b) => new(a.Value + b);
+
+    /// <summary>Orders addresses by value.</summary>
     public int CompareTo(PhysAddr other) => Value.CompareTo(other.Value);
+
+    /// <summary>The address in hex, as the kernel prints it (<c>0x1000</c>).</summary>
     public override string ToString() => Hex.Format(Value);
 }
 
@@ -25,16 +32,22 @@ public readonly record struct DmaAddr(ulong Value) : IAddress<DmaAddr>
     /// <summary>The kernel's <c>DMA_MAPPING_ERROR</c>: all ones.</summary>
     public static readonly DmaAddr MappingError = new(ulong.MaxValue);
 
+    /// <summary>Whether this is <see cref="MappingError"/> (what <c>dma_mapping_error</c> tests).</summary>
     public bool IsError => Value == ulong.MaxValue;
 
     static DmaAddr IAddress<DmaAddr>.At(ulong value) => new(value);
+    /// <summary>The address <paramref name="b"/> bytes further on.</summary>
     public static DmaAddr operator +(DmaAddr a, ulong b) => new(a.Value + b);
+
+    /// <summary>Orders addresses by value.</summary>
     public int CompareTo(DmaAddr other) => Value.CompareTo(other.Value);
+
+    /// <summary>The address in hex, as the kernel prints it (<c>0x1000</c>).</summary>
     public override string ToString() => Hex.Format(Value);
 }
 
 /// <summary>An address type: a 64-bit value with byte offsets and an order.</summary>
-public interface IAddress<TSelf> : IComparable<TSelf>, IAdditionOperators<TSelf, ulong, TSelf>
+internal interface IAddress<TSelf> : IComparable<TSelf>, IAdditionOperators<TSelf, ulong, TSelf>
     where TSelf : struct, IAddress<TSelf>
 {
     ulong Value { get; }
@@ -43,7 +56,7 @@ public interface IAddress<TSelf> : IComparable<TSelf>, IAdditionOperators<TSelf,
 }
 
 /// <summary>The arithmetic and comparisons every address type shares, written once.</summary>
-public static class AddressOperators
+internal static class AddressOperators
 {
     extension<T>(T) where T : struct, IAddress<T>
     {
@@ -57,7 +70,7 @@ public static class AddressOperators
 }
 
 /// <summary>A page frame number.</summary>
-public readonly record struct Pfn(ulong Value) : IComparable<Pfn>
+internal readonly record struct Pfn(ulong Value) : IComparable<Pfn>
 {
     public PhysAddr ToPhys(int pageShift) => new(Value << pageShift);
     public int CompareTo(Pfn other) => Value.CompareTo(other.Value);
@@ -65,21 +78,21 @@ public readonly record struct Pfn(ulong Value) : IComparable<Pfn>
 }
 
 /// <summary>An I/O virtual address inside an IOMMU domain.</summary>
-public readonly record struct Iova(ulong Value) : IComparable<Iova>
+internal readonly record struct Iova(ulong Value) : IComparable<Iova>
 {
     public int CompareTo(Iova other) => Value.CompareTo(other.Value);
     public override string ToString() => Hex.Format(Value);
 }
 
 /// <summary>A kernel virtual address (linear map, kmap slot, vmalloc or stack area).</summary>
-public readonly record struct KernelVirt(ulong Value) : IAdditionOperators<KernelVirt, ulong, KernelVirt>
+internal readonly record struct KernelVirt(ulong Value) : IAdditionOperators<KernelVirt, ulong, KernelVirt>
 {
     public static KernelVirt operator +(KernelVirt a, ulong b) => new(a.Value + b);
     public override string ToString() => Hex.Format(Value);
 }
 
 /// <summary>Hex formatting shared by results, messages and traces.</summary>
-public static class Hex
+internal static class Hex
 {
     /// <summary>Lowercase hex with <c>0x</c> and no padding, as results require.</summary>
     public static string Format(ulong value) => "0x" + value.ToString("x", CultureInfo.InvariantCulture);

@@ -4,7 +4,7 @@ namespace PhysDma.Core;
 /// A record that any thread appends to and readers take as a snapshot (faults, stale accesses, kernel log
 /// lines, dma-debug reports, injected faults): the lock and the copy written once.
 /// </summary>
-public sealed class AppendLog<T>
+internal sealed class AppendLog<T>
 {
     private readonly List<T> _items = [];
     private readonly Lock _lock = new();

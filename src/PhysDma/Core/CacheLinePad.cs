@@ -5,7 +5,7 @@ namespace PhysDma.Core;
 /// objects allocated side by side never share a cache line (the kernel's <c>____cacheline_aligned</c>
 /// per-CPU areas).
 /// </summary>
-public struct CacheLinePad
+internal struct CacheLinePad
 {
 #pragma warning disable CS0169, IDE0051 // never read: the space is the point
     private long _a, _b, _c, _d, _e, _f, _g, _h;
@@ -13,7 +13,7 @@ public struct CacheLinePad
 }
 
 /// <summary>A counter each CPU adds to in its own cache line; reading it sums them (statistics, not synchronisation).</summary>
-public sealed class PerCpuCounter
+internal sealed class PerCpuCounter
 {
     private const int Stride = 16; // longs: 128 bytes between CPUs
     private readonly long[] _slots;

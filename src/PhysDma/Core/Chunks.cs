@@ -1,14 +1,14 @@
 namespace PhysDma.Core;
 
 /// <summary>One piece of a split range: its address, where it starts in the caller's span, and its length.</summary>
-public readonly record struct Chunk(ulong Addr, int At, int Length);
+internal readonly record struct Chunk(ulong Addr, int At, int Length);
 
 /// <summary>
 /// Splits <c>[addr, addr + length)</c> at every multiple of a power-of-two boundary (a page, a cache line,
 /// a storage chunk): the pieces every page-, line- or chunk-granular copy works on. A struct enumerator,
 /// so <c>foreach</c> over it allocates nothing.
 /// </summary>
-public struct Chunks
+internal struct Chunks
 {
     private readonly ulong _boundary;
     private readonly int _length;

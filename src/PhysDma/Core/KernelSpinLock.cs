@@ -8,7 +8,7 @@ namespace PhysDma.Core;
 /// CPU's own cache, a page table between PTE writes), where it is cheaper than a general lock. Not
 /// reentrant. Take it with <c>using (x.Enter()) { ... }</c>.
 /// </summary>
-public sealed class KernelSpinLock
+internal sealed class KernelSpinLock
 {
 #pragma warning disable IDE0044, IDE0051, CS0169 // padding: two CPUs' locks never share a cache line
     private CacheLinePad _before;
@@ -48,7 +48,7 @@ public sealed class KernelSpinLock
 /// kernel's <c>spinlock_t</c> inside a per-CPU struct): taking it costs no extra pointer load. Take it with
 /// <c>using (obj.Lock.Enter()) { ... }</c> on a field, never on a copy.
 /// </summary>
-public struct KernelSpinLockWord
+internal struct KernelSpinLockWord
 {
     private int _held;
 

@@ -2,7 +2,7 @@ using System.Numerics;
 
 namespace PhysDma.Core;
 
-public static class Sizes
+internal static class Sizes
 {
     public const ulong KiB = 1024;
     public const ulong MiB = 1024 * KiB;

@@ -20,7 +20,7 @@ internal sealed class DeviceDma
     public IoTlbMem? IoTlbMem;
 }
 
-public sealed partial class DmaApi
+internal sealed partial class DmaApi
 {
     private readonly DeviceDma[] _devState;
 

@@ -4,7 +4,7 @@ using PhysDma.Platform;
 namespace PhysDma.Dma;
 
 /// <summary>Coherent allocations (<c>dma_alloc_attrs</c> / <c>dma_free_attrs</c>, kernel/dma/mapping.c).</summary>
-public sealed partial class DmaApi
+internal sealed partial class DmaApi
 {
     private DirectCoherent? _directCoherent;
 

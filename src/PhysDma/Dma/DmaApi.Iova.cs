@@ -9,7 +9,7 @@ namespace PhysDma.Dma;
 /// free or destroy. Only devices behind dma-iommu get an IOVA; for the others <see cref="IovaTryAlloc"/>
 /// returns false and the driver falls back to <see cref="MapPhys"/>.
 /// </summary>
-public sealed partial class DmaApi
+internal sealed partial class DmaApi
 {
     /// <summary>
     /// <c>dma_iova_try_alloc</c>: zeroes <paramref name="state"/>, then reserves an IOVA range for

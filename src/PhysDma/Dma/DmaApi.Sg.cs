@@ -4,7 +4,7 @@ using PhysDma.Platform;
 namespace PhysDma.Dma;
 
 /// <summary>The scatter-gather side of the front door (kernel/dma/mapping.c: <c>dma_map_sgtable</c>, <c>__dma_map_sg_attrs</c>, <c>dma_unmap_sg_attrs</c>, <c>dma_sync_sg_for_*</c>).</summary>
-public sealed partial class DmaApi
+internal sealed partial class DmaApi
 {
     private DirectSg? _directSg;
 

@@ -11,7 +11,7 @@ namespace PhysDma.Dma;
 /// single-buffer syncs and the mask and size queries on top. It picks the backend for each device
 /// (dma-direct, dma-iommu or the device's legacy ops) and runs the hooks after it.
 /// </summary>
-public sealed partial class DmaApi
+internal sealed partial class DmaApi
 {
     public DmaApi(Machine machine)
     {

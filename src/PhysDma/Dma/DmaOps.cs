@@ -8,7 +8,7 @@ namespace PhysDma.Dma;
 /// carry: a fixed bus-offset mapper with CPU cache maintenance for non-coherent devices. Which callbacks
 /// exist is the point: 6.18 ops have <c>map_page</c> and maybe <c>map_resource</c>; 6.19 ops have <c>map_phys</c>.
 /// </summary>
-public sealed class DmaOps : IDmaBackend
+internal sealed class DmaOps : IDmaBackend
 {
     private readonly DmaApi _api;
     private readonly Machine _m;

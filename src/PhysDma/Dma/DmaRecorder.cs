@@ -3,7 +3,7 @@ using PhysDma.Core;
 namespace PhysDma.Dma;
 
 /// <summary>How a mapping was made, as results report it.</summary>
-public enum DmaPath
+internal enum DmaPath
 {
     None,
     Direct,
@@ -19,7 +19,7 @@ public enum DmaPath
 /// The kernel does not report these; layers fill them only when a recorder is attached, so the cost is
 /// paid only when someone is looking.
 /// </summary>
-public sealed class DmaRecorder
+internal sealed class DmaRecorder
 {
     public DmaPath Path { get; set; }
     public PhysAddr? Bounce { get; set; }

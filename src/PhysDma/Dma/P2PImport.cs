@@ -5,7 +5,7 @@ using PhysDma.Platform;
 namespace PhysDma.Dma;
 
 /// <summary>What an importer decided for one range, and the address the device was given.</summary>
-public readonly record struct P2PMapping(DmaAddr Addr, P2PMapType Type, Errno Error)
+internal readonly record struct P2PMapping(DmaAddr Addr, P2PMapType Type, Errno Error)
 {
     public bool Ok => Error == Errno.None && !Addr.IsError;
 }
@@ -17,7 +17,7 @@ public readonly record struct P2PMapping(DmaAddr Addr, P2PMapType Type, Errno Er
 /// <c>DMA_ATTR_MMIO</c>, or refuse with -EREMOTEIO. Page-based importers learn the provider from the
 /// page's pgmap (one struct page read); page-less ones (VFIO dma-buf) hold the provider already.
 /// </summary>
-public sealed class P2PImport(DmaApi api)
+internal sealed class P2PImport(DmaApi api)
 {
     private DmaAttrs HostBridgeAttrs(DmaAttrs attrs) =>
         api.Machine.Config.KernelQuirks.Contains(KernelQuirk.P2PHostBridgeAsRam) ? attrs : attrs | DmaAttrs.Mmio;

@@ -6,7 +6,7 @@ namespace PhysDma.Dma;
 /// One <c>struct scatterlist</c> entry: the CPU side (page + offset + length, as a physical address) and the
 /// DMA side the mapping fills in (<c>dma_address</c>, <c>dma_length</c>, the bus-address mark).
 /// </summary>
-public sealed class ScatterEntry(PhysAddr phys, uint length)
+internal sealed class ScatterEntry(PhysAddr phys, uint length)
 {
     /// <summary><c>sg_phys(sg)</c>.</summary>
     public PhysAddr Phys { get; set; } = phys;
@@ -28,7 +28,7 @@ public sealed class ScatterEntry(PhysAddr phys, uint length)
 }
 
 /// <summary><c>struct sg_table</c>: the entries, how many the CPU side has and how many DMA segments resulted.</summary>
-public sealed class SgTable(IReadOnlyList<ScatterEntry> entries)
+internal sealed class SgTable(IReadOnlyList<ScatterEntry> entries)
 {
     public IReadOnlyList<ScatterEntry> Sgl { get; } = entries;
 

@@ -5,7 +5,7 @@ namespace PhysDma.Dma;
 
 // The slot allocator alone, without the bounce copy: what the allocator benchmarks and the concurrency
 // stress tests drive (swiotlb_find_slots and swiotlb_release_slots, nothing else).
-public sealed partial class Swiotlb
+internal sealed partial class Swiotlb
 {
     /// <summary>
     /// <c>swiotlb_find_slots</c> for <paramref name="size"/> bytes of <paramref name="orig"/> in the device's

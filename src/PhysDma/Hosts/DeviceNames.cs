@@ -1,7 +1,7 @@
 namespace PhysDma.Hosts;
 
 /// <summary>Scenario-friendly device names by PCI class (<c>nic0</c>, <c>nvme0</c>, <c>gpu0</c>, …).</summary>
-public static class DeviceNames
+internal static class DeviceNames
 {
     /// <summary>The name stem for a 24-bit class code.</summary>
     public static string Stem(uint? cls, string? driver)

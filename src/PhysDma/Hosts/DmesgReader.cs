@@ -9,7 +9,7 @@ namespace PhysDma.Hosts;
 /// RMRRs), swiotlb, PCIe inbound windows (<c>dma-ranges</c>), Thunderbolt/USB4, memory ranges, CPUs.
 /// Lines it does not know are skipped: a log is free text.
 /// </summary>
-public static partial class DmesgReader
+internal static partial class DmesgReader
 {
     [GeneratedRegex(@"^(?:<\d+>)?\[\s*\d+\.\d+\]\s?")]
     private static partial Regex Stamp();

@@ -7,7 +7,7 @@ namespace PhysDma.Hosts;
 /// <c>physdma machines import</c> and <c>capture</c>: a machine file from a live Linux host (or a copy of its
 /// <c>/proc</c> and <c>/sys</c>), or from text pasted in bug reports.
 /// </summary>
-public static class HostImport
+internal static class HostImport
 {
     /// <summary>Reads the host under <paramref name="root"/> ("/" for this one) and writes its machine file.</summary>
     public static ImportedMachine FromRoot(string root, string name)

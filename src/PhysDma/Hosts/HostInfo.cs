@@ -3,7 +3,7 @@ using System.Globalization;
 namespace PhysDma.Hosts;
 
 /// <summary>Bad host input: a file that cannot be read or a line that cannot be understood.</summary>
-public sealed class HostImportError(string file, int line, string message) : Exception(message)
+internal sealed class HostImportError(string file, int line, string message) : Exception(message)
 {
     public string File { get; } = file;
     public int Line { get; } = line;
@@ -13,7 +13,7 @@ public sealed class HostImportError(string file, int line, string message) : Exc
 }
 
 /// <summary>The PCIe capability's device/port type (PCI_EXP_TYPE_*), or what a dump says instead.</summary>
-public enum PortType
+internal enum PortType
 {
     Unknown,
     Endpoint,
@@ -27,10 +27,10 @@ public enum PortType
 }
 
 /// <summary>One memory BAR of a PCI function.</summary>
-public sealed record HostBar(int? Index, ulong Base, ulong Size, bool Is64, bool Prefetchable);
+internal sealed record HostBar(int? Index, ulong Base, ulong Size, bool Is64, bool Prefetchable);
 
 /// <summary>A PCI address, ordered the way lspci and sysfs list devices (domain, bus, device, function).</summary>
-public readonly record struct PciAddress(int Domain, int Bus, int Dev, int Fn) : IComparable<PciAddress>
+internal readonly record struct PciAddress(int Domain, int Bus, int Dev, int Fn) : IComparable<PciAddress>
 {
     public override string ToString() =>
         string.Create(CultureInfo.InvariantCulture, $"{Domain:x4}:{Bus:x2}:{Dev:x2}.{Fn}");
@@ -67,7 +67,7 @@ public readonly record struct PciAddress(int Domain, int Bus, int Dev, int Fn) :
 }
 
 /// <summary>What is known about one PCI function, from whichever sources mention it.</summary>
-public sealed class HostFunction(PciAddress address)
+internal sealed class HostFunction(PciAddress address)
 {
     public PciAddress Address { get; } = address;
     public uint? Vendor { get; set; }
@@ -134,7 +134,7 @@ public sealed class HostFunction(PciAddress address)
 }
 
 /// <summary>A PCI host bridge (one root bus): its MEM windows and inbound DMA translation.</summary>
-public sealed class HostBridgeInfo(int domain, int bus)
+internal sealed class HostBridgeInfo(int domain, int bus)
 {
     public int Domain { get; } = domain;
     public int RootBus { get; } = bus;
@@ -151,7 +151,7 @@ public sealed class HostBridgeInfo(int domain, int bus)
 }
 
 /// <summary>Everything an import learnt about a host, before it becomes a machine file.</summary>
-public sealed class HostInfo
+internal sealed class HostInfo
 {
     public string? Arch { get; set; }
     public ulong? PageSize { get; set; }

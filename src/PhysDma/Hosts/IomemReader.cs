@@ -7,7 +7,7 @@ namespace PhysDma.Hosts;
 /// <c>/proc/iomem</c>: System RAM, the kernel image, PCI host-bridge windows (top-level <c>PCI Bus</c> entries),
 /// bridges seen only by their bus, every PCI function's memory ranges (BARs), DMAR units.
 /// </summary>
-public static partial class IomemReader
+internal static partial class IomemReader
 {
     [GeneratedRegex(@"^(?<indent> *)(?<start>[0-9a-fA-F]+)-(?<end>[0-9a-fA-F]+) : (?<name>.*)$")]
     private static partial Regex Line();

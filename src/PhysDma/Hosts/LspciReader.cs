@@ -7,7 +7,7 @@ namespace PhysDma.Hosts;
 /// <c>lspci</c> output: the tree (<c>-tv</c>, <c>-tvnn</c>) and the verbose listing (<c>-vvv</c>, <c>-vvvnn</c>, with
 /// or without <c>-PP</c> paths; also listings grouped under <c>IOMMU Group N:</c> headings).
 /// </summary>
-public static partial class LspciReader
+internal static partial class LspciReader
 {
     [GeneratedRegex(@"^\s*(?:[+\\]-|-)?\[[0-9a-f]{4,8}:[0-9a-f]{2}\]-")]
     private static partial Regex TreeStart();

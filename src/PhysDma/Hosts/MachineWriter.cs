@@ -5,14 +5,14 @@ using PhysDma.Core;
 namespace PhysDma.Hosts;
 
 /// <summary>One PCI node of an imported machine (host bridge, root port, switch).</summary>
-public sealed record ImportedNode(string Name, string Type, string? Parent, PciAddress? Address, bool AcsRedirect, bool ExternalFacing, IReadOnlyList<string> Comments);
+internal sealed record ImportedNode(string Name, string Type, string? Parent, PciAddress? Address, bool AcsRedirect, bool ExternalFacing, IReadOnlyList<string> Comments);
 
 /// <summary>One device of an imported machine.</summary>
-public sealed record ImportedDevice(string Name, PciAddress Address, string Parent, IReadOnlyList<HostBar> Bars, int DmaMask, int CoherentDmaMask,
+internal sealed record ImportedDevice(string Name, PciAddress Address, string Parent, IReadOnlyList<HostBar> Bars, int DmaMask, int CoherentDmaMask,
     bool MasksAssumed, bool Untrusted, bool? Iommu, IReadOnlyList<(ulong Cpu, ulong Dma, ulong Size)> DmaRanges, ulong BusDmaLimit, ulong BusOffset);
 
 /// <summary>An import's result: the machine file text, and what it holds, for callers and tests.</summary>
-public sealed record ImportedMachine(string Yaml, IReadOnlyList<ImportedNode> Nodes, IReadOnlyList<ImportedDevice> Devices, IReadOnlyList<string> Assumed,
+internal sealed record ImportedMachine(string Yaml, IReadOnlyList<ImportedNode> Nodes, IReadOnlyList<ImportedDevice> Devices, IReadOnlyList<string> Assumed,
     IReadOnlyList<(ulong Base, ulong Size)> Ram, string? IommuMode, IReadOnlyList<string> DownstreamPorts);
 
 /// <summary>
@@ -20,7 +20,7 @@ public sealed record ImportedMachine(string Yaml, IReadOnlyList<ImportedNode> No
 /// host bridges, root ports and switches, devices named by class, and every value the input did not give
 /// filled with the kernel's default and listed in the file's header. Same input, same bytes.
 /// </summary>
-public static class MachineWriter
+internal static class MachineWriter
 {
     private const ulong AcsRedirectBits = 0x04 | 0x08 | 0x20; // PCI_ACS_RR | PCI_ACS_CR | PCI_ACS_EC
 

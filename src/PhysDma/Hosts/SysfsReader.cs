@@ -7,7 +7,7 @@ namespace PhysDma.Hosts;
 /// Reads a Linux host from <c>/proc</c> and <c>/sys</c> (or a copy of them under another root) and remembers
 /// every file and link it read, so <c>machines capture</c> packs exactly those.
 /// </summary>
-public sealed class SysfsReader(string root)
+internal sealed class SysfsReader(string root)
 {
     private readonly SortedSet<string> _read = new(StringComparer.Ordinal);
     private readonly SortedDictionary<string, string> _links = new(StringComparer.Ordinal);

@@ -3,7 +3,7 @@ using PhysDma.Core;
 namespace PhysDma.Iommu;
 
 /// <summary>A leaf the page-table walk found: the page's IOVA base, its size as a shift, where it points and its prot.</summary>
-public readonly record struct IoPte(ulong IovaBase, int SizeShift, PhysAddr PhysBase, int Prot)
+internal readonly record struct IoPte(ulong IovaBase, int SizeShift, PhysAddr PhysBase, int Prot)
 {
     public ulong Size => 1UL << SizeShift;
 }
@@ -19,7 +19,7 @@ public readonly record struct IoPte(ulong IovaBase, int SizeShift, PhysAddr Phys
 /// and leaf entries are single 64-bit stores. Mapping the same range twice concurrently is a driver
 /// bug the IOVA allocator never produces.
 /// </summary>
-public sealed class IoPageTable
+internal sealed class IoPageTable
 {
     private const ulong Valid = 1;
     private const ulong Leaf = 2;

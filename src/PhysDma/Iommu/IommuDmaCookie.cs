@@ -4,7 +4,7 @@ namespace PhysDma.Iommu;
 /// What dma-iommu hangs on a DMA domain (<c>struct iommu_dma_cookie</c>): the IOVA space and, for a
 /// DMA_FQ domain, the flush queue.
 /// </summary>
-public sealed class IommuDmaCookie(IommuDomain domain, IovaDomain iovad, IovaFlushQueue? fq)
+internal sealed class IommuDmaCookie(IommuDomain domain, IovaDomain iovad, IovaFlushQueue? fq)
 {
     public IommuDomain Domain { get; } = domain;
     public IovaDomain Iovad { get; } = iovad;

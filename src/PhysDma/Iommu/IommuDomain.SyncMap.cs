@@ -2,7 +2,7 @@ namespace PhysDma.Iommu;
 
 // iommu_map_nosync / iommu_sync_map: the split the two-step IOVA API uses to write many PTEs and
 // make them visible once.
-public sealed partial class IommuDomain
+internal sealed partial class IommuDomain
 {
     private long _syncMapCalls;
     private ulong _lastSyncMapIova;

@@ -3,7 +3,7 @@ using PhysDma.Core;
 namespace PhysDma.Iommu;
 
 /// <summary>The kernel's <c>IOMMU_DOMAIN_*</c> types a default domain can have.</summary>
-public enum IommuDomainType
+internal enum IommuDomainType
 {
     /// <summary>Every access faults.</summary>
     Blocked,
@@ -22,7 +22,7 @@ public enum IommuDomainType
 /// <c>struct iommu_iotlb_gather</c>: the IOVA range an unmap touched, invalidated together by
 /// <see cref="IommuDomain.IotlbSync"/>; <see cref="Queued"/> says the caller defers invalidation to a flush queue.
 /// </summary>
-public struct IotlbGather
+internal struct IotlbGather
 {
     public ulong Start;
     public ulong End;
@@ -44,7 +44,7 @@ public struct IotlbGather
 /// translations the IOMMU's IOTLB caches under this domain's ID. Map and unmap change the table only;
 /// the IOTLB forgets an entry only through <see cref="IotlbSync"/> or <see cref="FlushIotlbAll"/>.
 /// </summary>
-public sealed partial class IommuDomain
+internal sealed partial class IommuDomain
 {
     // Guards only the sync-map statistics: page-table updates take no lock, as in io-pgtable.
     private readonly KernelSpinLock _ptLock = new();

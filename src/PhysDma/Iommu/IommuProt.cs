@@ -1,7 +1,7 @@
 namespace PhysDma.Iommu;
 
 /// <summary>The <c>IOMMU_*</c> protection flags of include/linux/iommu.h, with the kernel's values.</summary>
-public static class IommuProt
+internal static class IommuProt
 {
     public const int Read = 1 << 0;
     public const int Write = 1 << 1;

@@ -6,7 +6,7 @@ namespace PhysDma.Iommu;
 /// Where the IOMMU core's trace events go (include/trace/events/iommu.h: <c>map</c>, <c>unmap</c>,
 /// <c>io_page_fault</c>). The unit holds none unless someone traces, so the hot paths pay one null check.
 /// </summary>
-public interface IIommuTraceSink
+internal interface IIommuTraceSink
 {
     /// <summary><c>trace_map</c>, from <c>iommu_map</c> after a successful mapping.</summary>
     void Map(ulong iova, ulong paddr, ulong size);

@@ -4,10 +4,10 @@ using PhysDma.Platform;
 namespace PhysDma.Iommu;
 
 /// <summary>A device reached memory through an IOTLB entry whose page the domain no longer maps that way.</summary>
-public sealed record StaleIotlbAccess(string Dev, int Domain, DmaAddr Iova, PhysAddr Phys, DmaAccess Access, ulong TimeNs);
+internal sealed record StaleIotlbAccess(string Dev, int Domain, DmaAddr Iova, PhysAddr Phys, DmaAccess Access, ulong TimeNs);
 
 /// <summary>A translation fault the IOMMU reported (its fault log, as DMAR/AMD-Vi event logs record them).</summary>
-public sealed record IommuFault(string Dev, int Domain, DmaAddr Iova, DmaAccess Access, FaultReason Reason, ulong TimeNs);
+internal sealed record IommuFault(string Dev, int Domain, DmaAddr Iova, DmaAccess Access, FaultReason Reason, ulong TimeNs);
 
 /// <summary>
 /// The IOMMU hardware: one IOTLB shared by its domains, the domains it has handed out, which domain each
@@ -15,7 +15,7 @@ public sealed record IommuFault(string Dev, int Domain, DmaAddr Iova, DmaAccess 
 /// IOTLB, else fault). It also keeps the fault log and the list of accesses that went through stale IOTLB
 /// entries, which results read per step.
 /// </summary>
-public sealed class IommuUnit
+internal sealed class IommuUnit
 {
     private readonly Lock _lock = new();
     private readonly Dictionary<Device, IommuDomain> _attached = [];

@@ -8,7 +8,7 @@ namespace PhysDma.Iommu;
 /// unmapped keeps working for the device until then, exactly the window lazy mode accepts. It never
 /// evicts on its own, so the window is deterministic.
 /// </summary>
-public sealed class Iotlb
+internal sealed class Iotlb
 {
     private readonly record struct Key(int Domain, ulong Base);
 

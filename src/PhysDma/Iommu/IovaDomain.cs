@@ -11,7 +11,7 @@ namespace PhysDma.Iommu;
 /// class, a depot of full ones trimmed 100 ms after it grows). Ranges sitting in a cache or a flush
 /// queue stay allocated in the tree, as in the kernel.
 /// </summary>
-public sealed class IovaDomain
+internal sealed class IovaDomain
 {
     /// <summary><c>IOVA_RANGE_CACHE_MAX_SIZE</c>: size classes 1, 2, 4 … 32 pages.</summary>
     public const int RangeCacheMaxSize = 6;
@@ -770,4 +770,4 @@ public sealed class IovaDomain
 }
 
 /// <summary>The state of one rcache size class: each CPU's loaded and prev magazines, and the depot (newest first).</summary>
-public sealed record RcacheSnapshot(int Order, (ulong[] Loaded, ulong[] Prev)[] Cpus, List<ulong[]> Depot);
+internal sealed record RcacheSnapshot(int Order, (ulong[] Loaded, ulong[] Prev)[] Cpus, List<ulong[]> Depot);

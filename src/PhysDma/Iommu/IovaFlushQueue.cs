@@ -9,7 +9,7 @@ namespace PhysDma.Iommu;
 /// after a full IOTLB flush that started after it was queued has finished. Flushes happen when a ring is
 /// full or when the timer fires (armed on the first queueing after the last timeout).
 /// </summary>
-public sealed class IovaFlushQueue
+internal sealed class IovaFlushQueue
 {
     private struct Entry
     {

@@ -9,7 +9,7 @@ namespace PhysDma.Pci;
 /// ZONE_DEVICE pages, and the map-type decision between a provider and a client, computed once per
 /// pair and cached in the provider.
 /// </summary>
-public sealed class P2PDma
+internal sealed class P2PDma
 {
     /// <summary>The host-bridge allowlist: (vendor, device, only when both ends share the bridge). Device 0xffff = any.</summary>
     private static readonly (uint Vendor, uint Device, bool SameHostBridge)[] Allowlist =
@@ -257,7 +257,7 @@ public sealed class P2PDma
 /// <c>struct pci_p2pdma_map_state</c>: remembers the last provider seen in a transfer so a run of pages
 /// from one provider costs one map-type lookup.
 /// </summary>
-public struct P2PMapState
+internal struct P2PMapState
 {
     public P2PProvider? Provider;
     public P2PMapType Map;
@@ -289,7 +289,7 @@ public struct P2PMapState
 /// else goes upstream: through the device's translation (IOMMU or bus map); if it lands in another device's
 /// BAR, the host bridges on the way must allow peer-to-peer, else the access faults <c>p2p_blocked</c>.
 /// </summary>
-public sealed class PciRouting(P2PDma p2p, IDeviceTranslation upstream) : IDeviceTranslation
+internal sealed class PciRouting(P2PDma p2p, IDeviceTranslation upstream) : IDeviceTranslation
 {
     public IDeviceTranslation Upstream { get; } = upstream;
 

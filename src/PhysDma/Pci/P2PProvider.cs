@@ -7,13 +7,13 @@ namespace PhysDma.Pci;
 /// created without struct pages). <see cref="Pgmap"/> is set when a <c>p2pmem</c> pool with ZONE_DEVICE
 /// pages sits on top of it.
 /// </summary>
-public sealed record P2PProvider(string Owner, int Bar, PhysAddr CpuBase, ulong Size, ulong BusOffset)
+internal sealed record P2PProvider(string Owner, int Bar, PhysAddr CpuBase, ulong Size, ulong BusOffset)
 {
     public string? Pgmap { get; internal set; }
 }
 
 /// <summary><c>enum pci_p2pdma_map_type</c> (6.18 values).</summary>
-public enum P2PMapType
+internal enum P2PMapType
 {
     Unknown = 0,
     None = 1,

@@ -4,7 +4,7 @@ using PhysDma.Platform;
 namespace PhysDma.Pci;
 
 /// <summary>What a node of the PCI hierarchy is, as the kernel's <c>pci_upstream_bridge</c> walk sees it.</summary>
-public enum PciNodeKind
+internal enum PciNodeKind
 {
     Endpoint,
     RootPort,
@@ -17,7 +17,7 @@ public enum PciNodeKind
 /// or downstream port. A switch in the machine file is an upstream port with one downstream port per
 /// slot below it (the functions of one multi-function device share a slot).
 /// </summary>
-public sealed class PciNode
+internal sealed class PciNode
 {
     internal PciNode(string name, PciNodeKind kind, PciNode? upstream, bool acsRedirect, string hostBridge)
     {
@@ -50,7 +50,7 @@ public sealed class PciNode
 }
 
 /// <summary>One BAR of an endpoint: where the CPU sees it and where the PCI bus sees it.</summary>
-public sealed record PciBar(string Owner, int Index, PhysAddr CpuBase, ulong BusBase, ulong Size)
+internal sealed record PciBar(string Owner, int Index, PhysAddr CpuBase, ulong BusBase, ulong Size)
 {
     /// <summary><c>pci_bus_address − pci_resource_start</c>: add to a CPU address to get the bus address.</summary>
     public ulong BusOffset => BusBase - CpuBase.Value;
@@ -63,7 +63,7 @@ public sealed record PciBar(string Owner, int Index, PhysAddr CpuBase, ulong Bus
 /// The PCI hierarchy of a machine: host bridges (with their MEM windows and peer-to-peer permission),
 /// root ports, switches and endpoint functions, and every endpoint's BARs.
 /// </summary>
-public sealed class PciTopology
+internal sealed class PciTopology
 {
     private readonly Dictionary<string, PciNodeConfig> _configs = new(StringComparer.Ordinal);
     private readonly Dictionary<string, PciNode> _endpoints = new(StringComparer.Ordinal);

@@ -2,7 +2,7 @@ using PhysDma.Core;
 
 namespace PhysDma.Platform;
 
-public enum CacheOpKind
+internal enum CacheOpKind
 {
     Clean,
     Invalidate,
@@ -10,7 +10,7 @@ public enum CacheOpKind
 }
 
 /// <summary>One cache maintenance operation an arch hook performed.</summary>
-public readonly record struct CacheOp(CacheOpKind Op, PhysAddr Phys, ulong Size, bool OnRam)
+internal readonly record struct CacheOp(CacheOpKind Op, PhysAddr Phys, ulong Size, bool OnRam)
 {
     public string Name => Op switch
     {
@@ -26,7 +26,7 @@ public readonly record struct CacheOp(CacheOpKind Op, PhysAddr Phys, ulong Size,
 /// point of coherency for the device in every direction, and invalidates for the CPU unless the buffer
 /// only went to the device. The hooks name the range by its linear-map address, as the kernel does.
 /// </summary>
-public sealed class ArchCacheHooks
+internal sealed class ArchCacheHooks
 {
     private readonly KernelMappings _kmap;
     private readonly CpuCache _cache;

@@ -4,7 +4,7 @@ namespace PhysDma.Platform;
 /// Modelled time. Nothing reads the wall clock: time moves only when a scenario says <c>tick</c>, and
 /// timers (flush-queue timeouts, deferred work) fire in due-time order, ties in the order they were armed.
 /// </summary>
-public sealed class Clock
+internal sealed class Clock
 {
     private readonly Lock _lock = new();
     private readonly List<(ulong Due, long Seq, Action Fire)> _timers = [];

@@ -4,7 +4,7 @@ namespace PhysDma.Platform;
 /// What the model counts on every call, whether or not anyone looks: reads of struct page and the kernel
 /// mapping calls. One increment each (DESIGN: the only modelling cost paid when everything is off).
 /// </summary>
-public sealed class ModelCounters
+internal sealed class ModelCounters
 {
     private long _pageReads;
     private long _physToPage;
@@ -34,7 +34,7 @@ public sealed class ModelCounters
     public CounterSnapshot Snapshot() => new(PageReads, PhysToPage, PfnValid, PhysToVirt, KmapLocal);
 }
 
-public readonly record struct CounterSnapshot(long PageReads, long PhysToPage, long PfnValid, long PhysToVirt, long KmapLocal)
+internal readonly record struct CounterSnapshot(long PageReads, long PhysToPage, long PfnValid, long PhysToVirt, long KmapLocal)
 {
     public long KernelMappings => PhysToVirt + KmapLocal;
 

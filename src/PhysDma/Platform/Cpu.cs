@@ -7,7 +7,7 @@ namespace PhysDma.Platform;
 /// uncached ones (ioremap) straight to memory. Which modelled CPU runs the caller is a thread binding
 /// (<see cref="Machine.OnCpu"/>); the data cache is shared, as a coherent CPU cluster's is.
 /// </summary>
-public sealed class Cpu : IMemoryAccess<KernelVirt>
+internal sealed class Cpu : IMemoryAccess<KernelVirt>
 {
     private readonly Machine _m;
 

@@ -9,7 +9,7 @@ namespace PhysDma.Platform;
 /// stale data and a missing clean always leaves the device reading old memory: the worst case, repeatably.
 /// Coherent devices snoop it; non-coherent devices bypass it.
 /// </summary>
-public sealed class CpuCache : IMemoryAccess<PhysAddr>
+internal sealed class CpuCache : IMemoryAccess<PhysAddr>
 {
     /// <summary>
     /// 64 consecutive lines kept together (one bit each for present and dirty) so a cached byte costs about

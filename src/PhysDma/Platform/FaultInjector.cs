@@ -3,7 +3,7 @@ using PhysDma.Core;
 namespace PhysDma.Platform;
 
 /// <summary>A kernel call whose Nth invocation a scenario can make fail (<c>faults:</c>).</summary>
-public enum FaultPoint
+internal enum FaultPoint
 {
     /// <summary><c>alloc_iova_fast</c> returns 0 (no IOVA space).</summary>
     AllocIovaFast,
@@ -22,14 +22,14 @@ public enum FaultPoint
 }
 
 /// <summary>An injected failure: which point, which call of it, and the modelled CPU it happened on.</summary>
-public sealed record InjectedFault(FaultPoint Point, int Nth);
+internal sealed record InjectedFault(FaultPoint Point, int Nth);
 
 /// <summary>
 /// Deterministic fault injection: for each <see cref="FaultPoint"/>, the call numbers (1-based, counted over
 /// the whole run) that fail. The layers ask <see cref="Fail"/> at the point where the kernel's allocation
 /// would fail and take the kernel's error path; every failure made is recorded, in order.
 /// </summary>
-public sealed class FaultInjector
+internal sealed class FaultInjector
 {
     private readonly Dictionary<FaultPoint, HashSet<int>> _failAt = [];
     private readonly Dictionary<FaultPoint, int> _calls = [];

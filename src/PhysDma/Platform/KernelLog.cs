@@ -2,7 +2,7 @@ using PhysDma.Core;
 
 namespace PhysDma.Platform;
 
-public enum LogLevel
+internal enum LogLevel
 {
     Info,
     Notice,
@@ -10,13 +10,13 @@ public enum LogLevel
     Err,
 }
 
-public sealed record LogLine(ulong TimeNs, LogLevel Level, string Message);
+internal sealed record LogLine(ulong TimeNs, LogLevel Level, string Message);
 
 /// <summary>
 /// The kernel log (dmesg) with the kernel's printing rules: <c>WARN_ONCE</c>/<c>dev_WARN_ONCE</c> print once
 /// per call site, ratelimited messages allow a burst of 10 per 5 s of modelled time.
 /// </summary>
-public sealed class KernelLog(Clock clock)
+internal sealed class KernelLog(Clock clock)
 {
     private const int RatelimitBurst = 10;
     private const ulong RatelimitIntervalNs = 5_000_000_000;

@@ -8,7 +8,7 @@ namespace PhysDma.Platform;
 /// Asking for a linear or kmap address of something that is not RAM is what crashes a real kernel, so
 /// it raises <see cref="ModelViolation"/>.
 /// </summary>
-public sealed class KernelMappings
+internal sealed class KernelMappings
 {
     private readonly MemoryMap _map;
     private readonly ModelCounters _counters;

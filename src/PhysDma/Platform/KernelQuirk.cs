@@ -5,7 +5,7 @@ namespace PhysDma.Platform;
 /// of their names. 6.18 defects fixed later, and the pre-series IOMMU_CACHE on host-bridge P2P scatterlist
 /// entries. KMSAN's in-page offset loss is not among them: KMSAN is not modelled.
 /// </summary>
-public static class KernelQuirk
+internal static class KernelQuirk
 {
     /// <summary>dma-direct scatter-gather: a bus-address P2P entry is given no DMA length.</summary>
     public const string SgBusAddrNoLen = "sg_bus_addr_no_len";

@@ -9,7 +9,7 @@ public sealed record DmaFault(string Dev, DmaAddr Addr, DmaAccess Access, FaultR
 /// The modelled hardware: memory with bytes, the memory map, struct pages, kernel mappings, the CPU cache
 /// and arch hooks, modelled time, and devices that do DMA through their translation.
 /// </summary>
-public sealed class Machine
+internal sealed class Machine
 {
     [ThreadStatic]
     private static int t_cpu;

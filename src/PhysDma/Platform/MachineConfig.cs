@@ -3,31 +3,31 @@ using PhysDma.Core;
 namespace PhysDma.Platform;
 
 /// <summary>A range of address space in a machine description.</summary>
-public sealed record AddrRange(ulong Base, ulong Size)
+internal sealed record AddrRange(ulong Base, ulong Size)
 {
     public ulong End => Base + Size;
 }
 
 /// <summary>One entry of a device's <c>dma_range_map</c> (<c>struct bus_dma_region</c>).</summary>
-public sealed record DmaRangeConfig(ulong Cpu, ulong Dma, ulong Size);
+internal sealed record DmaRangeConfig(ulong Cpu, ulong Dma, ulong Size);
 
-public sealed record BarConfig(int Bar, ulong Base, ulong Size, ulong BusBase);
+internal sealed record BarConfig(int Bar, ulong Base, ulong Size, ulong BusBase);
 
-public sealed record P2PMemConfig(int Bar, ulong Offset, ulong Size);
+internal sealed record P2PMemConfig(int Bar, ulong Offset, ulong Size);
 
 /// <summary>Boot-time swiotlb parameters (<c>swiotlb=</c> and the arch's defaults).</summary>
-public sealed record SwiotlbConfig(ulong Size, int Areas, bool Force, bool Dynamic, ulong? Base);
+internal sealed record SwiotlbConfig(ulong Size, int Areas, bool Force, bool Dynamic, ulong? Base);
 
-public sealed record FlushQueueConfig(int Entries, int TimeoutMs);
+internal sealed record FlushQueueConfig(int Entries, int TimeoutMs);
 
-public enum IommuMode
+internal enum IommuMode
 {
     Strict,
     Lazy,
     Passthrough,
 }
 
-public sealed record IommuConfig(
+internal sealed record IommuConfig(
     IommuMode Mode,
     IReadOnlyList<ulong> PageSizes,
     int ApertureBits,
@@ -35,14 +35,14 @@ public sealed record IommuConfig(
     FlushQueueConfig FlushQueue,
     IReadOnlyList<AddrRange> Reserved);
 
-public enum PciNodeType
+internal enum PciNodeType
 {
     HostBridge,
     RootPort,
     Switch,
 }
 
-public sealed record PciNodeConfig(
+internal sealed record PciNodeConfig(
     string Name,
     PciNodeType Type,
     string? Parent,
@@ -60,7 +60,7 @@ public sealed record PciNodeConfig(
 }
 
 /// <summary>Which legacy <c>dma_map_ops</c> a device has (a machine file's <c>ops:</c>).</summary>
-public enum DeviceOpsKind
+internal enum DeviceOpsKind
 {
     /// <summary>No ops: dma-direct or dma-iommu.</summary>
     None,
@@ -81,7 +81,7 @@ public enum DeviceOpsKind
     PhysNoMmio,
 }
 
-public sealed record DeviceConfig
+internal sealed record DeviceConfig
 {
     public required string Name { get; init; }
     public string? Parent { get; init; }
@@ -112,7 +112,7 @@ public sealed record DeviceConfig
 }
 
 /// <summary>Everything a machine is made of; a machine file (docs/machines.md).</summary>
-public sealed record MachineConfig
+internal sealed record MachineConfig
 {
     public string Name { get; init; } = "custom";
     public Arch Arch { get; init; } = Arch.X86_64;

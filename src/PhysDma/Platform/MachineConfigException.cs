@@ -5,7 +5,7 @@ namespace PhysDma.Platform;
 /// by dots, list items by index, e.g. <c>PageSize</c>, <c>Devices[2].P2PMem.Bar</c>, <c>Iommu.FlushQueue.Entries</c>.
 /// The layer that read a machine file maps it back to the file's field name.
 /// </summary>
-public readonly record struct ConfigProperty(string Path)
+internal readonly record struct ConfigProperty(string Path)
 {
     public static ConfigProperty Of(string property) => new(property);
 
@@ -22,7 +22,7 @@ public readonly record struct ConfigProperty(string Path)
 }
 
 /// <summary>A machine description that cannot be built; <see cref="Property"/> says which config property is wrong.</summary>
-public sealed class MachineConfigException(ConfigProperty property, string message) : Exception(message)
+internal sealed class MachineConfigException(ConfigProperty property, string message) : Exception(message)
 {
     public ConfigProperty Property { get; } = property;
 }

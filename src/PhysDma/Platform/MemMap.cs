@@ -2,7 +2,7 @@ using PhysDma.Core;
 
 namespace PhysDma.Platform;
 
-public enum Zone
+internal enum Zone
 {
     Dma,
     Dma32,
@@ -12,13 +12,13 @@ public enum Zone
 }
 
 /// <summary>A <c>struct page *</c>: a handle. Turning it into a physical address is arithmetic, not a read.</summary>
-public readonly record struct Page(Pfn Pfn)
+internal readonly record struct Page(Pfn Pfn)
 {
     public PhysAddr ToPhys(int pageShift) => Pfn.ToPhys(pageShift);
 }
 
 /// <summary>What reading a <c>struct page</c> tells.</summary>
-public readonly record struct PageDesc(Pfn Pfn, Zone Zone, bool IsHighMem, string? Pgmap)
+internal readonly record struct PageDesc(Pfn Pfn, Zone Zone, bool IsHighMem, string? Pgmap)
 {
     /// <summary><c>is_zone_device_page</c>.</summary>
     public bool IsZoneDevice => Zone == Zone.Device;
@@ -31,7 +31,7 @@ public readonly record struct PageDesc(Pfn Pfn, Zone Zone, bool IsHighMem, strin
 /// The memory map of <c>struct page</c>s (vmemmap): one for every RAM page and for ZONE_DEVICE memory that
 /// a driver registered. Every read is counted, so "this path never touches struct page" is measured.
 /// </summary>
-public sealed class MemMap
+internal sealed class MemMap
 {
     private readonly MemoryMap _map;
     private readonly ModelCounters _counters;

@@ -3,7 +3,7 @@ using System.Numerics;
 namespace PhysDma.Platform;
 
 /// <summary>Byte loads and stores by some kind of address (kernel virtual through the CPU, physical by hardware).</summary>
-public interface IMemoryAccess<TAddr>
+internal interface IMemoryAccess<TAddr>
 {
     void Read(TAddr addr, Span<byte> dest);
 
@@ -11,7 +11,7 @@ public interface IMemoryAccess<TAddr>
 }
 
 /// <summary>Copy and fill built on <see cref="IMemoryAccess{TAddr}"/>, through a small stack buffer.</summary>
-public static class MemoryAccess
+internal static class MemoryAccess
 {
     private const int BufferSize = 256;
     private const int FillBufferSize = 4096;

@@ -2,7 +2,7 @@ using PhysDma.Core;
 
 namespace PhysDma.Platform;
 
-public enum MemKind
+internal enum MemKind
 {
     /// <summary>System RAM: has struct page, a linear mapping, is cacheable.</summary>
     Ram,
@@ -18,7 +18,7 @@ public enum MemKind
 }
 
 /// <summary>One range of the physical address space.</summary>
-public sealed record MemRegion(PhysAddr Base, ulong Size, MemKind Kind, string Name, string? Owner = null, int Bar = -1)
+internal sealed record MemRegion(PhysAddr Base, ulong Size, MemKind Kind, string Name, string? Owner = null, int Bar = -1)
 {
     public PhysAddr End => Base + Size;
     public bool Contains(PhysAddr p) => p >= Base && p.Value - Base.Value < Size;
@@ -30,7 +30,7 @@ public sealed record MemRegion(PhysAddr Base, ulong Size, MemKind Kind, string N
 /// The machine's physical memory map (what firmware and PCI enumeration say exists where): RAM, the
 /// kernel image, device BARs and other MMIO. Lookups are binary searches over sorted, disjoint ranges.
 /// </summary>
-public sealed class MemoryMap
+internal sealed class MemoryMap
 {
     private MemRegion[] _regions = [];
 

@@ -16,7 +16,7 @@ namespace PhysDma.Platform;
 /// bus) with the next free bus behind it, and sits at device 0 of that bus. A subtree is numbered completely
 /// before its next sibling (depth first). Devices that already have a <c>bdf</c> keep it and take no number.
 /// </remarks>
-public static class PciAddressing
+internal static class PciAddressing
 {
     public static MachineConfig Complete(MachineConfig config)
     {

@@ -7,7 +7,7 @@ namespace PhysDma.Platform;
 /// swiotlb pool) and run-time allocations. Placement is deterministic: the lowest free address that fits,
 /// or the highest for boot allocations made top-down.
 /// </summary>
-public sealed class PhysAllocator
+internal sealed class PhysAllocator
 {
     private readonly List<(ulong Base, ulong End)> _free = [];
     private readonly Lock _lock = new();

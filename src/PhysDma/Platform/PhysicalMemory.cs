@@ -8,7 +8,7 @@ namespace PhysDma.Platform;
 /// only once something writes it; an untouched page reads as zeroes. Which addresses exist at all is the
 /// <see cref="MemoryMap"/>'s business, not this store's.
 /// </summary>
-public sealed class PhysicalMemory : IMemoryAccess<PhysAddr>
+internal sealed class PhysicalMemory : IMemoryAccess<PhysAddr>
 {
     private const int ChunkShift = 12;
     private const ulong ChunkSize = 1UL << ChunkShift;

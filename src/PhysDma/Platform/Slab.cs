@@ -3,7 +3,7 @@ using PhysDma.Core;
 namespace PhysDma.Platform;
 
 /// <summary>The kmalloc size classes, which decide both slab placement and the kmalloc-bounce rule.</summary>
-public static class Slab
+internal static class Slab
 {
     private static readonly ulong[] Classes = [8, 16, 32, 64, 96, 128, 192, 256, 512, 1024, 2048, 4096, 8192];
 

@@ -9,7 +9,7 @@ namespace PhysDma.Platform;
 /// <c>alloc kind: stack</c> buffers here. The model treats every registered page as the current task's,
 /// since a scenario's steps all run as one driver task.
 /// </summary>
-public sealed class TaskStacks
+internal sealed class TaskStacks
 {
     private readonly Lock _lock = new();
     private readonly Dictionary<ulong, KernelVirt> _pages = [];

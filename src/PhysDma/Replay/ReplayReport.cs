@@ -6,7 +6,7 @@ using PhysDma.Core;
 namespace PhysDma.Replay;
 
 /// <summary>How traced physical addresses were given to the model.</summary>
-public enum PhysPolicy
+internal enum PhysPolicy
 {
     /// <summary>Traced addresses used as they are: RAM where the machine has RAM, MMIO where attrs say MMIO.</summary>
     AsTraced,
@@ -16,7 +16,7 @@ public enum PhysPolicy
 }
 
 /// <summary>Per device: the traced name, the model device, and how many of each call.</summary>
-public sealed class DeviceCounts(string traced, string model)
+internal sealed class DeviceCounts(string traced, string model)
 {
     public string Traced { get; } = traced;
     public string Model { get; } = model;
@@ -24,19 +24,19 @@ public sealed class DeviceCounts(string traced, string model)
 }
 
 /// <summary>One replayed call whose model address differs or failed; or a traced call's addresses, when asked for.</summary>
-public sealed record ReplayedCall(long Line, string Device, string Event, ulong TracedDma, ulong ModelDma);
+internal sealed record ReplayedCall(long Line, string Device, string Event, ulong TracedDma, ulong ModelDma);
 
 /// <summary>A dma-debug report, with the trace line of the call that made it and the line that mapped what it is about.</summary>
-public sealed record ReplayDebugReport(long Line, string LineText, string Check, string Message, long? MappedAtLine);
+internal sealed record ReplayDebugReport(long Line, string LineText, string Check, string Message, long? MappedAtLine);
 
 /// <summary>A call that failed on the modelled machine (or only in the trace), and why.</summary>
-public sealed record ReplayFailure(long Line, string Device, string Event, string Reason);
+internal sealed record ReplayFailure(long Line, string Device, string Event, string Reason);
 
 /// <summary>A mapping still held at the end of the trace.</summary>
-public sealed record ReplayLeak(long Line, string Device, string Event, ulong TracedDma, ulong ModelDma, ulong Size);
+internal sealed record ReplayLeak(long Line, string Device, string Event, ulong TracedDma, ulong ModelDma, ulong Size);
 
 /// <summary>Everything a replay found.</summary>
-public sealed class ReplayReport
+internal sealed class ReplayReport
 {
     public const string CannotShow =
         "A trace cannot show: the data bytes the CPU and device moved, whether the driver checked dma_mapping_error() " +

@@ -3,7 +3,7 @@ using PhysDma.Core;
 namespace PhysDma.Replay;
 
 /// <summary>The events replay understands, by their tracefs names.</summary>
-public enum TraceEventKind
+internal enum TraceEventKind
 {
     Other,
     MapPhys,
@@ -28,13 +28,13 @@ public enum TraceEventKind
 }
 
 /// <summary>A payload field that is missing or does not parse.</summary>
-public sealed class PayloadException(string field, string message) : Exception(message)
+internal sealed class PayloadException(string field, string message) : Exception(message)
 {
     public string Field { get; } = field;
 }
 
 /// <summary>Parsing of the <c>dma:*</c> payloads: fields are found by name and read in place, without copying.</summary>
-public static class TracePayload
+internal static class TracePayload
 {
     public static TraceEventKind KindOf(ReadOnlySpan<char> name) => name switch
     {

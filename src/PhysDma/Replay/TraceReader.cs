@@ -4,7 +4,7 @@ using System.Text;
 namespace PhysDma.Replay;
 
 /// <summary>What one line of a trace is.</summary>
-public enum TraceLineKind
+internal enum TraceLineKind
 {
     /// <summary>An event line: context, event name and payload.</summary>
     Event,
@@ -14,7 +14,7 @@ public enum TraceLineKind
 }
 
 /// <summary>A line that is neither an event nor a header: where it is and what it says.</summary>
-public sealed class TraceFormatException(long line, string text, string message) : Exception(message)
+internal sealed class TraceFormatException(long line, string text, string message) : Exception(message)
 {
     public long Line { get; } = line;
     public string Text { get; } = text;
@@ -25,7 +25,7 @@ public sealed class TraceFormatException(long line, string text, string message)
 /// line at a time from a stream: only the current line is held, in a pooled buffer, and the parts of it
 /// (event name, device, payload) are spans into that buffer, valid until the next <see cref="Read"/>.
 /// </summary>
-public sealed class TraceReader : IDisposable
+internal sealed class TraceReader : IDisposable
 {
     private const int MaxLine = 1 << 20;
     private readonly TextReader _text;

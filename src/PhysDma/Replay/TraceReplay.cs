@@ -6,7 +6,7 @@ using PhysDma.Platform;
 namespace PhysDma.Replay;
 
 /// <summary>How to replay a trace.</summary>
-public sealed class ReplayOptions
+internal sealed class ReplayOptions
 {
     /// <summary>Traced <c>dev_name</c> to model device name (<c>--device 0000:03:00.0=nic0</c>).</summary>
     public Dictionary<string, string> DeviceMap { get; init; } = new(StringComparer.Ordinal);
@@ -27,7 +27,7 @@ public sealed class ReplayOptions
 /// in order, at the traced time. The traced <c>dma_addr</c>s tie the calls together (an unmap names the
 /// mapping its traced address came from); the model's own addresses are the result.
 /// </summary>
-public sealed class TraceReplay
+internal sealed class TraceReplay
 {
     private readonly ReplayOptions _opt;
     private readonly Dictionary<string, DevState> _devs = new(StringComparer.Ordinal);

@@ -5,7 +5,7 @@ using PhysDma.Platform;
 namespace PhysDma.Scenarios;
 
 /// <summary>A named region of physical address space a scenario allocated, with the CPU's view of it.</summary>
-public sealed class Buffer
+internal sealed class Buffer
 {
     public required string Name { get; init; }
     public required BufferKind Kind { get; init; }
@@ -58,7 +58,7 @@ public sealed class Buffer
 /// objects share cache lines), vmapped stacks and vmalloc areas whose pages are not physically contiguous,
 /// and page-less device memory mapped with ioremap.
 /// </summary>
-public sealed class BufferAllocator(Machine machine, DmaApi api)
+internal sealed class BufferAllocator(Machine machine, DmaApi api)
 {
     /// <summary>
     /// The most pages one allocation may span: the model keeps a struct-page-like entry and a kernel PTE

@@ -7,7 +7,7 @@ namespace PhysDma.Scenarios;
 /// <c>TARGET</c> (its name or its PCI address). The target takes the scenario's name; a device of the
 /// machine that already had that name takes the target's old name (the two swap).
 /// </summary>
-public static class DeviceAliases
+internal static class DeviceAliases
 {
     /// <summary>Parses one <c>NAME=TARGET</c> option value.</summary>
     public static (string Name, string Target) ParseOption(string value)

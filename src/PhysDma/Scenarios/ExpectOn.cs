@@ -5,7 +5,7 @@ namespace PhysDma.Scenarios;
 /// machine a block names, its fields are checked in place of the plain <c>expect:</c> fields of the same name;
 /// on every other machine the block is ignored.
 /// </summary>
-public static class ExpectOn
+internal static class ExpectOn
 {
     public static void Merge(YNode? node, string machine, string[] fields, List<Expectation> expect)
     {

@@ -8,7 +8,7 @@ namespace PhysDma.Scenarios;
 /// <c>"0x1000"</c> agree), <c>data</c> patterns are expanded to the length actually read, flag lists compare
 /// as sets, lists of objects compare the keys the expectation names.
 /// </summary>
-public static class Expectations
+internal static class Expectations
 {
     /// <summary>Null when the value matches, else why not. The field's kind comes from <see cref="ResultCatalogue"/>.</summary>
     public static string? Check(string field, YNode expected, JsonNode? actual)

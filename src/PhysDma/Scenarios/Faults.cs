@@ -7,7 +7,7 @@ namespace PhysDma.Scenarios;
 /// search, <c>iommu_map</c>, coherent allocation, counted over the run from 1), a swiotlb pool shrunk to N
 /// slots, and dma-debug's entry pool limited to N free entries that cannot grow.
 /// </summary>
-public sealed record FaultSpec(IReadOnlyList<(FaultPoint Point, int Nth)> FailAt, ulong? SwiotlbSlots, uint? DebugEntries)
+internal sealed record FaultSpec(IReadOnlyList<(FaultPoint Point, int Nth)> FailAt, ulong? SwiotlbSlots, uint? DebugEntries)
 {
     public static readonly (string Name, FaultPoint Point)[] Points =
     [
@@ -57,4 +57,4 @@ public sealed record FaultSpec(IReadOnlyList<(FaultPoint Point, int Nth)> FailAt
 }
 
 /// <summary>A fault the run injected: the step it hit, the kernel call, which call it was, and what that call returned.</summary>
-public sealed record InjectedFaultResult(int Step, string Fault, int Nth, string Ret);
+internal sealed record InjectedFaultResult(int Step, string Fault, int Nth, string Ret);

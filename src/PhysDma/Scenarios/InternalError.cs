@@ -5,7 +5,7 @@ namespace PhysDma.Scenarios;
 /// Carries the step so the report says where; the CLI prints it without a stack trace and exits with
 /// <c>3</c>, a code of its own (not an expectation failure, not bad input).
 /// </summary>
-public sealed class InternalError(string file, int line, int step, string op, Exception inner)
+internal sealed class InternalError(string file, int line, int step, string op, Exception inner)
     : Exception($"internal error in step {step} ({op}) at {file}:{line}: {inner.GetType().Name}: {inner.Message}", inner)
 {
     public string File { get; } = file;

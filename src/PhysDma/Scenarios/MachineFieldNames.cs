@@ -9,7 +9,7 @@ namespace PhysDma.Scenarios;
 /// machine-file field it was read from: <c>Devices[2].P2PMem.Bar</c> is <c>devices[2].p2pmem.bar</c>.
 /// Property names are the field names in PascalCase, except the few listed here.
 /// </summary>
-public static partial class MachineFieldNames
+internal static partial class MachineFieldNames
 {
     private static readonly Dictionary<string, string> Irregular = new(StringComparer.Ordinal)
     {

@@ -8,7 +8,7 @@ namespace PhysDma.Scenarios;
 /// machine file, or a mapping (optionally <c>base: NAME</c> plus overrides; devices and PCI nodes that name an
 /// existing one override its fields, new names are added).
 /// </summary>
-public static class MachineParser
+internal static class MachineParser
 {
     private static readonly string[] MachineFields = FieldDoc.Names(MachineCatalogue.Machine);
     private static readonly string[] DeviceFields = FieldDoc.Names(MachineCatalogue.Device);

@@ -1,14 +1,14 @@
 namespace PhysDma.Scenarios;
 
 /// <summary>An op of the scenario format: the fields a step of it takes, and the record its result is.</summary>
-public sealed record OpSpec(string Name, IReadOnlyList<string> Inputs, Type Result, Func<StepResult> NewResult);
+internal sealed record OpSpec(string Name, IReadOnlyList<string> Inputs, Type Result, Func<StepResult> NewResult);
 
 /// <summary>
 /// Every op of the scenario format, in the order the docs list them. The parser takes an op's input fields from
 /// here, and its result fields (what <c>expect:</c> may name) from the result record named here; the runner
 /// starts every step from the record made here.
 /// </summary>
-public static class OpCatalogue
+internal static class OpCatalogue
 {
     /// <summary>Fields every step takes besides its op's own.</summary>
     public static readonly IReadOnlyList<string> CommonInputs = ["op", "id", "cpu", "expect", "expect_on"];

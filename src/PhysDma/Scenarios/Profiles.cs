@@ -6,7 +6,7 @@ namespace PhysDma.Scenarios;
 /// The built-in machines. Each is written in the machine-file format itself, so
 /// <c>physdma machines show NAME</c> prints exactly what the model runs and a user can copy it.
 /// </summary>
-public static class Profiles
+internal static class Profiles
 {
     private static readonly (string Name, string Yaml)[] All =
     [

@@ -4,7 +4,7 @@ namespace PhysDma.Scenarios;
 /// Bad input: a malformed scenario or machine file, or a request the model cannot make. Carries the file,
 /// line and field so the one-line message points at the exact place.
 /// </summary>
-public sealed class ScenarioError(string file, int line, string field, string message) : Exception(message)
+internal sealed class ScenarioError(string file, int line, string field, string message) : Exception(message)
 {
     public string File { get; } = file;
     public int Line { get; } = line;

@@ -7,7 +7,7 @@ namespace PhysDma.Scenarios;
 /// Reads a scenario file (YAML, or JSON, which YAML includes) and checks everything that can be checked
 /// before running: field names and types, and that every device, buffer and handle a step names exists.
 /// </summary>
-public static class ScenarioParser
+internal static class ScenarioParser
 {
     public static Scenario ParseFile(string path, string? machineOverride = null, IReadOnlyList<(string Name, string Target)>? devices = null)
     {

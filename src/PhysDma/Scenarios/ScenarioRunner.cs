@@ -13,7 +13,7 @@ namespace PhysDma.Scenarios;
 /// one class per family (Runner/): buffers, single mappings, scatter-gather, the IOVA API, coherent
 /// allocations, devices and time.
 /// </summary>
-public sealed class ScenarioRunner
+internal sealed class ScenarioRunner
 {
     private readonly Scenario _scenario;
     private readonly RunState _s;

@@ -5,7 +5,7 @@ namespace PhysDma.Scenarios;
 /// expectation names. A report is named when its step expects <c>debug</c> (reports and WARNs) or
 /// <c>error</c> (faults, WARNs and BUGs), or when the final <c>expect:</c> names <c>debug</c> or <c>faults</c>.
 /// </summary>
-public static class StrictCheck
+internal static class StrictCheck
 {
     /// <summary>One line per unexpected report; empty when the run is clean.</summary>
     public static IReadOnlyList<string> Unexpected(Scenario scenario, RunResult result)

@@ -5,7 +5,7 @@ using PhysDma.Core;
 namespace PhysDma.Scenarios;
 
 /// <summary>Scalar formats shared by scenario and machine files.</summary>
-public static class Values
+internal static class Values
 {
     /// <summary>
     /// The most bytes one <c>cpu_read</c> or <c>dev_read</c> may read: the result prints every byte read
@@ -110,7 +110,7 @@ public static class Values
 /// A scenario's <c>data</c>: hex bytes, <c>{ fill: 0xAA }</c> or <c>{ seq: 7 }</c>, each repeated or cut to the
 /// length needed.
 /// </summary>
-public sealed class DataSpec
+internal sealed class DataSpec
 {
     private readonly byte[]? _bytes;
     private readonly byte _fill;

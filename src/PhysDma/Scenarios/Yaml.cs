@@ -11,7 +11,7 @@ namespace PhysDma.Scenarios;
 /// fail with a message naming file, line and field. Scenario and machine files are read through this
 /// only: unknown fields are errors, never ignored.
 /// </summary>
-public readonly struct YNode
+internal readonly struct YNode
 {
     public YNode(YamlNode node, string file, string path)
     {
@@ -222,7 +222,7 @@ public readonly struct YNode
 }
 
 /// <summary>The fields of one mapping, read by name; each read node keeps its line for errors.</summary>
-public sealed class Fields(YNode owner, Dictionary<string, YNode> fields)
+internal sealed class Fields(YNode owner, Dictionary<string, YNode> fields)
 {
     public YNode Owner { get; } = owner;
 

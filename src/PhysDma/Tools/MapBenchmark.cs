@@ -6,7 +6,7 @@ using PhysDma.Platform;
 namespace PhysDma.Tools;
 
 /// <summary>What <c>struct map_benchmark</c> asks for (the kernel's dma_map_benchmark ioctl, with the sg mode).</summary>
-public sealed record MapBenchmarkParams
+internal sealed record MapBenchmarkParams
 {
     /// <summary><c>DMA_MAP_MAX_THREADS</c>.</summary>
     public const int MaxThreads = 1024;
@@ -43,10 +43,10 @@ public sealed record MapBenchmarkParams
 }
 
 /// <summary>Average and standard deviation of the map and unmap latencies, in 100 ns units, as the kernel reports them.</summary>
-public readonly record struct MapBenchmarkResult(ulong AvgMap100ns, ulong MapStddev, ulong AvgUnmap100ns, ulong UnmapStddev, long Loops);
+internal readonly record struct MapBenchmarkResult(ulong AvgMap100ns, ulong MapStddev, ulong AvgUnmap100ns, ulong UnmapStddev, long Loops);
 
 /// <summary>The benchmark refused its parameters or a mapping failed: what the kernel logs, and the errno the ioctl returns.</summary>
-public sealed class MapBenchmarkException(string kernelLog, Errno errno) : Exception(kernelLog)
+internal sealed class MapBenchmarkException(string kernelLog, Errno errno) : Exception(kernelLog)
 {
     public Errno Errno { get; } = errno;
 }
@@ -57,7 +57,7 @@ public sealed class MapBenchmarkException(string kernelLog, Errno errno) : Excep
 /// timing each call with the wall clock; the averages and standard deviations come out in 100 ns units
 /// with the kernel's integer arithmetic. A plain timed loop, so it ships with the tool.
 /// </summary>
-public static class MapBenchmark
+internal static class MapBenchmark
 {
     /// <summary>
     /// <c>map_benchmark_ioctl</c>: checks the parameters as the driver does, sets the device's DMA mask for the

@@ -70,8 +70,9 @@ public sealed class QueryTests
     [InlineData(23, Errno.EIO)]
     [InlineData(32, Errno.None)]
     [InlineData(64, Errno.None)]
-    public void Set_mask_small_masks_must_reach_zone_dma(int bits, Errno expected)
+    public void Set_mask_small_masks_must_reach_zone_dma(int bits, object expectedArg)
     {
+        var expected = (Errno)expectedArg; // xunit theories are public; the type is internal to PhysDma
         var r = X86();
         var old = r.Dev.DmaMask;
         Assert.Equal(expected, r.Api.SetMask(r.Dev, DmaBitMask(bits)));

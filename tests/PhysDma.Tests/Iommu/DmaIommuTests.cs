@@ -190,8 +190,9 @@ public class DmaIommuTests
     [Theory]
     [InlineData(IommuMode.Lazy)]
     [InlineData(IommuMode.Passthrough)]
-    public void Untrusted_devices_always_get_a_strict_dma_domain(IommuMode mode)
+    public void Untrusted_devices_always_get_a_strict_dma_domain(object modeArg)
     {
+        var mode = (IommuMode)modeArg; // xunit theories are public; the type is internal to PhysDma
         var (m, api) = Build(mode);
         var tb = m.Device("tb0");
         Assert.Equal(IommuDomainType.Dma, api.Iommu!.DomainOf(tb)!.Type);

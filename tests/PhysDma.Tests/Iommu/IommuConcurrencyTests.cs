@@ -21,8 +21,9 @@ public class IommuConcurrencyTests
     [Theory]
     [InlineData(IommuMode.Strict)]
     [InlineData(IommuMode.Lazy)]
-    public void Concurrent_map_unmap_never_hands_out_a_live_iova_twice_and_everything_returns(IommuMode mode)
+    public void Concurrent_map_unmap_never_hands_out_a_live_iova_twice_and_everything_returns(object modeArg)
     {
+        var mode = (IommuMode)modeArg; // xunit theories are public; the type is internal to PhysDma
         var m = new Machine(Config(mode, cpus: Threads, fqEntries: 16) with { Debug = false });
         var api = new DmaApi(m);
         var nic = m.Device("nic0");

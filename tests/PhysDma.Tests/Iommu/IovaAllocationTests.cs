@@ -13,8 +13,9 @@ public class IovaAllocationTests
     [Theory]
     [InlineData(IommuMode.Lazy)]
     [InlineData(IommuMode.Strict)]
-    public void First_maps_of_a_64bit_pci_device_are_top_down_below_4g_and_size_aligned(IommuMode mode)
+    public void First_maps_of_a_64bit_pci_device_are_top_down_below_4g_and_size_aligned(object modeArg)
     {
+        var mode = (IommuMode)modeArg; // xunit theories are public; the type is internal to PhysDma
         var (m, api) = Build(mode);
         var nic = m.Device("nic0");
 

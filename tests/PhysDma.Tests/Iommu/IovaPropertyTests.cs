@@ -27,7 +27,7 @@ public class IovaPropertyTests
         Flush,
     }
 
-    public sealed record Setup(IommuMode Mode, int Cpus, int FqEntries, int Free32Pages);
+    internal sealed record Setup(IommuMode Mode, int Cpus, int FqEntries, int Free32Pages);
 
     /// <summary>One step. Map: <see cref="Size"/> bytes at in-page <see cref="Offset"/> by device <see cref="Dev"/> on <see cref="Cpu"/>; Unmap/Read: live mapping number <see cref="Pick"/> modulo the live count; Tick: <see cref="Size"/> ms.</summary>
     public sealed record Op(Kind Kind, int Dev, int Size, int Offset, int Cpu, int Pick)

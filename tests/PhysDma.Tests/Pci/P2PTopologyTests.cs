@@ -48,7 +48,7 @@ public class P2PTopologyTests
           - { name: acc1, parent: swacs, bdf: "0000:0c:00.0", dma_mask: 64 }
         """;
 
-    public static MachineConfig Config(string yaml = Topology) => MachineParser.Parse(YNode.Load(yaml, "topology.yaml"), ".");
+    internal static MachineConfig Config(string yaml = Topology) => MachineParser.Parse(YNode.Load(yaml, "topology.yaml"), ".");
 
     private static (Machine M, DmaApi Api) Build(string yaml = Topology)
     {
@@ -64,8 +64,9 @@ public class P2PTopologyTests
     [InlineData("gpu0", "nic0", P2PMapType.NotSupported, 8)]       // different root ports, host bridge not allowed
     [InlineData("gpu0", "fpga0", P2PMapType.NotSupported, 8)]      // different host bridges, one not allowed
     [InlineData("acc0", "acc1", P2PMapType.NotSupported, 4)]       // ACS redirect: host-bridge path, not allowed
-    public void Map_type_and_distance(string provider, string client, P2PMapType type, int dist)
+    public void Map_type_and_distance(string provider, string client, object typeArg, int dist)
     {
+        var type = (P2PMapType)typeArg; // xunit theories are public; the type is internal to PhysDma
         var (_, api) = Build();
         Assert.Equal((type, dist), api.P2P.Distance(provider, client));
     }

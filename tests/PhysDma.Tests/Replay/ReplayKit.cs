@@ -8,7 +8,7 @@ using PhysDma.Scenarios;
 namespace PhysDma.Tests.Replaying;
 
 /// <summary>Runs an example with the trace on, and replays trace text on a built-in machine.</summary>
-public static partial class ReplayKit
+internal static partial class ReplayKit
 {
     public static MachineConfig Machine(string name) =>
         Profiles.TryGet(name, out var c) ? c : throw new ArgumentException($"no machine {name}");

@@ -5,7 +5,7 @@ using PhysDma.Scenarios;
 namespace PhysDma.Tests.Scenarios;
 
 /// <summary>Runs scenarios from text or files, through the library or through the CLI entry point.</summary>
-public static class ScenarioTestKit
+internal static class ScenarioTestKit
 {
     public static string RepoRoot { get; } = FindRoot();
 

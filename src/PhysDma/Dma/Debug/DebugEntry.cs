@@ -12,7 +12,7 @@ namespace PhysDma.Dma;
 public sealed record DebugReport(string Check, string Message, bool Printed, string Device, bool Kernel, string? MappedAt);
 
 /// <summary>A mapping dma-debug tracks (<c>struct dma_debug_entry</c>), as tests and dumps see it.</summary>
-public sealed record DebugEntryInfo(
+internal sealed record DebugEntryInfo(
     string Device, DmaAddr DevAddr, ulong Size, DebugEntryType Type, DmaDirection Direction,
     int SgCallEnts, int SgMappedEnts, PhysAddr Paddr, MapErrType MapErrType, DmaAttrs Attrs, bool DeviceOwns, string? MappedAt);
 
@@ -20,10 +20,10 @@ public sealed record DebugEntryInfo(
 /// One segment of a scatterlist as dma-debug reads it: the CPU side (<c>sg_phys</c>, <c>length</c>) and, for
 /// the first <c>mapped_ents</c> segments, the DMA side (<c>sg_dma_address</c>, <c>sg_dma_len</c>).
 /// </summary>
-public readonly record struct DebugSg(PhysAddr Phys, ulong Length, DmaAddr DmaAddress, ulong DmaLength);
+internal readonly record struct DebugSg(PhysAddr Phys, ulong Length, DmaAddr DmaAddress, ulong DmaLength);
 
 /// <summary>What a tracked mapping was made by (the kernel's <c>dma_debug_*</c> type, with its numbers).</summary>
-public enum DebugEntryType
+internal enum DebugEntryType
 {
     /// <summary>Only the type of the reference record a single sync builds; no mapping has it since 6.18.</summary>
     Single = 0,
@@ -35,7 +35,7 @@ public enum DebugEntryType
 }
 
 /// <summary>Whether the driver called <c>dma_mapping_error</c> on a mapping (<c>enum map_err_types</c>).</summary>
-public enum MapErrType
+internal enum MapErrType
 {
     NotApplicable = 0,
     NotChecked = 1,

@@ -4,7 +4,7 @@ using PhysDma.Core;
 namespace PhysDma.Dma;
 
 // Cacheline overlap tracking: the kernel's dma_active_cacheline radix tree.
-public sealed partial class DmaDebug
+internal sealed partial class DmaDebug
 {
     /// <summary>ACTIVE_CACHELINE_MAX_OVERLAP: the overlap count lives in three radix-tree tag bits.</summary>
     public const int ActiveCachelineMaxOverlap = 7;

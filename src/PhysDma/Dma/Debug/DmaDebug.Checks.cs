@@ -4,7 +4,7 @@ using PhysDma.Platform;
 namespace PhysDma.Dma;
 
 // The kernel's checks: the debug_dma_* entry points the DMA API calls.
-public sealed partial class DmaDebug
+internal sealed partial class DmaDebug
 {
     /// <summary>
     /// <c>debug_dma_map_phys</c>: tracks a successful mapping as a <c>phy</c> entry whose map error is not yet

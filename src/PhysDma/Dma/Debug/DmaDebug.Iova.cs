@@ -5,7 +5,7 @@ namespace PhysDma.Dma;
 
 // Hooks for the two-step IOVA API. The 6.18 kernel keeps no dma-debug entries for dma_iova_link (links are
 // not "mappings" it tracks), so these carry only PhysDma's own check.
-public sealed partial class DmaDebug
+internal sealed partial class DmaDebug
 {
     /// <summary>
     /// After every <c>dma_iova_link</c>: <c>mmio_without_attr</c> / <c>ram_with_mmio_attr</c> as for

@@ -5,7 +5,7 @@ using PhysDma.Platform;
 namespace PhysDma.Dma;
 
 // PhysDma's own checks: misuse the phys-based API allows and the kernel's dma-debug cannot see.
-public sealed partial class DmaDebug
+internal sealed partial class DmaDebug
 {
     private readonly KernelSpinLock _ownLock = new();
     private DebugEntry? _ownHead;

@@ -5,7 +5,7 @@ namespace PhysDma.Dma;
 
 // Scatter-gather: debug_dma_map_sg, debug_dma_unmap_sg and debug_dma_sync_sg_for_{cpu,device}, reached
 // through DmaApi's scatterlist hooks or, in tests, with the segments given directly.
-public sealed partial class DmaDebug
+internal sealed partial class DmaDebug
 {
     /// <summary>The segments one sg call hands over, read one at a time so that no list is built.</summary>
     private interface ISgSource

@@ -17,7 +17,7 @@ namespace PhysDma.Dma;
 /// it) and the device is its PCI address when it has one (the kernel's <c>dev_name</c>), else its name.
 /// </para>
 /// </summary>
-public sealed partial class DmaDebug
+internal sealed partial class DmaDebug
 {
     /// <summary>HASH_SIZE.</summary>
     public const int HashSize = 16384;

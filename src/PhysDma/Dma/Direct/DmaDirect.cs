@@ -8,7 +8,7 @@ namespace PhysDma.Dma;
 /// fixed bus translation. RAM gets the bus offset and, when needed, cache maintenance or a bounce; MMIO
 /// gets its physical address verbatim and nothing else.
 /// </summary>
-public sealed class DmaDirect : IDmaBackend
+internal sealed class DmaDirect : IDmaBackend
 {
     private readonly DmaApi _api;
     private readonly Machine _m;

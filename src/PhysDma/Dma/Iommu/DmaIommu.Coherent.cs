@@ -7,7 +7,7 @@ namespace PhysDma.Dma;
 // Coherent allocations behind the IOMMU (iommu_dma_alloc / iommu_dma_free, the blocking "remap" path):
 // pages from anywhere in RAM, one IOVA range under the coherent mask, PTEs with the coherent prot, and a
 // vmap of the pages, uncached for a non-coherent device.
-public sealed partial class DmaIommu
+internal sealed partial class DmaIommu
 {
     private readonly Dictionary<ulong, PhysAddr[]> _remapped = [];
     private readonly Lock _remapLock = new();

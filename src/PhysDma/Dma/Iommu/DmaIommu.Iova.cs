@@ -7,7 +7,7 @@ namespace PhysDma.Dma;
 
 // The two-step IOVA API (dma_iova_*, drivers/iommu/dma-iommu.c): one IOVA range reserved up
 // front, buffers linked into it piece by piece without IOTLB syncs, one sync at the end.
-public sealed partial class DmaIommu
+internal sealed partial class DmaIommu
 {
     private bool Quirk(string name) => _m.Config.HasQuirk(name);
 

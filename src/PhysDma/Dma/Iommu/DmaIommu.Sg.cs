@@ -8,7 +8,7 @@ namespace PhysDma.Dma;
 // Scatter-gather for dma-iommu (iommu_dma_map_sg, iommu_dma_unmap_sg, __finalise_sg, __invalidate_sg): the whole list in one IOVA
 // allocation, entries padded to granules and to the segment boundary, merged into DMA segments on the way
 // out, P2P bus addresses passed through in their own output slots.
-public sealed partial class DmaIommu : IDmaBackend
+internal sealed partial class DmaIommu : IDmaBackend
 {
     /// <summary><c>dev_use_sg_swiotlb</c>: untrusted, or some entry a kmalloc bounce would be needed for.</summary>
     private bool DevUseSgSwiotlb(Device dev, IReadOnlyList<ScatterEntry> sgl, int nents, DmaDirection dir)

@@ -11,7 +11,7 @@ namespace PhysDma.Dma;
 /// unmaps strictly (IOTLB invalidated before returning) or lazily through the flush queue; bounces
 /// unaligned buffers of untrusted devices through swiotlb with zeroed padding.
 /// </summary>
-public sealed partial class DmaIommu
+internal sealed partial class DmaIommu
 {
     private readonly DmaApi _api;
     private readonly Machine _m;

@@ -8,7 +8,7 @@ namespace PhysDma.Dma;
 /// kernel keeps in the top bit of the size. A driver owns one per request and may reuse it: every
 /// <see cref="DmaApi.IovaTryAlloc"/> zeroes it first.
 /// </summary>
-public sealed class DmaIovaState
+internal sealed class DmaIovaState
 {
     /// <summary><c>DMA_IOVA_USE_SWIOTLB</c>: some link bounced through swiotlb, so unlinks take the slow path.</summary>
     public const ulong UseSwiotlbBit = 1UL << 63;

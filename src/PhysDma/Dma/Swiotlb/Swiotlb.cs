@@ -11,7 +11,7 @@ namespace PhysDma.Dma;
 /// default pool at boot (here: when the <see cref="DmaApi"/> is built), restricted pools per device, and
 /// with dynamic swiotlb, pools grown in the background and transient per-device pools.
 /// </summary>
-public sealed partial class Swiotlb
+internal sealed partial class Swiotlb
 {
     private const ulong FourGiB = 4 * Sizes.GiB;
 

@@ -6,7 +6,7 @@ namespace PhysDma.Dma;
 
 // Slot search, map, bounce, sync and release. Warnings live in their own non-inlined methods so the
 // hot path never builds a message or a closure.
-public sealed partial class Swiotlb
+internal sealed partial class Swiotlb
 {
     /// <summary><c>dma_get_min_align_mask</c> (an unsigned int in the kernel).</summary>
     private static uint MinAlignMask(Device dev) => (uint)dev.MinAlignMask;

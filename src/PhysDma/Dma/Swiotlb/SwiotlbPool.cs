@@ -3,7 +3,7 @@ using PhysDma.Core;
 namespace PhysDma.Dma;
 
 /// <summary>The swiotlb constants of include/linux/swiotlb.h and kernel/dma/swiotlb.c (IO_TLB_SHIFT, IO_TLB_SIZE, IO_TLB_SEGSIZE, ...).</summary>
-public static class IoTlb
+internal static class IoTlb
 {
     /// <summary><c>IO_TLB_SHIFT</c>: a slot is 2 KiB.</summary>
     public const int Shift = 11;
@@ -61,7 +61,7 @@ internal struct IoTlbSlot
 }
 
 /// <summary>A copy of one slot's bookkeeping, for inspection.</summary>
-public readonly record struct IoTlbSlotInfo(PhysAddr OrigAddr, ulong AllocSize, int List, int PadSlots)
+internal readonly record struct IoTlbSlotInfo(PhysAddr OrigAddr, ulong AllocSize, int List, int PadSlots)
 {
     public bool IsFree => List != 0;
 }
@@ -80,7 +80,7 @@ internal sealed class IoTlbArea
 /// The slot array and area state are the kernel's; read them through <see cref="Slot"/>,
 /// <see cref="AreaUsed"/> and <see cref="AreaIndex"/>.
 /// </summary>
-public sealed class IoTlbPool
+internal sealed class IoTlbPool
 {
     internal readonly IoTlbSlot[] Slots;
     internal readonly IoTlbArea[] Areas;
@@ -184,7 +184,7 @@ public sealed class IoTlbPool
 /// <c>struct io_tlb_mem</c>: the bounce-buffer allocator a device uses: the default one, or a restricted
 /// pool shared by the devices attached to it. With dynamic swiotlb it holds a list of pools, newest first.
 /// </summary>
-public sealed class IoTlbMem
+internal sealed class IoTlbMem
 {
     private readonly Lock _poolsLock = new();
     private volatile IoTlbPool[] _pools = [];

@@ -8,7 +8,7 @@ using PhysDma.Platform;
 namespace PhysDma.Dma.Trace;
 
 /// <summary>One trace record: the event name, the CPU and time it fired, and its payload as ftrace prints it.</summary>
-public sealed record TraceRecord(int Cpu, ulong TimeNs, string Event, string Payload)
+internal sealed record TraceRecord(int Cpu, ulong TimeNs, string Event, string Payload)
 {
     /// <summary>The task every modelled call runs as.</summary>
     public const string Comm = "physdma";
@@ -30,7 +30,7 @@ public sealed record TraceRecord(int Cpu, ulong TimeNs, string Event, string Pay
 
 /// <summary>The event systems <c>trace-cmd record -e</c> selects; PhysDma models these three.</summary>
 [Flags]
-public enum TraceEvents
+internal enum TraceEvents
 {
     None = 0,
     Dma = 1,
@@ -44,7 +44,7 @@ public enum TraceEvents
 /// <c>iommu:io_page_fault</c>. Off by default; each hook is one flag test until a system is switched on.
 /// Records are kept in order and written as the tracefs <c>trace</c> file would show them.
 /// </summary>
-public sealed class DmaTrace(Clock clock) : IIommuTraceSink
+internal sealed class DmaTrace(Clock clock) : IIommuTraceSink
 {
     private readonly Lock _lock = new();
     private readonly List<TraceRecord> _records = [];

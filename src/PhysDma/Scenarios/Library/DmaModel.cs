@@ -55,10 +55,10 @@ public sealed class DmaModel
     public string Name => Machine.Config.Name;
 
     /// <summary>The modelled hardware: memory, CPU cache, IOMMU, PCI topology, devices, kernel log.</summary>
-    public Machine Machine { get; }
+    internal Machine Machine { get; }
 
     /// <summary>The kernel's DMA API on this machine (<c>dma_map_phys</c> and every other entry point).</summary>
-    public DmaApi Api { get; }
+    internal DmaApi Api { get; }
 
     /// <summary>A device of the machine by its name in the machine file (<c>nic0</c>, <c>nvme0</c>, ...).</summary>
     /// <param name="name">The device's name.</param>

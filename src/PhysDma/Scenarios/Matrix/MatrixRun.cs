@@ -7,14 +7,14 @@ using YamlDotNet.RepresentationModel;
 namespace PhysDma.Scenarios.Matrix;
 
 /// <summary>What a matrix run does beyond running: which expectations bind, whether it is strict, whether reports are kept.</summary>
-public sealed record MatrixOptions(bool Strict = false, bool IgnoreExpect = false, bool Report = false)
+internal sealed record MatrixOptions(bool Strict = false, bool IgnoreExpect = false, bool Report = false)
 {
     /// <summary><c>--device NAME=TARGET</c> pairs (as <c>run --device</c>: <see cref="DeviceAliases"/>).</summary>
     public IReadOnlyList<(string Name, string Target)> Devices { get; init; } = [];
 }
 
 /// <summary>A slice of the scenario × machine product: the <c>I</c>-th (1-based) of <c>N</c> contiguous slices.</summary>
-public readonly record struct Shard(int I, int N)
+internal readonly record struct Shard(int I, int N)
 {
     public static Shard All => new(1, 1);
 
@@ -36,10 +36,10 @@ public readonly record struct Shard(int I, int N)
 }
 
 /// <summary>One machine of a matrix: its column name and what <c>--machine</c> would be given for it.</summary>
-public sealed record MatrixMachine(string Name, string Arg);
+internal sealed record MatrixMachine(string Name, string Arg);
 
 /// <summary>One scenario × machine cell.</summary>
-public sealed record MatrixCell(int Index, string File, string Machine)
+internal sealed record MatrixCell(int Index, string File, string Machine)
 {
     /// <summary><c>ok</c>, <c>failed</c> (an expectation, or with --strict an unexpected report) or <c>error</c> (bad input).</summary>
     public string Status { get; set; } = "error";
@@ -59,7 +59,7 @@ public sealed record MatrixCell(int Index, string File, string Machine)
 /// (<c>physdma-matrix/1</c>) whose cells are in product order (scenario-major), so shards merged in any order
 /// give the document of the whole run.
 /// </summary>
-public sealed class MatrixRun
+internal sealed class MatrixRun
 {
     public const string Format = "physdma-matrix/1";
 

@@ -12,7 +12,7 @@ namespace PhysDma.Scenarios.Report;
 /// reserved), and what physical memory each device could reach. At the end it adds the PCI topology with the
 /// P2P map type of every provider/client pair. Attached only when a report is asked for.
 /// </summary>
-public sealed class ReportRecorder
+internal sealed class ReportRecorder
 {
     private readonly RunState _s;
     private readonly JsonArray _snapshots = [];

@@ -4,7 +4,7 @@ using System.Text.Json.Serialization.Metadata;
 namespace PhysDma.Scenarios;
 
 /// <summary>How <c>expect:</c> compares a field.</summary>
-public enum FieldKind
+internal enum FieldKind
 {
     /// <summary>A string, compared exactly.</summary>
     Text,
@@ -28,14 +28,14 @@ public enum FieldKind
 }
 
 /// <summary>A result field: its JSON name and how expectations compare it.</summary>
-public sealed record ResultField(string Name, FieldKind Kind);
+internal sealed record ResultField(string Name, FieldKind Kind);
 
 /// <summary>
 /// The one description of the result format: the fields of every step result and of the final state, read off
 /// the result records themselves. The parser takes its list of what <c>expect:</c> may name from here, the runner
 /// fills the same records, and expectation matching takes each field's kind from here.
 /// </summary>
-public static class ResultCatalogue
+internal static class ResultCatalogue
 {
     private static readonly Dictionary<Type, IReadOnlyList<ResultField>> ByType = [];
     private static readonly Dictionary<string, FieldKind> KindByName = new(StringComparer.Ordinal);

@@ -9,14 +9,14 @@ namespace PhysDma.Scenarios;
 /// and compared as a number by <c>expect:</c>, so <c>4096</c> and <c>"0x1000"</c> agree.
 /// </summary>
 [JsonConverter(typeof(HexAddrConverter))]
-public readonly record struct HexAddr(ulong Value)
+internal readonly record struct HexAddr(ulong Value)
 {
     public override string ToString() => Hex.Format(Value);
 }
 
 /// <summary>A set of flag names (<c>attrs</c>, <c>iommu_prot</c>): written as a list, compared as a set.</summary>
 [JsonConverter(typeof(FlagSetConverter))]
-public readonly record struct FlagSet(IReadOnlyList<string> Names)
+internal readonly record struct FlagSet(IReadOnlyList<string> Names)
 {
     public static FlagSet Of(DmaAttrs attrs) => new(attrs.ScenarioNames());
 
@@ -25,12 +25,12 @@ public readonly record struct FlagSet(IReadOnlyList<string> Names)
 
 /// <summary>Bytes read by the CPU or a device: written as lowercase hex pairs, compared against a data pattern.</summary>
 [JsonConverter(typeof(ByteDumpConverter))]
-public readonly record struct ByteDump(string Text)
+internal readonly record struct ByteDump(string Text)
 {
     public static ByteDump Of(ReadOnlySpan<byte> data) => new(Values.HexBytes(data));
 }
 
-public sealed class HexAddrConverter : JsonConverter<HexAddr>
+internal sealed class HexAddrConverter : JsonConverter<HexAddr>
 {
     public override HexAddr Read(ref Utf8JsonReader reader, Type typeToConvert, JsonSerializerOptions options) =>
         new(Convert.ToUInt64(reader.GetString()![2..], 16));
@@ -39,7 +39,7 @@ public sealed class HexAddrConverter : JsonConverter<HexAddr>
         writer.WriteStringValue(Hex.Format(value.Value));
 }
 
-public sealed class FlagSetConverter : JsonConverter<FlagSet>
+internal sealed class FlagSetConverter : JsonConverter<FlagSet>
 {
     public override FlagSet Read(ref Utf8JsonReader reader, Type typeToConvert, JsonSerializerOptions options)
     {
@@ -62,7 +62,7 @@ public sealed class FlagSetConverter : JsonConverter<FlagSet>
     }
 }
 
-public sealed class ByteDumpConverter : JsonConverter<ByteDump>
+internal sealed class ByteDumpConverter : JsonConverter<ByteDump>
 {
     public override ByteDump Read(ref Utf8JsonReader reader, Type typeToConvert, JsonSerializerOptions options) => new(reader.GetString()!);
 

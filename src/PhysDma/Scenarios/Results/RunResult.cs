@@ -6,25 +6,25 @@ using System.Text.Json.Serialization;
 namespace PhysDma.Scenarios;
 
 /// <summary>An expectation that did not hold, with where it was written (<c>step</c> is null for the final block).</summary>
-public sealed record ExpectFailure(int? Step, int Line, string Field, string Message);
+internal sealed record ExpectFailure(int? Step, int Line, string Field, string Message);
 
 /// <summary>A dma-debug report: the check, the kernel's message, whether it was printed, and where the mapping was made.</summary>
-public sealed record DebugReportResult(int Step, string Check, string Message, bool Printed, string? MappedAt);
+internal sealed record DebugReportResult(int Step, string Check, string Message, bool Printed, string? MappedAt);
 
 /// <summary>A device access that the fabric or the IOMMU refused.</summary>
-public sealed record FaultResult(int Step, string Dev, HexAddr Addr, string Access, string Reason);
+internal sealed record FaultResult(int Step, string Dev, HexAddr Addr, string Access, string Reason);
 
 /// <summary>A kernel message, with the step that printed it.</summary>
-public sealed record LogResult(int Step, string Level, string Message);
+internal sealed record LogResult(int Step, string Level, string Message);
 
 /// <summary>What is left when the run ends.</summary>
-public sealed record FinalState(long LiveMappings, long? IovaPagesInUse, long SwiotlbSlotsUsed, long? IotlbEntries);
+internal sealed record FinalState(long LiveMappings, long? IovaPagesInUse, long SwiotlbSlotsUsed, long? IotlbEntries);
 
 /// <summary>
 /// The result of a run, <c>physdma-result/1</c>: this record is the JSON document (its properties in order are
 /// the document's fields), plus the view the terminal and tests use.
 /// </summary>
-public sealed class RunResult
+internal sealed class RunResult
 {
     public string Format => "physdma-result/1";
 

@@ -31,7 +31,7 @@ namespace PhysDma.Scenarios;
 [JsonDerivedType(typeof(MapSgResult))]
 [JsonDerivedType(typeof(UnmapSgResult))]
 [JsonDerivedType(typeof(SyncSgResult))]
-public abstract record StepResult
+internal abstract record StepResult
 {
     [JsonPropertyOrder(-3)]
     public int Index { get; set; }
@@ -66,7 +66,7 @@ public abstract record StepResult
 }
 
 /// <summary>The cost of a kernel call, measured around it: cache maintenance, struct page reads, kernel mappings.</summary>
-public interface IMeasured
+internal interface IMeasured
 {
     List<CacheOpResult> CacheOps { get; set; }
 
@@ -76,7 +76,7 @@ public interface IMeasured
 }
 
 /// <summary>A step around one kernel call whose cost ends its fields.</summary>
-public abstract record MeasuredResult : StepResult, IMeasured
+internal abstract record MeasuredResult : StepResult, IMeasured
 {
     [JsonPropertyOrder(40)]
     public List<CacheOpResult> CacheOps { get; set; } = [];
@@ -89,12 +89,12 @@ public abstract record MeasuredResult : StepResult, IMeasured
 }
 
 /// <summary>One CPU cache maintenance operation on a physical range.</summary>
-public sealed record CacheOpResult(string Op, HexAddr Phys, ulong Size);
+internal sealed record CacheOpResult(string Op, HexAddr Phys, ulong Size);
 
 /// <summary>One mapped segment of a scatterlist, as the device sees it.</summary>
-public sealed record SegmentResult(HexAddr DmaAddr, ulong Len);
+internal sealed record SegmentResult(HexAddr DmaAddr, ulong Len);
 
-public sealed record AllocResult : StepResult
+internal sealed record AllocResult : StepResult
 {
     public string? Buf { get; set; }
     public string? Kind { get; set; }
@@ -105,7 +105,7 @@ public sealed record AllocResult : StepResult
     public override string? Error { get; set; }
 }
 
-public sealed record FreeResult : StepResult
+internal sealed record FreeResult : StepResult
 {
     public string? Buf { get; set; }
 
@@ -113,7 +113,7 @@ public sealed record FreeResult : StepResult
     public override string? Error { get; set; }
 }
 
-public sealed record CpuWriteResult : StepResult
+internal sealed record CpuWriteResult : StepResult
 {
     public string? Buf { get; set; }
     public ulong? Offset { get; set; }
@@ -123,7 +123,7 @@ public sealed record CpuWriteResult : StepResult
     public override string? Error { get; set; }
 }
 
-public sealed record CpuReadResult : StepResult
+internal sealed record CpuReadResult : StepResult
 {
     public string? Buf { get; set; }
     public ulong? Offset { get; set; }
@@ -135,7 +135,7 @@ public sealed record CpuReadResult : StepResult
 }
 
 /// <summary><c>map</c> and <c>p2p_map</c>.</summary>
-public sealed record MapResult : MeasuredResult
+internal sealed record MapResult : MeasuredResult
 {
     public string? Handle { get; set; }
     public string? Dev { get; set; }
@@ -151,7 +151,7 @@ public sealed record MapResult : MeasuredResult
     public FlagSet? IommuProt { get; set; }
 }
 
-public sealed record UnmapResult : MeasuredResult
+internal sealed record UnmapResult : MeasuredResult
 {
     public string? Handle { get; set; }
     public string? Dev { get; set; }
@@ -164,7 +164,7 @@ public sealed record UnmapResult : MeasuredResult
     public override string? Error { get; set; }
 }
 
-public sealed record MappingErrorResult : StepResult
+internal sealed record MappingErrorResult : StepResult
 {
     public string? Handle { get; set; }
     public string? Dev { get; set; }
@@ -173,7 +173,7 @@ public sealed record MappingErrorResult : StepResult
     public override string? Error { get; set; }
 }
 
-public sealed record SyncResult : MeasuredResult
+internal sealed record SyncResult : MeasuredResult
 {
     public string? Handle { get; set; }
     public string? Dev { get; set; }
@@ -186,7 +186,7 @@ public sealed record SyncResult : MeasuredResult
     public override string? Error { get; set; }
 }
 
-public sealed record DevReadResult : StepResult
+internal sealed record DevReadResult : StepResult
 {
     public string? Dev { get; set; }
     public HexAddr? DmaAddr { get; set; }
@@ -195,7 +195,7 @@ public sealed record DevReadResult : StepResult
     public override string? Error { get; set; }
 }
 
-public sealed record DevWriteResult : StepResult
+internal sealed record DevWriteResult : StepResult
 {
     public string? Dev { get; set; }
     public HexAddr? DmaAddr { get; set; }
@@ -203,7 +203,7 @@ public sealed record DevWriteResult : StepResult
     public override string? Error { get; set; }
 }
 
-public sealed record TickResult : StepResult
+internal sealed record TickResult : StepResult
 {
     public ulong? Ms { get; set; }
     public ulong? NowMs { get; set; }
@@ -212,7 +212,7 @@ public sealed record TickResult : StepResult
     public override string? Error { get; set; }
 }
 
-public sealed record IommuFlushResult : StepResult
+internal sealed record IommuFlushResult : StepResult
 {
     public long? IotlbEntries { get; set; }
 
@@ -224,7 +224,7 @@ public sealed record IommuFlushResult : StepResult
 /// <c>alloc_coherent</c>: measured like a mapping, but its cost comes before the address. Its cache operations are
 /// <c>arch_dma_prep_coherent</c>'s clean and invalidate of the new pages on a non-coherent device (empty elsewhere).
 /// </summary>
-public sealed record AllocCoherentResult : StepResult, IMeasured
+internal sealed record AllocCoherentResult : StepResult, IMeasured
 {
     public string? Handle { get; set; }
     public string? Dev { get; set; }
@@ -240,7 +240,7 @@ public sealed record AllocCoherentResult : StepResult, IMeasured
     public override string? Error { get; set; }
 }
 
-public sealed record FreeCoherentResult : StepResult
+internal sealed record FreeCoherentResult : StepResult
 {
     public string? Handle { get; set; }
     public string? Dev { get; set; }
@@ -251,7 +251,7 @@ public sealed record FreeCoherentResult : StepResult
     public override string? Error { get; set; }
 }
 
-public sealed record IovaAllocResult : StepResult
+internal sealed record IovaAllocResult : StepResult
 {
     public string? Handle { get; set; }
     public string? Dev { get; set; }
@@ -261,7 +261,7 @@ public sealed record IovaAllocResult : StepResult
     public override string? Error { get; set; }
 }
 
-public sealed record IovaLinkResult : MeasuredResult, IIovaStateResult
+internal sealed record IovaLinkResult : MeasuredResult, IIovaStateResult
 {
     public string? Handle { get; set; }
     public string? Dev { get; set; }
@@ -283,7 +283,7 @@ public sealed record IovaLinkResult : MeasuredResult, IIovaStateResult
     public string? Path { get; set; }
 }
 
-public sealed record IovaSyncResult : StepResult, IIovaStateResult
+internal sealed record IovaSyncResult : StepResult, IIovaStateResult
 {
     public string? Handle { get; set; }
     public string? Dev { get; set; }
@@ -293,7 +293,7 @@ public sealed record IovaSyncResult : StepResult, IIovaStateResult
     public override string? Error { get; set; }
 }
 
-public sealed record IovaUnlinkResult : MeasuredResult, IIovaStateResult
+internal sealed record IovaUnlinkResult : MeasuredResult, IIovaStateResult
 {
     public string? Handle { get; set; }
     public string? Dev { get; set; }
@@ -306,7 +306,7 @@ public sealed record IovaUnlinkResult : MeasuredResult, IIovaStateResult
     public override string? Error { get; set; }
 }
 
-public sealed record IovaFreeResult : StepResult, IIovaStateResult
+internal sealed record IovaFreeResult : StepResult, IIovaStateResult
 {
     public string? Handle { get; set; }
     public string? Dev { get; set; }
@@ -315,7 +315,7 @@ public sealed record IovaFreeResult : StepResult, IIovaStateResult
     public override string? Error { get; set; }
 }
 
-public sealed record IovaDestroyResult : MeasuredResult, IIovaStateResult
+internal sealed record IovaDestroyResult : MeasuredResult, IIovaStateResult
 {
     public string? Handle { get; set; }
     public string? Dev { get; set; }
@@ -327,7 +327,7 @@ public sealed record IovaDestroyResult : MeasuredResult, IIovaStateResult
     public override string? Error { get; set; }
 }
 
-public sealed record RemoveDeviceResult : StepResult
+internal sealed record RemoveDeviceResult : StepResult
 {
     public string? Dev { get; set; }
     public long? Leaked { get; set; }
@@ -336,7 +336,7 @@ public sealed record RemoveDeviceResult : StepResult
     public override string? Error { get; set; }
 }
 
-public sealed record MapSgResult : MeasuredResult
+internal sealed record MapSgResult : MeasuredResult
 {
     public string? Handle { get; set; }
     public string? Dev { get; set; }
@@ -348,7 +348,7 @@ public sealed record MapSgResult : MeasuredResult
     public string? Path { get; set; }
 }
 
-public sealed record UnmapSgResult : MeasuredResult
+internal sealed record UnmapSgResult : MeasuredResult
 {
     public string? Handle { get; set; }
     public string? Dev { get; set; }
@@ -360,7 +360,7 @@ public sealed record UnmapSgResult : MeasuredResult
     public override string? Error { get; set; }
 }
 
-public sealed record SyncSgResult : MeasuredResult
+internal sealed record SyncSgResult : MeasuredResult
 {
     public string? Handle { get; set; }
     public string? Dev { get; set; }
@@ -373,7 +373,7 @@ public sealed record SyncSgResult : MeasuredResult
 }
 
 /// <summary>What every step on an existing IOVA state reports first: the state's name and its device.</summary>
-public interface IIovaStateResult
+internal interface IIovaStateResult
 {
     string? Handle { get; set; }
     string? Dev { get; set; }

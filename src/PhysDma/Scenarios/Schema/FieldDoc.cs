@@ -6,7 +6,7 @@ namespace PhysDma.Scenarios;
 /// The value a scenario or machine field takes, as the parser reads it and as the JSON Schema describes it.
 /// Values written in YAML reach the schema as JSON: plain integers as numbers, everything else as strings.
 /// </summary>
-public abstract record FieldType
+internal abstract record FieldType
 {
     /// <summary>The JSON Schema of the value (a <c>$ref</c> into the shared definitions, or an inline schema).</summary>
     public abstract JsonObject Schema();
@@ -69,7 +69,7 @@ public abstract record FieldType
 }
 
 /// <summary>One field of a scenario step or of a machine file: its name, value, whether it must be given, and what it means.</summary>
-public sealed record FieldDoc(string Name, FieldType Type, string Description, bool Required = false)
+internal sealed record FieldDoc(string Name, FieldType Type, string Description, bool Required = false)
 {
     /// <summary>The field's JSON Schema, with its description (what editors show on completion).</summary>
     public JsonObject Schema()

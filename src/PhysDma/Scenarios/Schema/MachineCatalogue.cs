@@ -7,7 +7,7 @@ namespace PhysDma.Scenarios;
 /// Every field a machine file may have, at every level, with its value and meaning: the one list that
 /// <see cref="MachineParser"/> accepts fields from and that <c>physdma schema machine</c> describes.
 /// </summary>
-public static class MachineCatalogue
+internal static class MachineCatalogue
 {
     /// <summary>
     /// Known 6.18 defects a machine may reproduce (<c>kernel_quirks:</c>): dma-direct's sg bus-address entries

@@ -10,7 +10,7 @@ namespace PhysDma.Scenarios;
 /// <see cref="ResultCatalogue"/> (what <c>expect:</c> may name) and <see cref="MachineCatalogue"/>. Editors use
 /// them for completion and checking; docs/schema/ holds the generated files.
 /// </summary>
-public static class SchemaGenerator
+internal static class SchemaGenerator
 {
     /// <summary>The schema kinds <c>physdma schema</c> prints.</summary>
     public static readonly IReadOnlyList<string> Kinds = ["scenario", "machine"];

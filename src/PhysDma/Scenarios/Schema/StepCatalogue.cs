@@ -8,7 +8,7 @@ namespace PhysDma.Scenarios;
 /// types that <c>physdma schema scenario</c> writes for the ops and fields <see cref="OpCatalogue"/> lists.
 /// A field name means the same thing in every op that takes it.
 /// </summary>
-public static class StepCatalogue
+internal static class StepCatalogue
 {
     /// <summary>The direction names (<c>enum dma_data_direction</c>).</summary>
     public static readonly IReadOnlyList<string> Directions = ["bidirectional", "to_device", "from_device", "none"];
