@@ -14,13 +14,22 @@ namespace PhysDma.Report;
 public readonly record struct ReportMapping(Device Dev, string Name, ulong Phys, ulong Size, ulong Dma, ulong DmaSize, bool Single);
 
 /// <summary>
+/// An unmapped IOVA range whose translation the device may still hold in its IOTLB (the lazy window), named
+/// by the mapping it belonged to: for a feeder that does not model the device's accesses (a trace replay
+/// assumes the device used every mapping it was given), from the unmap to the flush queue's IOTLB flush.
+/// </summary>
+public readonly record struct ReportLazyRange(Device Dev, string Name, ulong Iova, ulong Phys, ulong Size);
+
+/// <summary>
 /// What the HTML report draws of a machine, taken after every step of a run or every event of a replay: the
 /// swiotlb slots in use and which mapping holds each, each translated device's IOVA space (mapped, freed but
 /// still allocated or cached in the IOTLB, reserved), and what physical memory each device could reach; and,
 /// once, the PCI topology with the P2P map type of every provider/client pair. Whoever drives it (the
-/// scenario runner, the trace replay) says which mappings are live and which step made each.
+/// scenario runner, the trace replay) says which mappings are live and which step made each, and may add
+/// lazy windows the IOTLB model cannot know of (<paramref name="lazy"/>).
 /// </summary>
-public sealed class StateSnapshots(Machine machine, DmaApi api, Func<IEnumerable<ReportMapping>> live)
+public sealed class StateSnapshots(Machine machine, DmaApi api, Func<IEnumerable<ReportMapping>> live,
+    Func<IEnumerable<ReportLazyRange>>? lazy = null)
 {
     private readonly Dictionary<string, long> _madeAt = new(StringComparer.Ordinal);
 
@@ -34,12 +43,13 @@ public sealed class StateSnapshots(Machine machine, DmaApi api, Func<IEnumerable
     public void Take(long step)
     {
         var now = live().ToList();
+        var windows = lazy?.Invoke().ToList() ?? [];
         Snapshots.Add(new JsonObject
         {
             ["step"] = step,
             ["swiotlb"] = Slots(now),
-            ["iova"] = IovaSpaces(now),
-            ["reach"] = Reach(now),
+            ["iova"] = IovaSpaces(now, windows),
+            ["reach"] = Reach(now, windows),
         });
     }
 
@@ -89,7 +99,7 @@ public sealed class StateSnapshots(Machine machine, DmaApi api, Func<IEnumerable
         return list;
     }
 
-    private JsonObject IovaSpaces(List<ReportMapping> live)
+    private JsonObject IovaSpaces(List<ReportMapping> live, List<ReportLazyRange> windows)
     {
         var o = new JsonObject();
         if (api.Iommu is not { } iommu)
@@ -116,11 +126,21 @@ public sealed class StateSnapshots(Machine machine, DmaApi api, Func<IEnumerable
                 var holder = mine.FirstOrDefault(l => l.Dma <= b && l.Dma + l.DmaSize - 1 >= a);
                 ranges.Add(Range(holder.Name is null ? "freed_queued" : "mapped", a, b, holder.Name));
             }
-            foreach (var e in iommu.Unit.Iotlb.EntriesOf(domain.Id))
+            var cached = iommu.Unit.Iotlb.EntriesOf(domain.Id).ToList();
+            foreach (var e in cached)
             {
                 var b = e.IovaBase + e.Size - 1;
                 var held = mine.Any(l => l.Dma <= b && l.Dma + l.DmaSize - 1 >= e.IovaBase);
                 ranges.Add(Range(held ? "iotlb" : "iotlb_stale", e.IovaBase, b, null, e.PhysBase.Value));
+            }
+            foreach (var w in windows.Where(w => w.Dev == dev))
+            {
+                var b = w.Iova + w.Size - 1;
+                if (!cached.Any(e => e.IovaBase <= b && e.IovaBase + e.Size - 1 >= w.Iova)
+                    && !mine.Any(l => l.Dma <= b && l.Dma + l.DmaSize - 1 >= w.Iova))
+                {
+                    ranges.Add(Range("iotlb_stale", w.Iova, b, w.Name, w.Phys));
+                }
             }
             o[dev.Name] = ranges;
         }
@@ -145,7 +165,7 @@ public sealed class StateSnapshots(Machine machine, DmaApi api, Func<IEnumerable
     /// What each device could reach: the physical ranges of its live mappings (the bounce slot, when bounced),
     /// and, behind an IOMMU, what stale IOTLB entries still translate to (the lazy window).
     /// </summary>
-    private JsonObject Reach(List<ReportMapping> live)
+    private JsonObject Reach(List<ReportMapping> live, List<ReportLazyRange> windows)
     {
         var o = new JsonObject();
         foreach (var dev in machine.Devices.OrderBy(d => d.Name, StringComparer.Ordinal))
@@ -165,12 +185,23 @@ public sealed class StateSnapshots(Machine machine, DmaApi api, Func<IEnumerable
             }
             if (api.Iommu is { } iommu && iommu.DomainOf(dev) is { } domain && dev.DmaIommu)
             {
+                var stale = new List<(ulong Iova, ulong Size)>();
                 foreach (var e in iommu.Unit.Iotlb.EntriesOf(domain.Id))
                 {
                     var b = e.IovaBase + e.Size - 1;
                     if (!mine.Any(l => l.DmaSize > 0 && l.Dma <= b && l.Dma + l.DmaSize - 1 >= e.IovaBase))
                     {
                         list.Add(Range("lazy", e.PhysBase.Value, e.PhysBase.Value + e.Size - 1, null));
+                        stale.Add((e.IovaBase, e.Size));
+                    }
+                }
+                foreach (var w in windows.Where(w => w.Dev == dev))
+                {
+                    var b = w.Iova + w.Size - 1;
+                    if (!stale.Any(e => e.Iova <= b && e.Iova + e.Size - 1 >= w.Iova)
+                        && !mine.Any(l => l.DmaSize > 0 && l.Dma <= b && l.Dma + l.DmaSize - 1 >= w.Iova))
+                    {
+                        list.Add(Range("lazy", w.Phys, w.Phys + w.Size - 1, w.Name));
                     }
                 }
             }
