@@ -23,32 +23,6 @@
     return e;
   }
 
-  // Turns "present at step s" facts into bars: one bar per contiguous run of snapshots.
-  function intervals(snapshotSteps, facts) {
-    // facts: Map key -> {row, dataset, info, steps:Set}
-    const order = snapshotSteps;
-    const bars = [];
-    for (const f of facts.values()) {
-      let start = null, prev = null;
-      for (let i = 0; i <= order.length; i++) {
-        const here = i < order.length && f.steps.has(order[i]);
-        if (here && start === null) start = order[i];
-        if (!here && start !== null) {
-          bars.push({ dataset: f.dataset, row: f.row, info: f.info, x: [start, order[i - 1] + 1] });
-          start = null;
-        }
-        prev = here;
-      }
-    }
-    return bars;
-  }
-
-  function fact(map, key, row, dataset, info, step) {
-    let f = map.get(key);
-    if (!f) { f = { row, dataset, info, steps: new Set() }; map.set(key, f); }
-    f.steps.add(step);
-  }
-
   // A Gantt-style chart: one row per address range, the steps (a replay's events) along x, one dataset per holder or kind.
   function gantt(container, id, title, bars, datasetOrder, colourOf, labelOf, lastStep, unit) {
     const rows = [...new Set(bars.map(b => b.row))];
@@ -101,7 +75,7 @@
           }
         },
         scales: {
-          x: { type: 'linear', min: 0, max: lastStep + 1, title: { display: true, text: unit }, ticks: { stepSize: 1, precision: 0 } },
+          x: { type: 'linear', min: 0, max: lastStep + 1, title: { display: true, text: unit }, ticks: lastStep <= 60 ? { stepSize: 1, precision: 0 } : { precision: 0 } },
           y: { type: 'category', title: { display: false } }
         }
       }
@@ -112,21 +86,23 @@
 
   function hexRange(r) { return `${r.lo}–${r.hi}`; }
 
+  // A span (a fact and the steps it held for, from `from` to one past the last) as a bar.
+  function bar(span, row, dataset, info) {
+    return { dataset, row, info, x: [span.from, span.to] };
+  }
+
   function drawCharts(host, run) {
-    const snaps = run.snapshots || [];
-    const order = snaps.map(s => s.step);
-    const last = order.length ? order[order.length - 1] : 0;
+    const spans = run.spans || { swiotlb: [], iova: {}, reach: {}, last_step: 0 };
+    const last = Math.max(0, spans.last_step);
     const slug = host.dataset.run;
     const unit = run.kind === 'replay' ? 'event' : 'step';
 
     // swiotlb occupancy: one dataset per mapping that held slots, coloured by that mapping.
-    const occ = new Map();
-    for (const s of snaps) for (const sl of s.swiotlb || []) {
+    const occBars = spans.swiotlb.map(sl => {
       const holder = sl.holder + (sl.holder_step !== null && sl.holder_step !== undefined ? ` (${unit} ${sl.holder_step})` : '');
       const row = `slots ${sl.slot}–${sl.slot + sl.slots - 1} @ ${sl.addr}`;
-      fact(occ, holder + '|' + row, row, holder, `${sl.size} B from ${sl.orig}, mapped at ${unit} ${sl.holder_step ?? '?'}`, s.step);
-    }
-    const occBars = intervals(order, occ);
+      return bar(sl, row, holder, `${sl.size} B from ${sl.orig}, mapped at ${unit} ${sl.holder_step ?? '?'}`);
+    });
     const holders = [...new Set(occBars.map(b => b.dataset))];
     const sec = el('div', { class: 'charts' });
     host.append(sec);
@@ -134,26 +110,17 @@
       (d, i) => palette[i % palette.length], d => d, last, unit);
 
     // IOVA space per translated device.
-    const devs = new Set();
-    for (const s of snaps) for (const d of Object.keys(s.iova || {})) devs.add(d);
-    for (const dev of [...devs].sort()) {
-      const f = new Map();
-      for (const s of snaps) for (const r of (s.iova[dev] || [])) {
-        fact(f, r.kind + '|' + hexRange(r), `IOVA ${hexRange(r)}`, r.kind, (r.holder ? `holder ${r.holder}` : '') + (r.phys ? ` → phys ${r.phys}` : ''), s.step);
-      }
-      gantt(sec, `iova-${slug}-${dev}`, `IOVA space of ${dev}`, intervals(order, f), ['reserved', 'mapped', 'iotlb', 'freed_queued', 'iotlb_stale'],
+    for (const dev of Object.keys(spans.iova).sort()) {
+      const bars = spans.iova[dev].map(r =>
+        bar(r, `IOVA ${hexRange(r)}`, r.kind, (r.holder ? `holder ${r.holder}` : '') + (r.phys ? ` → phys ${r.phys}` : '')));
+      gantt(sec, `iova-${slug}-${dev}`, `IOVA space of ${dev}`, bars, ['reserved', 'mapped', 'iotlb', 'freed_queued', 'iotlb_stale'],
         d => kindColour[d], d => kindLabel[d], last, unit);
     }
 
     // Reachability per device: mapped, bounce slots, and the lazy window.
-    const reachDevs = new Set();
-    for (const s of snaps) for (const d of Object.keys(s.reach || {})) if ((s.reach[d] || []).length) reachDevs.add(d);
-    for (const dev of [...reachDevs].sort()) {
-      const f = new Map();
-      for (const s of snaps) for (const r of (s.reach[dev] || [])) {
-        fact(f, r.kind + '|' + hexRange(r), `phys ${hexRange(r)}`, r.kind, r.holder ? `mapping ${r.holder}` : '', s.step);
-      }
-      gantt(sec, `reach-${slug}-${dev}`, `what ${dev} can reach`, intervals(order, f), ['mapped', 'bounce', 'lazy'],
+    for (const dev of Object.keys(spans.reach).sort()) {
+      const bars = spans.reach[dev].map(r => bar(r, `phys ${hexRange(r)}`, r.kind, r.holder ? `mapping ${r.holder}` : ''));
+      gantt(sec, `reach-${slug}-${dev}`, `what ${dev} can reach`, bars, ['mapped', 'bounce', 'lazy'],
         d => kindColour[d], d => kindLabel[d], last, unit);
     }
   }

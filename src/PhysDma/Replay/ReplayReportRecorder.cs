@@ -45,8 +45,16 @@ public sealed class ReplayReportRecorder
     /// <summary>How many DMA events the trace had (drawn or not).</summary>
     public long Events => _events;
 
+    /// <summary>Past <see cref="MaxSteps"/> events: only counted, and the layers stop writing decision trails.</summary>
+    private bool Full => _events >= MaxSteps;
+
     internal void Begin(ReplayReport report)
     {
+        if (Full)
+        {
+            _rec.Why = null;
+            return;
+        }
         _debugBefore = report.DebugReports.Count;
         _failuresBefore = report.Failures.Count;
         _skipped = null;
@@ -54,7 +62,13 @@ public sealed class ReplayReportRecorder
         _rec.Why!.Clear();
     }
 
-    internal void Skipped(string what) => _skipped ??= what;
+    internal void Skipped(string what)
+    {
+        if (!Full)
+        {
+            _skipped ??= what;
+        }
+    }
 
     /// <summary>
     /// A mapping is about to be unmapped: behind a lazy IOMMU, what each of its IOVA pages translates to now
@@ -62,7 +76,7 @@ public sealed class ReplayReportRecorder
     /// </summary>
     internal void Unmapping(Device dev, string name, ulong dma, ulong size)
     {
-        if (!dev.DmaIommu || size == 0 || _api.Iommu is not { } iommu || iommu.CookieOf(dev) is not { Fq: not null }
+        if (Full || !dev.DmaIommu || size == 0 || _api.Iommu is not { } iommu || iommu.CookieOf(dev) is not { Fq: not null }
             || iommu.DomainOf(dev) is not { } domain)
         {
             return;
@@ -167,7 +181,7 @@ public sealed class ReplayReportRecorder
 
     /// <summary>
     /// The replay's report data, in the shape the HTML report draws for a run: <c>steps</c> (the events),
-    /// <c>failures</c> (failed calls, dma-debug reports, leaks), <c>snapshots</c>, <c>topology</c>, and the
+    /// <c>failures</c> (failed calls, dma-debug reports, leaks), <c>spans</c> (<see cref="StateSnapshots.Spans"/>), <c>topology</c>, and the
     /// replay's own summary under <c>replay</c>.
     /// </summary>
     public JsonObject Build(ReplayReport report, string file)
@@ -199,7 +213,7 @@ public sealed class ReplayReportRecorder
             ["steps"] = _steps.DeepClone(),
             ["failures"] = failures,
             ["replay"] = summary,
-            ["snapshots"] = _snaps.Snapshots.DeepClone(),
+            ["spans"] = _snaps.Spans(),
             ["topology"] = _snaps.Topology(),
         };
     }

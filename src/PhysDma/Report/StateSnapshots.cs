@@ -33,24 +33,110 @@ public sealed class StateSnapshots(Machine machine, DmaApi api, Func<IEnumerable
 {
     private readonly Dictionary<string, long> _madeAt = new(StringComparer.Ordinal);
 
-    /// <summary>The snapshots taken so far, one per step, in order.</summary>
-    public JsonArray Snapshots { get; } = [];
+    // Spans still open: by chart, device and key, the span and the step it was last seen at.
+    private readonly Dictionary<(string Chart, string Dev, string Key), (JsonObject Span, long Seq)> _open = [];
+    private readonly List<(string Chart, string Dev, JsonObject Span, long Seq)> _closed = [];
+    private readonly List<(string Chart, string Dev, string Key)> _gone = [];
+    private readonly HashSet<(string Chart, string Dev, string Key)> _seen = [];
+    private long _seq;
+
+    /// <summary>The last step a snapshot was taken after (-1 before the first).</summary>
+    public long LastStep { get; private set; } = -1;
+
+    /// <summary>How many snapshots were taken.</summary>
+    public long Taken { get; private set; }
 
     /// <summary>Notes that the mapping called <paramref name="name"/> was made at <paramref name="step"/>.</summary>
     public void MadeAt(string name, long step) => _madeAt[name] = step;
 
-    /// <summary>Takes the machine's state after <paramref name="step"/>.</summary>
+    /// <summary>
+    /// Takes the machine's state after <paramref name="step"/>. What stays the same from one step to the next
+    /// extends a span rather than being stored again, so the data grows with the changes, not with the steps.
+    /// </summary>
     public void Take(long step)
     {
         var now = live().ToList();
         var windows = lazy?.Invoke().ToList() ?? [];
-        Snapshots.Add(new JsonObject
+        _seen.Clear();
+        foreach (var sl in Slots(now))
         {
-            ["step"] = step,
-            ["swiotlb"] = Slots(now),
-            ["iova"] = IovaSpaces(now, windows),
-            ["reach"] = Reach(now, windows),
-        });
+            var o = sl!.AsObject();
+            Seen("swiotlb", "", $"{o["holder"]}|{o["holder_step"]}|{o["slot"]}|{o["slots"]}|{o["addr"]}", o, step);
+        }
+        foreach (var (chart, byDev) in new[] { ("iova", IovaSpaces(now, windows)), ("reach", Reach(now, windows)) })
+        {
+            foreach (var (dev, ranges) in byDev)
+            {
+                foreach (var r in ranges!.AsArray())
+                {
+                    var o = r!.AsObject();
+                    Seen(chart, dev, $"{o["kind"]}|{o["lo"]}|{o["hi"]}", o, step);
+                }
+            }
+        }
+        _gone.Clear();
+        foreach (var k in _open.Keys)
+        {
+            if (!_seen.Contains(k))
+            {
+                _gone.Add(k);
+            }
+        }
+        foreach (var k in _gone)
+        {
+            var (span, seq) = _open[k];
+            _open.Remove(k);
+            _closed.Add((k.Chart, k.Dev, span, seq));
+        }
+        LastStep = step;
+        Taken++;
+    }
+
+    private void Seen(string chart, string dev, string key, JsonObject fact, long step)
+    {
+        var k = (chart, dev, key);
+        if (!_seen.Add(k))
+        {
+            return;
+        }
+        if (_open.TryGetValue(k, out var open))
+        {
+            open.Span["to"] = step + 1;
+            return;
+        }
+        var span = (JsonObject)fact.DeepClone();
+        span["from"] = step;
+        span["to"] = step + 1;
+        _open[k] = (span, _seq++);
+    }
+
+    /// <summary>
+    /// What the report draws: every fact with the steps it held for, <c>from</c> (the first step) to <c>to</c>
+    /// (one past the last): <c>swiotlb</c> (a mapping's slots), and by device <c>iova</c> (IOVA ranges: mapped,
+    /// freed but allocated, in the IOTLB, reserved) and <c>reach</c> (physical ranges the device can reach:
+    /// mapped, bounce slot, lazy window). In the order they first appeared.
+    /// </summary>
+    public JsonObject Spans()
+    {
+        var all = _closed.Concat(_open.Select(kv => (kv.Key.Chart, kv.Key.Dev, kv.Value.Span, kv.Value.Seq))).OrderBy(x => x.Item4).ToList();
+        var swiotlb = new JsonArray();
+        var iova = new JsonObject();
+        var reach = new JsonObject();
+        foreach (var (chart, dev, span, _) in all)
+        {
+            if (chart == "swiotlb")
+            {
+                swiotlb.Add(span.DeepClone());
+                continue;
+            }
+            var byDev = chart == "iova" ? iova : reach;
+            if (byDev[dev] is not JsonArray list)
+            {
+                byDev[dev] = list = [];
+            }
+            list.Add(span.DeepClone());
+        }
+        return new JsonObject { ["swiotlb"] = swiotlb, ["iova"] = iova, ["reach"] = reach, ["last_step"] = LastStep };
     }
 
     private static string Hex(ulong v) => Core.Hex.Format(v);

@@ -21,12 +21,12 @@ public sealed class ReportRecorder
         return rec;
     }
 
-    /// <summary>The run's report data: the result document plus <c>snapshots</c> and <c>topology</c>.</summary>
+    /// <summary>The run's report data: the result document plus <c>spans</c> (<see cref="StateSnapshots.Spans"/>) and <c>topology</c>.</summary>
     public JsonObject Build(RunResult result, string file)
     {
         var doc = (JsonObject)result.Json.DeepClone();
         doc["file"] = file;
-        doc["snapshots"] = _snaps.Snapshots.DeepClone();
+        doc["spans"] = _snaps.Spans();
         doc["topology"] = _snaps.Topology();
         return doc;
     }
