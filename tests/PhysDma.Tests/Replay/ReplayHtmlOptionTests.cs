@@ -41,4 +41,13 @@ public class ReplayHtmlOptionTests
         Assert.Contains("\"kind\":\"replay\"", html.Replace(" ", ""));
         Assert.DoesNotContain("src=\"http", html);
     }
+
+    [Fact]
+    public void Replay_help_lists_html()
+    {
+        var (exit, o, _) = CliArgs("replay", "--help");
+        Assert.Equal(0, exit);
+        Assert.Contains("--html <html>", o);
+        Assert.Contains("write a self-contained HTML report to this file: the replayed events with their trace lines", o);
+    }
 }
