@@ -25,17 +25,21 @@ internal static class ReplayCommand
         var outFile = new Option<string?>("--out") { Description = "also write the JSON report to this file" };
         var strict = new Option<bool>("--strict") { Description = "exit 1 when dma-debug reported anything" };
         var relocate = new Option<bool>("--relocate") { Description = "place traced pages in free model RAM (for a trace from another host)" };
+        var html = new Option<string?>("--html")
+        {
+            Description = $"write a self-contained HTML report to this file: the replayed events with their trace lines, swiotlb occupancy, IOVA spaces, the lazy window (the first {ReplayReportRecorder.MaxSteps} DMA events)",
+        };
         var cmd = new Command("replay", "replay a captured DMA trace on a modelled machine and report what it did and which calls are bugs")
         {
-            trace, machine, device, json, outFile, strict, relocate,
+            trace, machine, device, json, outFile, strict, relocate, html,
         };
         cmd.SetAction(p => Run(p.GetRequiredValue(trace), p.GetValue(machine) ?? "default", p.GetValue(device) ?? [], p.GetValue(json),
-            p.GetValue(outFile), p.GetValue(strict), p.GetValue(relocate), stdout, stderr));
+            p.GetValue(outFile), p.GetValue(strict), p.GetValue(relocate), stdout, stderr, p.GetValue(html)));
         return cmd;
     }
 
     public static int Run(string tracePath, string machineName, string[] devices, bool json, string? outFile, bool strict, bool relocate,
-        TextWriter stdout, TextWriter stderr)
+        TextWriter stdout, TextWriter stderr, string? html = null)
     {
         var map = new Dictionary<string, string>(StringComparer.Ordinal);
         foreach (var d in devices)
@@ -50,10 +54,22 @@ internal static class ReplayCommand
         }
         TraceReplay replay;
         Action<long>? progress = null;
+        if (html is not null)
+        {
+            try
+            {
+                Report.HtmlReport.CheckWritable(html);
+            }
+            catch (ScenarioError e)
+            {
+                stderr.WriteLine($"physdma: {MatrixCommand.Describe(e)}");
+                return PhysDmaCli.ExitBadInput;
+            }
+        }
         try
         {
             var config = MachineParser.Resolve(new YNode(new YamlDotNet.RepresentationModel.YamlScalarNode(machineName), "--machine", ""), Directory.GetCurrentDirectory());
-            replay = new TraceReplay(config, new ReplayOptions { DeviceMap = map, Relocate = relocate, KeepCalls = true, Progress = pos => progress?.Invoke(pos) });
+            replay = new TraceReplay(config, new ReplayOptions { DeviceMap = map, Relocate = relocate, KeepCalls = true, Report = html is not null, Progress = pos => progress?.Invoke(pos) });
         }
         catch (ScenarioError e)
         {
@@ -102,11 +118,18 @@ internal static class ReplayCommand
         }
 
         var text = report.ToJson();
-        if (outFile is not null)
+        if (outFile is not null || replay.Steps is not null)
         {
             try
             {
-                File.WriteAllText(outFile, text);
+                if (outFile is not null)
+                {
+                    File.WriteAllText(outFile, text);
+                }
+                if (replay.Steps is { } steps)
+                {
+                    Report.HtmlReport.WriteReplay(html!, steps.Build(report, tracePath));
+                }
             }
             catch (Exception e) when (e is IOException or UnauthorizedAccessException)
             {

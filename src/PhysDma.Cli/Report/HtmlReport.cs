@@ -42,6 +42,13 @@ internal static class HtmlReport
             ["runs"] = new JsonArray(run.DeepClone()),
         }));
 
+    public static void WriteReplay(string path, JsonObject replay) =>
+        File.WriteAllText(path, Html(new JsonObject
+        {
+            ["title"] = $"PhysDma replay: {(string?)replay["scenario"]} on {(string?)replay["machine"]}",
+            ["runs"] = new JsonArray(replay.DeepClone()),
+        }));
+
     public static void WriteMatrix(string path, JsonObject doc, IReadOnlyList<JsonObject> runs)
     {
         var machines = doc["machines"]!.AsArray().Select(m => (string)m!["name"]!).ToList();

@@ -23,34 +23,8 @@
     return e;
   }
 
-  // Turns "present at step s" facts into bars: one bar per contiguous run of snapshots.
-  function intervals(snapshotSteps, facts) {
-    // facts: Map key -> {row, dataset, info, steps:Set}
-    const order = snapshotSteps;
-    const bars = [];
-    for (const f of facts.values()) {
-      let start = null, prev = null;
-      for (let i = 0; i <= order.length; i++) {
-        const here = i < order.length && f.steps.has(order[i]);
-        if (here && start === null) start = order[i];
-        if (!here && start !== null) {
-          bars.push({ dataset: f.dataset, row: f.row, info: f.info, x: [start, order[i - 1] + 1] });
-          start = null;
-        }
-        prev = here;
-      }
-    }
-    return bars;
-  }
-
-  function fact(map, key, row, dataset, info, step) {
-    let f = map.get(key);
-    if (!f) { f = { row, dataset, info, steps: new Set() }; map.set(key, f); }
-    f.steps.add(step);
-  }
-
-  // A Gantt-style chart: one row per address range, the steps along x, one dataset per holder or kind.
-  function gantt(container, id, title, bars, datasetOrder, colourOf, labelOf, lastStep) {
+  // A Gantt-style chart: one row per address range, the steps (a replay's events) along x, one dataset per holder or kind.
+  function gantt(container, id, title, bars, datasetOrder, colourOf, labelOf, lastStep, unit) {
     const rows = [...new Set(bars.map(b => b.row))];
     const wrap = el('div', { class: 'chart', 'data-chart': id });
     wrap.append(el('h4', { text: title }));
@@ -72,6 +46,8 @@
       borderColor: '#222',
       borderWidth: 1,
       grouped: false,
+      // Later kinds are drawn on top: an unmapped range still in the IOTLB shows over its IOVA waiting in the flush queue.
+      order: -i,
       barPercentage: 0.9,
       categoryPercentage: 1.0
     }));
@@ -94,12 +70,12 @@
           tooltip: {
             callbacks: {
               title: items => items.length ? items[0].raw.y : '',
-              label: item => `${item.dataset.label}: steps ${item.raw.x[0]}–${item.raw.x[1] - 1}` + (item.raw.info ? ` · ${item.raw.info}` : '')
+              label: item => `${item.dataset.label}: ${unit}s ${item.raw.x[0]}–${item.raw.x[1] - 1}` + (item.raw.info ? ` · ${item.raw.info}` : '')
             }
           }
         },
         scales: {
-          x: { type: 'linear', min: 0, max: lastStep + 1, title: { display: true, text: 'step' }, ticks: { stepSize: 1, precision: 0 } },
+          x: { type: 'linear', min: 0, max: lastStep + 1, title: { display: true, text: unit }, ticks: lastStep <= 60 ? { stepSize: 1, precision: 0 } : { precision: 0 } },
           y: { type: 'category', title: { display: false } }
         }
       }
@@ -110,65 +86,64 @@
 
   function hexRange(r) { return `${r.lo}–${r.hi}`; }
 
+  // A span (a fact and the steps it held for, from `from` to one past the last) as a bar.
+  function bar(span, row, dataset, info) {
+    return { dataset, row, info, x: [span.from, span.to] };
+  }
+
   function drawCharts(host, run) {
-    const snaps = run.snapshots || [];
-    const order = snaps.map(s => s.step);
-    const last = order.length ? order[order.length - 1] : 0;
+    const spans = run.spans || { swiotlb: [], iova: {}, reach: {}, last_step: 0 };
+    const last = Math.max(0, spans.last_step);
     const slug = host.dataset.run;
+    const unit = run.kind === 'replay' ? 'event' : 'step';
 
     // swiotlb occupancy: one dataset per mapping that held slots, coloured by that mapping.
-    const occ = new Map();
-    for (const s of snaps) for (const sl of s.swiotlb || []) {
-      const holder = sl.holder + (sl.holder_step !== null && sl.holder_step !== undefined ? ` (step ${sl.holder_step})` : '');
+    const occBars = spans.swiotlb.map(sl => {
+      const holder = sl.holder + (sl.holder_step !== null && sl.holder_step !== undefined ? ` (${unit} ${sl.holder_step})` : '');
       const row = `slots ${sl.slot}–${sl.slot + sl.slots - 1} @ ${sl.addr}`;
-      fact(occ, holder + '|' + row, row, holder, `${sl.size} B from ${sl.orig}, mapped at step ${sl.holder_step ?? '?'}`, s.step);
-    }
-    const occBars = intervals(order, occ);
+      return bar(sl, row, holder, `${sl.size} B from ${sl.orig}, mapped at ${unit} ${sl.holder_step ?? '?'}`);
+    });
     const holders = [...new Set(occBars.map(b => b.dataset))];
     const sec = el('div', { class: 'charts' });
     host.append(sec);
-    gantt(sec, `occupancy-${slug}`, 'swiotlb slot occupancy (hover a bar: who holds the slots and since which step)', occBars, holders,
-      (d, i) => palette[i % palette.length], d => d, last);
+    gantt(sec, `occupancy-${slug}`, `swiotlb slot occupancy (hover a bar: who holds the slots and since which ${unit})`, occBars, holders,
+      (d, i) => palette[i % palette.length], d => d, last, unit);
 
     // IOVA space per translated device.
-    const devs = new Set();
-    for (const s of snaps) for (const d of Object.keys(s.iova || {})) devs.add(d);
-    for (const dev of [...devs].sort()) {
-      const f = new Map();
-      for (const s of snaps) for (const r of (s.iova[dev] || [])) {
-        fact(f, r.kind + '|' + hexRange(r), `IOVA ${hexRange(r)}`, r.kind, (r.holder ? `holder ${r.holder}` : '') + (r.phys ? ` → phys ${r.phys}` : ''), s.step);
-      }
-      gantt(sec, `iova-${slug}-${dev}`, `IOVA space of ${dev}`, intervals(order, f), ['reserved', 'mapped', 'iotlb', 'freed_queued', 'iotlb_stale'],
-        d => kindColour[d], d => kindLabel[d], last);
+    for (const dev of Object.keys(spans.iova).sort()) {
+      const bars = spans.iova[dev].map(r =>
+        bar(r, `IOVA ${hexRange(r)}`, r.kind, (r.holder ? `holder ${r.holder}` : '') + (r.phys ? ` → phys ${r.phys}` : '')));
+      gantt(sec, `iova-${slug}-${dev}`, `IOVA space of ${dev}`, bars, ['reserved', 'mapped', 'iotlb', 'freed_queued', 'iotlb_stale'],
+        d => kindColour[d], d => kindLabel[d], last, unit);
     }
 
     // Reachability per device: mapped, bounce slots, and the lazy window.
-    const reachDevs = new Set();
-    for (const s of snaps) for (const d of Object.keys(s.reach || {})) if ((s.reach[d] || []).length) reachDevs.add(d);
-    for (const dev of [...reachDevs].sort()) {
-      const f = new Map();
-      for (const s of snaps) for (const r of (s.reach[dev] || [])) {
-        fact(f, r.kind + '|' + hexRange(r), `phys ${hexRange(r)}`, r.kind, r.holder ? `mapping ${r.holder}` : '', s.step);
-      }
-      gantt(sec, `reach-${slug}-${dev}`, `what ${dev} can reach`, intervals(order, f), ['mapped', 'bounce', 'lazy'],
-        d => kindColour[d], d => kindLabel[d], last);
+    for (const dev of Object.keys(spans.reach).sort()) {
+      const bars = spans.reach[dev].map(r => bar(r, `phys ${hexRange(r)}`, r.kind, r.holder ? `mapping ${r.holder}` : ''));
+      gantt(sec, `reach-${slug}-${dev}`, `what ${dev} can reach`, bars, ['mapped', 'bounce', 'lazy'],
+        d => kindColour[d], d => kindLabel[d], last, unit);
     }
   }
 
+  // A scenario's steps; or a replay's events, each with the trace line it came from.
   function stepsTable(run) {
+    const replay = run.kind === 'replay';
     const t = el('table', { class: 'steps' });
-    t.append(el('thead', {}, el('tr', {}, ...['#', 'op', 'outcome', 'why', 'bytes seen', 'ok'].map(h => el('th', { text: h })))));
+    t.append(el('thead', {}, el('tr', {}, ...['#', replay ? 'event (line)' : 'op', 'outcome', 'why', replay ? 'trace line' : 'bytes seen', 'ok']
+      .map(h => el('th', { text: h })))));
     const body = el('tbody');
     for (const s of run.steps) {
       const why = el('ol', { class: 'why' });
       for (const w of s.why || []) why.append(el('li', { text: w }));
       const ok = s.ok ? el('td', { class: 'ok', text: 'ok' }) : el('td', { class: 'fail', text: 'FAIL' });
-      body.append(el('tr', { class: 'step', 'data-step': String(s.index) },
+      const attrs = { class: 'step', 'data-step': String(s.index) };
+      if (replay) attrs['data-line'] = String(s.line);
+      body.append(el('tr', attrs,
         el('td', { text: String(s.index) }),
-        el('td', { text: s.op + (s.id ? ` (${s.id})` : '') }),
+        el('td', { text: s.op + (replay ? ` (line ${s.line})` : s.id ? ` (${s.id})` : '') }),
         el('td', { text: summary(s) }),
         el('td', {}, why),
-        el('td', { class: 'bytes', text: s.data || '' }),
+        replay ? el('td', { class: 'trace-line', text: s.trace_line }) : el('td', { class: 'bytes', text: s.data || '' }),
         ok));
     }
     t.append(body);
@@ -179,7 +154,8 @@
     const p = [];
     if (s.dev) p.push(s.dev);
     if (s.path) p.push(s.path);
-    if (s.dma_addr) p.push('dma ' + s.dma_addr);
+    if (s.mapping) p.push(s.mapping);
+    if (s.dma_addr) p.push('dma ' + s.dma_addr + (s.traced_dma_addr && s.traced_dma_addr !== s.dma_addr ? ` (traced ${s.traced_dma_addr})` : ''));
     if (s.bounce) p.push('via ' + s.bounce);
     if (s.iommu_prot) p.push('[' + s.iommu_prot.join(' ') + ']');
     if (s.segments) p.push(s.segments.map(g => `${g.dma_addr}+${g.len}`).join(' '));
@@ -231,13 +207,20 @@
       if (drawn) return;
       drawn = true;
       body.dataset.run = String(i);
-      body.append(el('h3', { text: 'Steps, decision trails and bytes' }), stepsTable(run));
+      if (run.kind === 'replay') {
+        const r = run.replay;
+        body.append(el('p', { class: 'replay-summary', text: `${r.events} trace events: ${r.replayed} replayed on ${run.machine}; ` +
+          `${run.events_drawn} of ${run.events} DMA events drawn below; physical addresses ${r.phys_policy_text}` }));
+        body.append(el('h3', { text: 'Events, decision trails and trace lines' }), stepsTable(run));
+      } else {
+        body.append(el('h3', { text: 'Steps, decision trails and bytes' }), stepsTable(run));
+      }
       if ((run.failures || []).length) {
         const ul = el('ul', { class: 'failures' });
         for (const f of run.failures) ul.append(el('li', { text: `step ${f.step ?? 'final'} line ${f.line} ${f.field}: ${f.message}` }));
         body.append(ul);
       }
-      body.append(el('h3', { text: 'Over the steps' }));
+      body.append(el('h3', { text: run.kind === 'replay' ? 'Over the events' : 'Over the steps' }));
       drawCharts(body, run);
       body.append(topology(run));
     };

@@ -2,6 +2,7 @@ using PhysDma.Core;
 using PhysDma.Dma;
 using PhysDma.Dma.Trace;
 using PhysDma.Platform;
+using PhysDma.Report;
 
 namespace PhysDma.Replay;
 
@@ -19,6 +20,9 @@ internal sealed class ReplayOptions
 
     /// <summary>Called every 64 Ki lines with the bytes read so far.</summary>
     public Action<long>? Progress { get; init; }
+
+    /// <summary>Record what the HTML report draws after each DMA event (<see cref="TraceReplay.Steps"/>).</summary>
+    public bool Report { get; init; }
 }
 
 /// <summary>
@@ -47,6 +51,8 @@ internal sealed class TraceReplay
     private ReplayReport _report = null!;
     private TraceReader _reader = null!;
     private Mapping? _about;
+    private Mapping? _made;
+    private DevState? _eventDev;
     private long _iovaPages;
 
     public TraceReplay(MachineConfig config, ReplayOptions? options = null)
@@ -67,7 +73,15 @@ internal sealed class TraceReplay
         {
             debug.Reported += OnReport;
         }
+        if (_opt.Report)
+        {
+            _rec.Why = [];
+            Steps = new ReplayReportRecorder(Machine, Api, _rec, LiveMappings);
+        }
     }
+
+    /// <summary>The HTML report's events and snapshots, when <see cref="ReplayOptions.Report"/> asked for them.</summary>
+    public ReplayReportRecorder? Steps { get; }
 
     public Machine Machine { get; }
     public DmaApi Api { get; }
@@ -105,6 +119,7 @@ internal sealed class TraceReplay
                     _skippedLookup[name] = _skippedLookup.TryGetValue(name, out var n) ? n + 1 : 1;
                     continue;
                 }
+                Steps?.Begin(_report);
                 try
                 {
                     Replay(kind);
@@ -112,6 +127,10 @@ internal sealed class TraceReplay
                 catch (PayloadException e)
                 {
                     throw new TraceFormatException(_reader.LineNumber, _reader.Line.ToString(), $"{TracePayload.Name(kind)}: {e.Message}");
+                }
+                if (Steps is { } steps && _eventDev is { } ed)
+                {
+                    steps.End(_report, _reader.LineNumber, _reader.Line, kind, ed.Counts.Traced, ed.Dev, _made is { } made ? Report(made) : null, _cacheLog);
                 }
                 if (_cacheLog.Count > 0)
                 {
@@ -137,6 +156,7 @@ internal sealed class TraceReplay
     private void Skip(string what, long n = 1)
     {
         _report.Skipped[what] = _report.Skipped.GetValueOrDefault(what) + n;
+        Steps?.Skipped(what);
     }
 
     private void CountCacheOps()
@@ -198,7 +218,10 @@ internal sealed class TraceReplay
     private void Replay(TraceEventKind kind)
     {
         var p = _reader.Payload;
+        _eventDev = null;
+        _made = null;
         var d = Dev(TracePayload.Device(p));
+        _eventDev = d;
         d.Counts.Calls[(int)kind]++;
         var now = Machine.Clock.NowNs;
         if (_reader.TimeNs > now)
@@ -363,6 +386,7 @@ internal sealed class TraceReplay
         }
         var m = d.Take(traced);
         m.Set(MappingKind.Single, _reader.LineNumber, traced, addr, size, dir);
+        m.Phys = modelPhys;
         Hold(d, m, _rec.Path is DmaPath.Swiotlb or DmaPath.IommuSwiotlb);
     }
 
@@ -376,6 +400,7 @@ internal sealed class TraceReplay
     /// <summary>Accounting for a new live mapping: IOVA pages, swiotlb peak and its holders.</summary>
     private void Hold(DevState d, Mapping m, bool bounced)
     {
+        _made = m;
         m.Live = true;
         d.LiveCount++;
         if (d.Dev.DmaIommu)
@@ -428,6 +453,10 @@ internal sealed class TraceReplay
         }
         m.Live = false;
         d.LiveCount--;
+        if (Steps is { } steps)
+        {
+            Unmapping(steps, d, m);
+        }
         _iovaPages -= m.IovaPages;
         m.IovaPages = 0;
         if (m.Bounced)
@@ -720,6 +749,68 @@ internal sealed class TraceReplay
         }
     }
 
+    /// <summary>The name the HTML report gives a mapping: the trace line that made it and the call.</summary>
+    private static string ReportName(Mapping m) => $"line {m.Line} {KindName(m.Kind)}";
+
+    private ReplayReportRecorder.Made Report(Mapping m)
+    {
+        var segs = new List<(ulong Dma, ulong Len)>();
+        if (m.Kind == MappingKind.Sg)
+        {
+            for (var i = 0; i < m.Nents && m.Sgl![i].DmaLength != 0; i++)
+            {
+                segs.Add((m.Sgl[i].DmaAddress.Value, m.Sgl[i].DmaLength));
+            }
+        }
+        return new(ReportName(m), m.TracedDma, m.ModelDma.Value, segs);
+    }
+
+    private static void Unmapping(ReplayReportRecorder steps, DevState d, Mapping m)
+    {
+        if (m.Kind != MappingKind.Sg)
+        {
+            steps.Unmapping(d.Dev, ReportName(m), m.ModelDma.Value, m.Size);
+            return;
+        }
+        for (var i = 0; i < m.Nents && m.Sgl![i].DmaLength != 0; i++)
+        {
+            steps.Unmapping(d.Dev, ReportName(m), m.Sgl[i].DmaAddress.Value, m.Sgl[i].DmaLength);
+        }
+    }
+
+    /// <summary>The live mappings, as the HTML report draws them (only called when a report was asked for).</summary>
+    private IEnumerable<ReportMapping> LiveMappings()
+    {
+        var seen = new HashSet<Mapping>();
+        foreach (var d in _devs.Values)
+        {
+            foreach (var m in d.ByDma.Values.Concat(d.SgByPhys.Values))
+            {
+                if (!m.Live || !seen.Add(m))
+                {
+                    continue;
+                }
+                var name = ReportName(m);
+                switch (m.Kind)
+                {
+                    case MappingKind.Sg:
+                        for (var i = 0; i < m.Nents; i++)
+                        {
+                            var e = m.Sgl![i];
+                            yield return new(d.Dev, name, e.Phys.Value, e.Length, e.DmaAddress.Value, e.DmaLength, Single: false);
+                        }
+                        break;
+                    case MappingKind.Coherent:
+                        yield return new(d.Dev, name, Machine.Kmap.VirtToPhys(m.Cpu).Value, m.Size, m.ModelDma.Value, m.Size, Single: false);
+                        break;
+                    default:
+                        yield return new(d.Dev, name, m.Phys.Value, m.Size, m.ModelDma.Value, m.Size, Single: true);
+                        break;
+                }
+            }
+        }
+    }
+
     private static string KindName(MappingKind k) => k switch
     {
         MappingKind.Sg => "dma_map_sg",
@@ -748,6 +839,7 @@ internal sealed class TraceReplay
         public bool Bounced;
         public long IovaPages;
         public KernelVirt Cpu;
+        public PhysAddr Phys;
         public List<ScatterEntry>? Sgl;
         public int Nents;
 
