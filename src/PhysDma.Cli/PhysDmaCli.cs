@@ -8,13 +8,6 @@ namespace PhysDma.Cli;
 /// <summary>The <c>physdma</c> command: run scenarios, list and show built-in machines, run the map benchmark.</summary>
 internal static class PhysDmaCli
 {
-    public const int ExitOk = 0;
-    public const int ExitExpectFailed = 1;
-    public const int ExitBadInput = 2;
-
-    /// <summary>A defect in PhysDma itself (an exception nothing expected): never 0, 1 or 2.</summary>
-    public const int ExitInternalError = 3;
-
     public static int Invoke(string[] args, TextWriter stdout, TextWriter stderr)
     {
         var root = Build(stdout, stderr);
@@ -37,6 +30,14 @@ internal static class PhysDmaCli
             return ScenarioInput.InternalError(e, string.Join(' ', args), stderr);
         }
     }
+
+    // The exit codes (README.md, docs/errors.md): 0 every expectation held, 1 one failed, 2 bad input.
+    public const int ExitOk = 0;
+    public const int ExitExpectFailed = 1;
+    public const int ExitBadInput = 2;
+
+    /// <summary>A defect in PhysDma itself (an exception nothing expected): never 0, 1 or 2.</summary>
+    public const int ExitInternalError = 3;
 
     private static RootCommand Build(TextWriter stdout, TextWriter stderr)
     {

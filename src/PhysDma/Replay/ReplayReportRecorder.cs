@@ -15,7 +15,7 @@ namespace PhysDma.Replay;
 /// reachable through the IOTLB (the lazy window) until the flush queue's next IOTLB flush. The first <see cref="MaxSteps"/> events are kept, so a
 /// long trace gives a report a browser can open; the rest are counted.
 /// </summary>
-public sealed class ReplayReportRecorder
+internal sealed class ReplayReportRecorder
 {
     /// <summary>At most this many events are drawn.</summary>
     public const int MaxSteps = 2000;

@@ -11,14 +11,14 @@ namespace PhysDma.Report;
 /// name, a trace line), the CPU-side range and the device-side range. <paramref name="Single"/> is set for a
 /// single streaming mapping of RAM, the only kind whose bounce slot the report looks up.
 /// </summary>
-public readonly record struct ReportMapping(Device Dev, string Name, ulong Phys, ulong Size, ulong Dma, ulong DmaSize, bool Single);
+internal readonly record struct ReportMapping(Device Dev, string Name, ulong Phys, ulong Size, ulong Dma, ulong DmaSize, bool Single);
 
 /// <summary>
 /// An unmapped IOVA range whose translation the device may still hold in its IOTLB (the lazy window), named
 /// by the mapping it belonged to: for a feeder that does not model the device's accesses (a trace replay
 /// assumes the device used every mapping it was given), from the unmap to the flush queue's IOTLB flush.
 /// </summary>
-public readonly record struct ReportLazyRange(Device Dev, string Name, ulong Iova, ulong Phys, ulong Size);
+internal readonly record struct ReportLazyRange(Device Dev, string Name, ulong Iova, ulong Phys, ulong Size);
 
 /// <summary>
 /// What the HTML report draws of a machine, taken after every step of a run or every event of a replay: the
@@ -28,7 +28,7 @@ public readonly record struct ReportLazyRange(Device Dev, string Name, ulong Iov
 /// scenario runner, the trace replay) says which mappings are live and which step made each, and may add
 /// lazy windows the IOTLB model cannot know of (<paramref name="lazy"/>).
 /// </summary>
-public sealed class StateSnapshots(Machine machine, DmaApi api, Func<IEnumerable<ReportMapping>> live,
+internal sealed class StateSnapshots(Machine machine, DmaApi api, Func<IEnumerable<ReportMapping>> live,
     Func<IEnumerable<ReportLazyRange>>? lazy = null)
 {
     private readonly Dictionary<string, long> _madeAt = new(StringComparer.Ordinal);
