@@ -292,14 +292,25 @@ internal sealed class IovaDomain
     public ulong AllocIovaFast(ulong size, ulong limitPfn, bool flushRcache)
     {
         size = FastAllocSize(size);
-        var pfn = RcacheGet(size, limitPfn + 1);
-        if (pfn != 0)
+        var order = OrderBase2(size);
+        if (order < RangeCacheMaxSize)
         {
-            return pfn;
+            var pfn = _rcaches[order].Get(limitPfn + 1 - size);
+            if (pfn != 0)
+            {
+                return pfn;
+            }
         }
+        return AllocIovaFastFromTree(size, limitPfn, flushRcache);
+    }
+
+    /// <summary>The CPU's cache had nothing that fits: the tree, and with <paramref name="flushRcache"/> one retry after emptying every cache.</summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private ulong AllocIovaFastFromTree(ulong size, ulong limitPfn, bool flushRcache)
+    {
         while (true)
         {
-            pfn = AllocIova(size, limitPfn, sizeAligned: true);
+            var pfn = AllocIova(size, limitPfn, sizeAligned: true);
             if (pfn != 0 || !flushRcache)
             {
                 return pfn;
@@ -323,7 +334,8 @@ internal sealed class IovaDomain
     /// <summary><c>free_iova_fast</c>: into the CPU's cache if it takes it, else back to the tree.</summary>
     public void FreeIovaFast(ulong pfn, ulong size)
     {
-        if (RcacheInsert(pfn, size))
+        var order = OrderBase2(size);
+        if (order < RangeCacheMaxSize && _rcaches[order].Insert(pfn))
         {
             return;
         }
@@ -331,22 +343,6 @@ internal sealed class IovaDomain
     }
 
     private static int OrderBase2(ulong size) => size <= 1 ? 0 : Sizes.Fls64(size - 1);
-
-    private bool RcacheInsert(ulong pfn, ulong size)
-    {
-        var order = OrderBase2(size);
-        return order < RangeCacheMaxSize && _rcaches[order].Insert(pfn);
-    }
-
-    private ulong RcacheGet(ulong size, ulong limitPfnExclusive)
-    {
-        var order = OrderBase2(size);
-        if (order >= RangeCacheMaxSize)
-        {
-            return 0;
-        }
-        return _rcaches[order].Get(limitPfnExclusive - size);
-    }
 
     /// <summary><c>free_cpu_cached_iovas</c>: empties one CPU's loaded and previous magazines into the tree.</summary>
     public void FreeCpuCachedIovas(int cpu)
