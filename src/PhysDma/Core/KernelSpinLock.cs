@@ -1,4 +1,5 @@
 using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
 
 namespace PhysDma.Core;
 
@@ -8,12 +9,18 @@ namespace PhysDma.Core;
 /// CPU's own cache, a page table between PTE writes), where it is cheaper than a general lock. Not
 /// reentrant. Take it with <c>using (x.Enter()) { ... }</c>.
 /// </summary>
+[StructLayout(LayoutKind.Explicit)]
 internal sealed class KernelSpinLock
 {
-#pragma warning disable IDE0044, IDE0051, CS0169 // padding: two CPUs' locks never share a cache line
-    private CacheLinePad _before;
+    // The word sits a cache line into the object with a cache line after it, so two CPUs' locks (or a lock and
+    // whatever the allocator put next to it) never share a line. Explicit offsets, because the runtime reorders
+    // the fields of an ordinary class and padding fields would not stay around the word.
+    [FieldOffset(CacheLine.Size)]
     private int _held;
-    private CacheLinePad _after;
+
+#pragma warning disable IDE0044, IDE0051, CS0169 // the cache line after the word
+    [FieldOffset((2 * CacheLine.Size) - 4)]
+    private int _tail;
 #pragma warning restore IDE0044, IDE0051, CS0169
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]

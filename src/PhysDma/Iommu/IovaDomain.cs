@@ -1,4 +1,5 @@
 using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
 using PhysDma.Core;
 using PhysDma.Platform;
 
@@ -474,16 +475,24 @@ internal sealed class IovaDomain
         }
     }
 
+    // Per-CPU objects keep their hot fields a cache line away from either end (see CacheLine).
+    private const int Pad = CacheLine.Size;
+
+    [StructLayout(LayoutKind.Explicit)]
     private sealed class Magazine
     {
-#pragma warning disable IDE0044, IDE0051, CS0169 // padding: CPUs' magazines never share a cache line
-        private CacheLinePad _before;
-#pragma warning restore IDE0044, IDE0051, CS0169
-        public PfnSlots Pfns;
+        [FieldOffset(Pad)]
         public int Size;
+
+        [FieldOffset(Pad + 8)]
         public Magazine? Next;
-#pragma warning disable IDE0044, IDE0051, CS0169
-        private CacheLinePad _after;
+
+        [FieldOffset(Pad + 16)]
+        public PfnSlots Pfns;
+
+#pragma warning disable IDE0044, IDE0051, CS0169 // the cache line after the pfns
+        [FieldOffset(Pad + 16 + (MagSize * 8) + Pad - 8)]
+        private long _tail;
 #pragma warning restore IDE0044, IDE0051, CS0169
 
         public bool IsFull => Size == MagSize;
@@ -521,16 +530,21 @@ internal sealed class IovaDomain
     }
 
     /// <summary>One CPU's loaded and previous magazines of one size class, with their lock (<c>struct iova_cpu_rcache</c>).</summary>
+    [StructLayout(LayoutKind.Explicit)]
     private sealed class CpuRcache(Magazine loaded, Magazine prev)
     {
-#pragma warning disable IDE0044, IDE0051, CS0169 // padding: two CPUs' caches never share a cache line
-        private CacheLinePad _before;
-#pragma warning restore IDE0044, IDE0051, CS0169
+        [FieldOffset(Pad)]
         public KernelSpinLockWord Lock;
+
+        [FieldOffset(Pad + 8)]
         public Magazine Loaded = loaded;
+
+        [FieldOffset(Pad + 16)]
         public Magazine Prev = prev;
-#pragma warning disable IDE0044, IDE0051, CS0169
-        private CacheLinePad _after;
+
+#pragma warning disable IDE0044, IDE0051, CS0169 // the cache line after the hot fields
+        [FieldOffset(Pad + 24 + Pad - 8)]
+        private long _tail;
 #pragma warning restore IDE0044, IDE0051, CS0169
     }
 

@@ -1,3 +1,4 @@
+using System.Runtime.InteropServices;
 using PhysDma.Core;
 using PhysDma.Platform;
 
@@ -18,17 +19,25 @@ internal sealed class IovaFlushQueue
         public long Counter;
     }
 
+    /// <summary>One CPU's ring; its hot fields a cache line away from either end of the object (see <see cref="CacheLine"/>).</summary>
+    [StructLayout(LayoutKind.Explicit)]
     private sealed class Ring(int size)
     {
-#pragma warning disable IDE0044, IDE0051, CS0169 // padding: CPUs' rings never share a cache line
-        private CacheLinePad _before;
-#pragma warning restore IDE0044, IDE0051, CS0169
+        [FieldOffset(CacheLine.Size)]
         public readonly KernelSpinLock Lock = new();
+
+        [FieldOffset(CacheLine.Size + 8)]
         public readonly Entry[] Entries = new Entry[size];
+
+        [FieldOffset(CacheLine.Size + 16)]
         public int Head;
+
+        [FieldOffset(CacheLine.Size + 20)]
         public int Tail;
-#pragma warning disable IDE0044, IDE0051, CS0169
-        private CacheLinePad _after;
+
+#pragma warning disable IDE0044, IDE0051, CS0169 // the cache line after the hot fields
+        [FieldOffset((2 * CacheLine.Size) + 16)]
+        private long _tail;
 #pragma warning restore IDE0044, IDE0051, CS0169
     }
 

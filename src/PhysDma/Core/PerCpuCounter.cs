@@ -1,15 +1,14 @@
 namespace PhysDma.Core;
 
 /// <summary>
-/// 64 bytes of nothing. A per-CPU object puts one before and one after its hot fields, so two CPUs'
-/// objects allocated side by side never share a cache line (the kernel's <c>____cacheline_aligned</c>
-/// per-CPU areas).
+/// The cache line size the per-CPU objects keep apart by (the kernel's <c>____cacheline_aligned</c> per-CPU
+/// areas). Classes that two CPUs write use <c>[StructLayout(LayoutKind.Explicit)]</c> with their hot fields at
+/// <see cref="Size"/> and a field at the end of the next line: the runtime orders an ordinary class's fields by
+/// kind, so padding fields declared around the hot ones would not stay around them.
 /// </summary>
-internal struct CacheLinePad
+internal static class CacheLine
 {
-#pragma warning disable CS0169, IDE0051 // never read: the space is the point
-    private long _a, _b, _c, _d, _e, _f, _g, _h;
-#pragma warning restore CS0169, IDE0051
+    public const int Size = 64;
 }
 
 /// <summary>A counter each CPU adds to in its own cache line; reading it sums them (statistics, not synchronisation).</summary>
