@@ -32,6 +32,7 @@ public enum Errno
     EPERM = 1,
     EIO = 5,
     ENOMEM = 12,
+    ENODEV = 19,
     EINVAL = 22,
     EOPNOTSUPP = 95,
     EREMOTEIO = 121,

@@ -103,6 +103,9 @@ public enum FaultReason
     Permission,
     P2PBlocked,
     OutOfRange,
+
+    /// <summary>The access reached a BAR whose provider was removed: Unsupported Request (reads give all-ones, writes are dropped).</summary>
+    BarRemoved,
 }
 
 /// <summary>What a device's bus address turned into.</summary>

@@ -15,6 +15,15 @@ internal sealed class BufferOps(RunState s)
 
     private void Alloc(AllocStep step, AllocResult r)
     {
+        if (step.Kind == BufferKind.P2PMem && step.From is { } from && s.Api.P2P.HasPool(from) && !s.Api.P2P.PoolLive(from))
+        {
+            // pci_alloc_p2pmem returns NULL once the provider is being removed; the caller's -ENOMEM. No buffer exists.
+            r.Buf = step.Name;
+            r.Kind = "p2pmem";
+            r.Size = step.Size;
+            r.Error = "ENOMEM";
+            return;
+        }
         var b = s.Alloc.Allocate(step, (field, msg) => s.Error(step, field, msg));
         s.Buffers[step.Name] = b;
         r.Buf = b.Name;
