@@ -95,7 +95,7 @@ public static class ScenarioGen
         Gen.Select(Machine, Faults, Gen.OneOf(OpCatalogue.All.Keys.ToArray()).SelectMany(Step).Array[1, 8])
             .Select((m, f, steps) => $"machine: {m}\n{f}steps:\n" + string.Join("\n", steps) + "\n");
 
-    /// <summary>Every seed file: examples, the misuse catalogue, the fuzz findings (text, path).</summary>
+    /// <summary>Every seed file: examples (with examples/faults and examples/phys-api), the misuse catalogue, the fuzz findings (text, path).</summary>
     public static IReadOnlyList<(string Text, string File)> LoadCorpus(string repoRoot)
     {
         var dirs = new[]
@@ -105,7 +105,7 @@ public static class ScenarioGen
             Path.Combine(repoRoot, "tests", "PhysDma.Tests", "Fuzz", "Findings"),
         };
         return [.. dirs.Where(Directory.Exists)
-            .SelectMany(d => Directory.GetFiles(d, "*.yaml").Order(StringComparer.Ordinal))
+            .SelectMany(d => Directory.GetFiles(d, "*.yaml", SearchOption.AllDirectories).Order(StringComparer.Ordinal))
             .Where(f => new FileInfo(f).Length < 64 * 1024)
             .Select(f => (File.ReadAllText(f), f))];
     }
