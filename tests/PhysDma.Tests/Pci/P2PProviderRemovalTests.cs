@@ -127,4 +127,24 @@ public class P2PProviderRemovalTests
             leak.Message);
         Assert.Equal(3, r.Faults.Count(f => f.Reason == "bar_removed" && f.Dev == "nic0"));
     }
+
+    [Fact]
+    public void Library_removal_makes_a_mapped_bar_read_all_ones()
+    {
+        var model = DmaModel.Create("default");
+        var nic = model.Device("nic0");
+        var bar = new DmaBuffer(new PhysDma.Core.PhysAddr(0x3840000000), 4096);
+        model.Machine.Memory.Write(bar.Phys, [0x12, 0x34]);
+        var addr = model.Map(nic, bar, 0, 4096, PhysDma.Core.DmaDirection.ToDevice, PhysDma.Core.DmaAttrs.Mmio);
+        Assert.Equal(0xbffff000UL, addr.Value);
+        Assert.False(model.MappingError(nic, addr));
+        Assert.Equal([0x12, 0x34], model.DeviceRead(nic, addr, 2, out var before));
+        Assert.Null(before);
+        Assert.True(model.RemoveP2PProvider("gpu0", 1));
+        Assert.Equal([0xff, 0xff], model.DeviceRead(nic, addr, 2, out var after));
+        Assert.Equal(new PhysDma.Platform.DmaFault("nic0", addr, PhysDma.Platform.DmaAccess.Read, PhysDma.Platform.FaultReason.BarRemoved), after);
+        Assert.Throws<ArgumentException>(() => model.RemoveP2PProvider("gpu0", 0));
+        model.Unmap(nic, addr, 4096, PhysDma.Core.DmaDirection.ToDevice, PhysDma.Core.DmaAttrs.Mmio);
+        Assert.Empty(model.DebugReports);
+    }
 }
