@@ -69,12 +69,33 @@ public static class ScenarioGen
                 "bounce_unaligned_kmalloc: true", "swiotlb: { size: 1MiB }", "iommu: off", "debug: off", "cpus: 8", "ram: [{ base: 0x0, size: 1GiB }]"))
             .Select((b, o) => $"{{ base: {b}, {o} }}"));
 
+    private static readonly string[] CallNumbers = ["1", "2", "3", "[1, 2]", "[2, 5]", "0", "-1", "1000001", "x", "[]"];
+
+    /// <summary>
+    /// One entry of a <c>faults:</c> section: a failing call, a pool limit, or a P2P provider removed after a
+    /// step (device, BAR and step valid, at a boundary, or malformed; one removal or a list).
+    /// </summary>
+    public static readonly Gen<string> FaultEntry = Gen.OneOf(
+        Gen.Select(Gen.OneOf(FaultSpec.Points.Select(p => p.Name).ToArray()), Gen.OneOf(CallNumbers)).Select((k, v) => $"{k}: {v}"),
+        Gen.OneOf("1", "4", "128", "0", "-3", "1048577").Select(v => $"swiotlb_slots: {v}"),
+        Gen.OneOf("0", "1", "2", "-1").Select(v => $"dma_debug_entries: {v}"),
+        Gen.Select(Gen.OneOf(Devices), Gen.OneOf("0", "1", "2", "5", "6", "-1", "x"), Gen.OneOf("0", "1", "2", "3", "5", "7", "100", "-1"))
+            .Select((d, b, a) => $"{{ dev: {d}, bar: {b}, after: {a} }}")
+            .Array[1, 3]
+            .Select(rs => FaultSpec.RemoveP2PProvider + ": " + (rs.Length == 1 ? rs[0] : "[" + string.Join(", ", rs) + "]")),
+        Gen.OneOf("remove_p2p_provider: 1", "remove_p2p_provider: [3]", "remove_p2p_provider: { dev: gpu0, bar: 1 }", "remove_p2p_provider: { dev: gpu0, bar: 1, after: 0, when: now }"));
+
+    /// <summary>No <c>faults:</c> section most of the time; otherwise one to three entries.</summary>
+    public static readonly Gen<string> Faults = Gen.Frequency(
+        (2, Gen.Const("")),
+        (1, FaultEntry.Array[1, 3].Select(e => "faults: { " + string.Join(", ", e) + " }\n")));
+
     /// <summary>A scenario built from ops and fields the format knows, with values valid, at a boundary, or malformed.</summary>
     public static readonly Gen<string> Structured =
-        Gen.Select(Machine, Gen.OneOf(OpCatalogue.All.Keys.ToArray()).SelectMany(Step).Array[1, 8])
-            .Select((m, steps) => $"machine: {m}\nsteps:\n" + string.Join("\n", steps) + "\n");
+        Gen.Select(Machine, Faults, Gen.OneOf(OpCatalogue.All.Keys.ToArray()).SelectMany(Step).Array[1, 8])
+            .Select((m, f, steps) => $"machine: {m}\n{f}steps:\n" + string.Join("\n", steps) + "\n");
 
-    /// <summary>Every seed file: examples, the misuse catalogue, the fuzz findings (text, path).</summary>
+    /// <summary>Every seed file: examples (with examples/faults and examples/phys-api), the misuse catalogue, the fuzz findings (text, path).</summary>
     public static IReadOnlyList<(string Text, string File)> LoadCorpus(string repoRoot)
     {
         var dirs = new[]
@@ -84,7 +105,7 @@ public static class ScenarioGen
             Path.Combine(repoRoot, "tests", "PhysDma.Tests", "Fuzz", "Findings"),
         };
         return [.. dirs.Where(Directory.Exists)
-            .SelectMany(d => Directory.GetFiles(d, "*.yaml").Order(StringComparer.Ordinal))
+            .SelectMany(d => Directory.GetFiles(d, "*.yaml", SearchOption.AllDirectories).Order(StringComparer.Ordinal))
             .Where(f => new FileInfo(f).Length < 64 * 1024)
             .Select(f => (File.ReadAllText(f), f))];
     }

@@ -58,6 +58,7 @@ internal enum Errno
     EPERM = 1,
     EIO = 5,
     ENOMEM = 12,
+    ENODEV = 19,
     EINVAL = 22,
     EOPNOTSUPP = 95,
     EREMOTEIO = 121,

@@ -33,6 +33,12 @@ internal sealed class P2PImport(DmaApi api)
     /// <summary>By provider (no struct page): <c>pci_p2pdma_map_type(provider, dev)</c>, then the action.</summary>
     public P2PMapping MapProvider(P2PProvider provider, Device dev, PhysAddr phys, ulong size, DmaDirection dir, DmaAttrs attrs)
     {
+        if (provider.State == P2PProviderState.Removed)
+        {
+            // The exporter revoked its dma-bufs when the provider went away (vfio_pci_dma_buf_move / _cleanup):
+            // map_dma_buf of a revoked buffer fails with -ENODEV before any map type is looked up.
+            return new P2PMapping(DmaAddr.MappingError, P2PMapType.NotSupported, Errno.ENODEV);
+        }
         var type = api.P2P.MapType(provider, dev);
         return Map(dev, type, provider, phys, size, dir, attrs);
     }

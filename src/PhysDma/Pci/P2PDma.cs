@@ -25,6 +25,8 @@ internal sealed class P2PDma
     private readonly Dictionary<string, P2PProvider> _byPgmap = new(StringComparer.Ordinal);
     private readonly Dictionary<string, List<(ulong Off, ulong Size)>> _poolFree = new(StringComparer.Ordinal);
     private readonly Dictionary<string, Dictionary<ulong, P2PMapType>> _mapTypes = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, long> _poolPagesHeld = new(StringComparer.Ordinal);
+    private readonly List<P2PRemovalEvent> _removals = [];
     private readonly Lock _lock = new();
 
     public P2PDma(Machine machine, PciTopology topology)
@@ -83,6 +85,11 @@ internal sealed class P2PDma
                 return null;
             }
             var pm = _m.Config.Devices.First(d => d.Name == device).P2PMem!;
+            if (_providers[(device, pm.Bar)].State != P2PProviderState.Live)
+            {
+                // percpu_ref_tryget_live on the killed pgmap reference fails (or pdev->p2pdma is already NULL).
+                return null;
+            }
             var need = Sizes.AlignUp(size, _m.PageSize);
             for (var i = 0; i < free.Count; i++)
             {
@@ -94,6 +101,8 @@ internal sealed class P2PDma
                     {
                         free.RemoveAt(i);
                     }
+                    // Each allocated page holds a reference on the pgmap until it is freed.
+                    _poolPagesHeld[device] = _poolPagesHeld.GetValueOrDefault(device) + (long)(need >> _m.PageShift);
                     return _providers[(device, pm.Bar)].CpuBase + off;
                 }
             }
@@ -102,6 +111,100 @@ internal sealed class P2PDma
     }
 
     public bool HasPool(string device) => _poolFree.ContainsKey(device);
+
+    /// <summary>Whether <c>pci_alloc_p2pmem</c> on the device's pool can still succeed (its provider is live).</summary>
+    public bool PoolLive(string device)
+    {
+        var pm = _m.Config.Devices.FirstOrDefault(d => d.Name == device)?.P2PMem;
+        return pm is not null && _providers.TryGetValue((device, pm.Bar), out var p) && p.State == P2PProviderState.Live;
+    }
+
+    /// <summary>
+    /// <c>pci_free_p2pmem</c>: drops the page references of an allocation (the pool keeps its space, a
+    /// simplification). The last reference of a dying provider lets its teardown finish.
+    /// </summary>
+    public void FreeP2PMem(string device, ulong size)
+    {
+        lock (_lock)
+        {
+            var pm = _m.Config.Devices.First(d => d.Name == device).P2PMem!;
+            var held = _poolPagesHeld[device] = Math.Max(0, _poolPagesHeld.GetValueOrDefault(device) - (long)(Sizes.AlignUp(size, _m.PageSize) >> _m.PageShift));
+            var provider = _providers[(device, pm.Bar)];
+            if (held == 0 && provider.State == P2PProviderState.Dying)
+            {
+                Complete(provider);
+            }
+        }
+    }
+
+    /// <summary>Pages of the device's p2pmem pool allocated and not freed (each holds a pgmap reference).</summary>
+    public long PagesHeld(string device)
+    {
+        lock (_lock)
+        {
+            return _poolPagesHeld.GetValueOrDefault(device);
+        }
+    }
+
+    /// <summary>
+    /// The provider of <paramref name="device"/>'s BAR <paramref name="bar"/> goes away (driver unbind or hot
+    /// removal: devres runs in reverse). With a p2pmem pool whose pages are still referenced, the teardown
+    /// blocks in <c>memunmap_pages</c> until they are freed (the provider is <see cref="P2PProviderState.Dying"/>);
+    /// otherwise <c>pci_p2pdma_release</c> runs at once, the map-type cache is destroyed and the BAR stops
+    /// decoding. Returns the event (also kept for <see cref="RemovalsSince"/>).
+    /// </summary>
+    public P2PRemovalEvent Remove(string device, int bar)
+    {
+        lock (_lock)
+        {
+            var provider = _providers[(device, bar)];
+            if (provider.State != P2PProviderState.Live)
+            {
+                var again = new P2PRemovalEvent(device, bar, provider.State == P2PProviderState.Removed, (int)_poolPagesHeld.GetValueOrDefault(device));
+                _removals.Add(again);
+                return again;
+            }
+            var held = provider.Pgmap is not null ? _poolPagesHeld.GetValueOrDefault(device) : 0;
+            if (held > 0)
+            {
+                provider.State = P2PProviderState.Dying;
+                var blocked = new P2PRemovalEvent(device, bar, false, (int)held);
+                _removals.Add(blocked);
+                return blocked;
+            }
+            return Complete(provider);
+        }
+    }
+
+    private P2PRemovalEvent Complete(P2PProvider provider)
+    {
+        provider.State = P2PProviderState.Removed;
+        // xa_destroy(&p2pdma->map_types): a later lookup finds pdev->p2pdma NULL before any cache.
+        _mapTypes.Remove(provider.Owner);
+        _m.DisableBar(provider.Owner, provider.Bar);
+        var done = new P2PRemovalEvent(provider.Owner, provider.Bar, true, 0);
+        _removals.Add(done);
+        return done;
+    }
+
+    public int RemovalCount
+    {
+        get
+        {
+            lock (_lock)
+            {
+                return _removals.Count;
+            }
+        }
+    }
+
+    public IReadOnlyList<P2PRemovalEvent> RemovalsSince(int index)
+    {
+        lock (_lock)
+        {
+            return [.. _removals.Skip(index)];
+        }
+    }
 
     /// <summary><c>pci_p2pdma_bus_addr_map</c>: the PCI bus address of a provider's CPU address.</summary>
     public static DmaAddr BusAddrMap(P2PProvider provider, PhysAddr p) => new(p.Value + provider.BusOffset);
@@ -119,6 +222,11 @@ internal sealed class P2PDma
     /// <summary><c>pci_p2pdma_map_type</c>: from the provider's cache, else computed (with its warnings) and cached.</summary>
     public P2PMapType MapType(P2PProvider provider, Device client)
     {
+        if (provider.State == P2PProviderState.Removed)
+        {
+            // pdev->p2pdma is NULL after pci_p2pdma_release.
+            return P2PMapType.NotSupported;
+        }
         var clientBdf = Topology.Bdf(client.Name);
         if (clientBdf is null)
         {

@@ -121,6 +121,9 @@ public enum FaultReason
 
     /// <summary>Without an IOMMU: the bus address is outside every DMA range of the device, or it translates to a physical address where nothing answers.</summary>
     OutOfRange,
+
+    /// <summary>The access reached a BAR whose provider was removed: Unsupported Request (reads give all-ones, writes are dropped).</summary>
+    BarRemoved,
 }
 
 /// <summary>What a device's bus address turned into.</summary>

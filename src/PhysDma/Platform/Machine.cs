@@ -16,6 +16,8 @@ internal sealed class Machine
 
     private readonly Dictionary<string, Device> _devices = new(StringComparer.Ordinal);
     private readonly AppendLog<DmaFault> _faults = new();
+    private readonly HashSet<(string Owner, int Bar)> _disabledBars = [];
+    private volatile bool _anyBarDisabled;
 
     public Machine(MachineConfig config)
     {
@@ -233,6 +235,34 @@ internal sealed class Machine
 
     public IReadOnlyList<DmaFault> Faults => _faults.Snapshot();
 
+    /// <summary>
+    /// A device's BAR stops decoding (its provider was removed): a memory read that lands in it completes
+    /// with Unsupported Request, which the requester sees as all-ones data; a write is dropped. Both are
+    /// recorded as <see cref="FaultReason.BarRemoved"/>.
+    /// </summary>
+    public void DisableBar(string owner, int bar)
+    {
+        lock (_disabledBars)
+        {
+            _disabledBars.Add((owner, bar));
+            _anyBarDisabled = true;
+        }
+    }
+
+    public bool IsBarDisabled(string owner, int bar)
+    {
+        if (!_anyBarDisabled)
+        {
+            return false;
+        }
+        lock (_disabledBars)
+        {
+            return _disabledBars.Contains((owner, bar));
+        }
+    }
+
+    private bool Disabled(MemRegion region) => _anyBarDisabled && region.Owner is { } owner && IsBarDisabled(owner, region.Bar);
+
     public int FaultCount => _faults.Count;
 
     private DmaFault RecordFault(Device dev, DmaAddr addr, DmaAccess access, FaultReason reason)
@@ -253,6 +283,7 @@ internal sealed class Machine
     public DmaFault? DeviceWrite(Device dev, DmaAddr addr, ReadOnlySpan<byte> src)
     {
         var a = addr;
+        DmaFault? removed = null;
         while (!src.IsEmpty)
         {
             var t = Resolve(dev, a, DmaAccess.Write, (ulong)src.Length, out var region, out var n);
@@ -260,7 +291,12 @@ internal sealed class Machine
             {
                 return RecordFault(dev, a, DmaAccess.Write, t.Ok ? FaultReason.OutOfRange : t.Fault);
             }
-            if (region.IsRam && dev.Coherent)
+            if (Disabled(region))
+            {
+                // Posted write to a BAR that no longer decodes: dropped (the completer logs Unsupported Request).
+                removed ??= RecordFault(dev, a, DmaAccess.Write, FaultReason.BarRemoved);
+            }
+            else if (region.IsRam && dev.Coherent)
             {
                 Cache.SnoopWrite(t.Phys, src[..n]);
             }
@@ -271,12 +307,13 @@ internal sealed class Machine
             src = src[n..];
             a += (ulong)n;
         }
-        return null;
+        return removed;
     }
 
     private DmaFault? DeviceAccess(Device dev, DmaAddr addr, Span<byte> dest, DmaAccess access)
     {
         var a = addr;
+        DmaFault? removed = null;
         while (!dest.IsEmpty)
         {
             var t = Resolve(dev, a, access, (ulong)dest.Length, out var region, out var n);
@@ -284,7 +321,13 @@ internal sealed class Machine
             {
                 return RecordFault(dev, a, access, t.Ok ? FaultReason.OutOfRange : t.Fault);
             }
-            if (region.IsRam && dev.Coherent)
+            if (Disabled(region))
+            {
+                // Unsupported Request completion: the requester gets all-ones data.
+                dest[..n].Fill(0xff);
+                removed ??= RecordFault(dev, a, access, FaultReason.BarRemoved);
+            }
+            else if (region.IsRam && dev.Coherent)
             {
                 Cache.SnoopRead(t.Phys, dest[..n]);
             }
@@ -295,7 +338,7 @@ internal sealed class Machine
             dest = dest[n..];
             a += (ulong)n;
         }
-        return null;
+        return removed;
     }
 
     private Translated Resolve(Device dev, DmaAddr a, DmaAccess access, ulong want, out MemRegion? region, out int n)

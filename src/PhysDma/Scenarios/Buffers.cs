@@ -118,6 +118,11 @@ internal sealed class BufferAllocator(Machine machine, DmaApi api)
         {
             machine.Allocator.Free(p, size);
         }
+        if (b.Kind == BufferKind.P2PMem && api.P2P.ProviderAt(b.Phys) is { } provider)
+        {
+            // pci_free_p2pmem: the pages' pgmap references go; a removal waiting for them may now finish.
+            api.P2P.FreeP2PMem(provider.Owner, b.Size);
+        }
     }
 
     private (ulong Lo, ulong Hi)[] ZoneOrder(Zone? zone) => zone switch

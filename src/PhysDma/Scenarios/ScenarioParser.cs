@@ -51,6 +51,7 @@ internal static class ScenarioParser
         {
             steps.Add(ParseStep(s, steps.Count, ctx));
         }
+        faults?.Check(machine, steps.Count);
         var final = new List<Expectation>();
         if (f.Get("expect") is { } fe)
         {

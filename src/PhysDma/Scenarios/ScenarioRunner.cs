@@ -49,6 +49,13 @@ internal sealed class ScenarioRunner
             {
                 api.Debug?.LimitEntries(entries);
             }
+            foreach (var rm in faults.Removals)
+            {
+                if (api.P2P.Provider(rm.Dev, rm.Bar) is null)
+                {
+                    throw rm.Node.Error($"BAR {rm.Bar} of '{rm.Dev}' is not a P2PDMA provider on this machine (only BARs of PCI devices are)");
+                }
+            }
         }
         new BufferOps(_s).Register(_ops);
         new SingleMapOps(_s).Register(_ops);
@@ -94,6 +101,7 @@ internal sealed class ScenarioRunner
             var logBefore = _s.Api.Log.Count;
             var debugBefore = _s.Api.Debug?.ReportCount ?? 0;
             var injectedBefore = _s.M.Inject.InjectedCount;
+            var removalsBefore = _s.Api.P2P.RemovalCount;
             if (_s.Api.Debug is { } dbg)
             {
                 // dma-debug's "Mapped at:" names the step that made a mapping, as the kernel names the caller.
@@ -124,6 +132,7 @@ internal sealed class ScenarioRunner
             {
                 throw new InternalError(_scenario.File, step.Line, step.Index, step.Op, e);
             }
+            RemoveProviders(step);
             if (_s.HeldBytes > _s.MaxMemory)
             {
                 throw _s.Error(step, "", $"the run holds {_s.HeldBytes} bytes of modelled memory after this step, more than the budget of {_s.MaxMemory} bytes (--max-memory)");
@@ -134,6 +143,7 @@ internal sealed class ScenarioRunner
             {
                 _injected.Add(new InjectedFaultResult(step.Index, FaultSpec.NameOf(inj.Point), inj.Nth, FaultSpec.ReturnOf(inj.Point)));
             }
+            CollectRemovals(step, removalsBefore);
             CollectLog(step, logBefore);
             CollectDebug(step, debugBefore, r);
             // A step's own `ok` says whether its other expectations held.
@@ -201,6 +211,48 @@ internal sealed class ScenarioRunner
         return ok;
     }
 
+    /// <summary>The providers a scenario's <c>faults:</c> removes once this step has run.</summary>
+    private void RemoveProviders(Step step)
+    {
+        if (_scenario.Faults is not { Removals.Count: > 0 } faults)
+        {
+            return;
+        }
+        foreach (var rm in faults.Removals)
+        {
+            if (rm.After == step.Index)
+            {
+                _s.Api.P2P.Remove(rm.Dev, rm.Bar);
+            }
+        }
+    }
+
+    /// <summary>
+    /// Each step of a removal is an <c>injected</c> entry: <c>blocked</c> while <c>memunmap_pages</c> waits for
+    /// referenced p2pmem pages, <c>0</c> when the teardown finished (at the step that freed the last page, if
+    /// it had to wait). <c>nth</c> is the removal's place in the <c>faults:</c> section, from 1.
+    /// </summary>
+    private void CollectRemovals(Step step, int before)
+    {
+        if (_scenario.Faults is not { Removals.Count: > 0 } faults)
+        {
+            return;
+        }
+        foreach (var e in _s.Api.P2P.RemovalsSince(before))
+        {
+            var nth = 1;
+            for (var i = 0; i < faults.Removals.Count; i++)
+            {
+                if (faults.Removals[i].Dev == e.Owner && faults.Removals[i].Bar == e.Bar)
+                {
+                    nth = i + 1;
+                    break;
+                }
+            }
+            _injected.Add(new InjectedFaultResult(step.Index, FaultSpec.RemoveP2PProvider, nth, e.Completed ? "0" : "blocked"));
+        }
+    }
+
     private void CollectFaults(Step step, int before)
     {
         var all = _s.M.Faults;
@@ -216,6 +268,7 @@ internal sealed class ScenarioRunner
         FaultReason.Unmapped => "unmapped",
         FaultReason.Permission => "permission",
         FaultReason.P2PBlocked => "p2p_blocked",
+        FaultReason.BarRemoved => "bar_removed",
         _ => "out_of_range",
     };
 

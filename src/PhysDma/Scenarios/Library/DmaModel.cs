@@ -163,7 +163,7 @@ public sealed class DmaModel
     /// <param name="dev">The device.</param>
     /// <param name="addr">The DMA address.</param>
     /// <param name="length">How many bytes.</param>
-    /// <param name="fault">The fault when the access could not be translated (the bytes are then zero), else null.</param>
+    /// <param name="fault">The fault when the access could not be translated (the bytes are then zero; all-ones from a removed BAR), else null.</param>
     /// <returns>The bytes the device got.</returns>
     public byte[] DeviceRead(Device dev, DmaAddr addr, int length, out DmaFault? fault)
     {
@@ -186,6 +186,19 @@ public sealed class DmaModel
     /// <summary>Driver unbind: dma-debug reports every mapping still live for the device (<c>leak_on_unbind</c>).</summary>
     /// <param name="dev">The device.</param>
     public void RemoveDevice(Device dev) => Api.Debug?.RemoveDevice(dev);
+
+    /// <summary>
+    /// The P2PDMA provider of a device's BAR goes away (as <c>faults: remove_p2p_provider</c>): at once, or
+    /// blocked until the p2pmem pages still allocated from it are freed. Afterwards the BAR reads all-ones
+    /// and drops writes (<see cref="FaultReason.BarRemoved"/> faults).
+    /// </summary>
+    /// <param name="device">The PCI device.</param>
+    /// <param name="bar">The BAR.</param>
+    /// <returns>Whether the removal completed (false: it waits for page references).</returns>
+    public bool RemoveP2PProvider(string device, int bar) =>
+        Api.P2P.Provider(device, bar) is null
+            ? throw new ArgumentException($"BAR {bar} of '{device}' is not a P2PDMA provider on this machine", nameof(bar))
+            : Api.P2P.Remove(device, bar).Completed;
 
     /// <summary>Every dma-debug report so far, in order (empty when the machine has <c>debug: off</c>).</summary>
     public IReadOnlyList<DebugReport> DebugReports => Api.Debug?.Reports ?? [];

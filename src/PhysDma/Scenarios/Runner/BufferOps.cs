@@ -15,6 +15,15 @@ internal sealed class BufferOps(RunState s)
 
     private void Alloc(AllocStep step, AllocResult r)
     {
+        if (step.Kind == BufferKind.P2PMem && step.From is { } from && s.Api.P2P.HasPool(from) && !s.Api.P2P.PoolLive(from))
+        {
+            // pci_alloc_p2pmem returns NULL once the provider is being removed; the caller's -ENOMEM. No buffer exists.
+            r.Buf = step.Name;
+            r.Kind = "p2pmem";
+            r.Size = step.Size;
+            r.Error = "ENOMEM";
+            return;
+        }
         var b = s.Alloc.Allocate(step, (field, msg) => s.Error(step, field, msg));
         s.Buffers[step.Name] = b;
         r.Buf = b.Name;
@@ -42,15 +51,25 @@ internal sealed class BufferOps(RunState s)
         s.CheckRange(step, b, step.Offset, len, "data");
         CheckCpuAccess(b, step.Offset, len, write: true);
         s.CheckMemory(step, "len", step.Data.IsUniform ? 0 : len);
+        r.Buf = b.Name;
+        r.Offset = step.Offset;
+        r.Len = len;
+        if (BarRemoved(b))
+        {
+            // A store to a BAR that no longer decodes is dropped.
+            return;
+        }
         step.Data.Stream(len, (at, piece) =>
         {
             s.M.Cpu.Write(b.Va + step.Offset + at, piece);
             return true;
         });
-        r.Buf = b.Name;
-        r.Offset = step.Offset;
-        r.Len = len;
     }
+
+    /// <summary>Device memory whose BAR stopped decoding (its P2P provider was removed).</summary>
+    private bool BarRemoved(Buffer b) =>
+        b.Kind is BufferKind.Bar or BufferKind.P2PMem or BufferKind.Resource
+        && s.M.Map.Find(b.Phys) is { Owner: { } owner } region && s.M.IsBarDisabled(owner, region.Bar);
 
     private void CpuRead(CpuReadStep step, CpuReadResult r)
     {
@@ -59,7 +78,15 @@ internal sealed class BufferOps(RunState s)
         s.CheckReadLength(step, step.Len);
         var data = new byte[step.Len];
         CheckCpuAccess(b, step.Offset, step.Len, write: false);
-        s.M.Cpu.Read(b.Va + step.Offset, data);
+        if (BarRemoved(b))
+        {
+            // The load completes with Unsupported Request: the root complex returns all-ones.
+            data.AsSpan().Fill(0xff);
+        }
+        else
+        {
+            s.M.Cpu.Read(b.Va + step.Offset, data);
+        }
         r.Buf = b.Name;
         r.Offset = step.Offset;
         r.Len = step.Len;

@@ -22,7 +22,8 @@ internal sealed class DeviceOps(RunState s)
         r.Dev = dev.Name;
         r.DmaAddr = new HexAddr(a.Value);
         r.Len = step.Len;
-        r.Data = fault is null ? ByteDump.Of(data) : null;
+        // A read that reached a removed BAR still completes (all-ones, Unsupported Request): its data is shown.
+        r.Data = fault is null || fault.Reason == Platform.FaultReason.BarRemoved ? ByteDump.Of(data) : null;
         r.Error = fault is null ? null : "fault";
     }
 

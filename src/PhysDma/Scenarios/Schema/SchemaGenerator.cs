@@ -84,7 +84,7 @@ internal static class SchemaGenerator
             ["machine"] = MachineValue(),
             ["steps"] = Described(new JsonObject { ["type"] = "array", ["items"] = new JsonObject { ["$ref"] = "#/$defs/step" } }, "What the driver, the CPU and the devices do, in order."),
             ["expect"] = Described(Expect(ResultCatalogue.Final.Select(f => f.Name)), "Expectations on the final state, the debug reports and the faults."),
-            ["faults"] = Described(Faults(), "Deterministic fault injection: the Nth call of a kernel function fails, or a pool is made small."),
+            ["faults"] = Described(Faults(), "Deterministic fault injection: the Nth call of a kernel function fails, a pool is made small, or a P2P provider is removed."),
         };
         if (!top.Select(p => p.Key).SequenceEqual(StepCatalogue.ScenarioFields))
         {
@@ -221,7 +221,7 @@ internal static class SchemaGenerator
         };
     }
 
-    /// <summary>The <c>faults:</c> section: a call number (from 1) or a list of them per kernel call, and two pool limits.</summary>
+    /// <summary>The <c>faults:</c> section: a call number (from 1) or a list of them per kernel call, two pool limits, and provider removals.</summary>
     private static JsonObject Faults()
     {
         var nth = new JsonObject
@@ -237,6 +237,22 @@ internal static class SchemaGenerator
         }
         props["swiotlb_slots"] = Described(new JsonObject { ["type"] = "integer", ["minimum"] = 1 }, "Shrink the default swiotlb pool to this many 2 KiB slots.");
         props["dma_debug_entries"] = Described(new JsonObject { ["type"] = "integer", ["minimum"] = 0 }, "Limit dma-debug's entry pool to this many free entries that cannot grow.");
+        var removal = new JsonObject
+        {
+            ["type"] = "object",
+            ["properties"] = new JsonObject
+            {
+                ["dev"] = Described(new JsonObject { ["type"] = "string" }, "The PCI device whose BAR provides the P2P memory."),
+                ["bar"] = Described(new JsonObject { ["type"] = "integer", ["minimum"] = 0, ["maximum"] = 5 }, "The BAR (0-5)."),
+                ["after"] = Described(new JsonObject { ["type"] = "integer", ["minimum"] = 0 }, "The step (numbered from 0, as the result numbers them) after which the provider goes away."),
+            },
+            ["required"] = new JsonArray("dev", "bar", "after"),
+            ["additionalProperties"] = false,
+        };
+        props[FaultSpec.RemoveP2PProvider] = Described(new JsonObject
+        {
+            ["oneOf"] = new JsonArray(removal, new JsonObject { ["type"] = "array", ["items"] = removal.DeepClone() }),
+        }, "Remove a P2PDMA provider (a device's BAR) after a step while it may still be mapped: the teardown waits for referenced p2pmem pages, then the BAR stops decoding.");
         return new JsonObject { ["type"] = "object", ["properties"] = props, ["additionalProperties"] = false };
     }
 }
