@@ -419,10 +419,23 @@ internal sealed class BufferAllocator(Machine machine, DmaApi api)
         {
             throw error("phys", $"{Hex.Format(s.Phys.Value)}+{Hex.Format(s.Size)} overlaps RAM; a resource is device memory (MMIO)");
         }
-        if (machine.Map.Find(phys) is null)
+        if (machine.Map.Find(phys) is { } listed)
         {
-            // A register block the memory map did not list yet: it is MMIO from now on.
-            machine.Map.Add(new MemRegion(phys, Sizes.AlignUp(s.Size, PageSize), MemKind.Mmio, $"resource {s.Name}"));
+            if (end > listed.End.Value)
+            {
+                throw error("size", $"{Hex.Format(s.Phys.Value)}+{Hex.Format(s.Size)} runs past the end of '{listed.Name}' ({listed.Base}+{Hex.Format(listed.Size)}); a resource lies inside one region of the memory map or where none is listed");
+            }
+        }
+        else
+        {
+            // A register block the memory map did not list yet: it is MMIO from now on, unless it runs into a
+            // region that is listed (a device's BAR, another resource).
+            var size = Sizes.AlignUp(s.Size, PageSize);
+            if (machine.Map.Regions.FirstOrDefault(r => r.Base.Value - phys.Value < size) is { } clash)
+            {
+                throw error("size", $"{Hex.Format(s.Phys.Value)}+{Hex.Format(s.Size)} runs into '{clash.Name}' at {clash.Base}; a resource lies inside one region of the memory map or where none is listed");
+            }
+            machine.Map.Add(new MemRegion(phys, size, MemKind.Mmio, $"resource {s.Name}"));
         }
         return DeviceMemory(s, phys);
     }

@@ -58,6 +58,8 @@ public class FuzzFindingTests
     [InlineData("H6-slow-alloc-coherent-8GiB-cacheline128.yaml", 3, "size: 9412142995 bytes span 2297887 pages; the model keeps per-page state and allows at most 262144 pages per buffer")]
     [InlineData("H7-slow-alloc-coherent-3GiB-mmio-attr-after-remove.yaml", 4, "size: 3221225472 bytes span 786432 pages")]
     [InlineData("H8-slow-alloc-coherent-3.5GiB-tbt0.yaml", 3, "size: 3769550646 bytes span 920301 pages")]
+    [InlineData("F1-ArgumentException--MemoryMap.Add-resource-runs-into-bar.yaml", 5, "size: 0x40000000+0x28001000 runs into 'nvme0 BAR 0' at 0x60100000")]
+    [InlineData("F2-resource-runs-past-its-region.yaml", 5, "size: 0x60100000+0x8000 runs past the end of 'nvme0 BAR 0' (0x60100000+0x4000)")]
     [InlineData("H9-slow-alloc-coherent-3GiB-cacheline128.yaml", 3, "size: 3221225472 bytes span 786432 pages")]
     [InlineData("C10-InvalidOperationException--YNode.Load.yaml", 2, "not valid YAML after this point")]
     [InlineData("C11-ArgumentException--YNode.Load.yaml", 1, "not valid YAML")]
@@ -162,7 +164,7 @@ public class FuzzFindingTests
             "C09-ArgumentOutOfRange--BufferAllocator.Stack.yaml", "H2-hang-mem-alloc-coherent-1GiB.yaml", "H3-hang-sync-16TiB-arm64.yaml",
             "M2-mem-cpu_write-1GiB-3.9GB-RSS.yaml", "V4-model_violation-arm64-highmem_above-65.yaml", "selfref.yaml"]);
         var files = Directory.GetFiles(Dir, "*.yaml").Select(f => Path.GetFileName(f)!).ToList();
-        Assert.Equal(51, files.Count);
+        Assert.Equal(53, files.Count);
         Assert.All(files, f => Assert.Contains(f, tested));
     }
 }
