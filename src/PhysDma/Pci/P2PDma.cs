@@ -211,11 +211,13 @@ internal sealed class P2PDma
 
     private static ulong MapTypesIndex(string bdf)
     {
-        // (domain << 16) | bus << 8 | devfn, as map_types_idx() keys the cache.
-        var domain = ulong.Parse(bdf[..4], NumberStyles.HexNumber, CultureInfo.InvariantCulture);
-        var bus = ulong.Parse(bdf[5..7], NumberStyles.HexNumber, CultureInfo.InvariantCulture);
-        var dev = ulong.Parse(bdf[8..10], NumberStyles.HexNumber, CultureInfo.InvariantCulture);
-        var fn = ulong.Parse(bdf[11..], NumberStyles.HexNumber, CultureInfo.InvariantCulture);
+        // (domain << 16) | bus << 8 | devfn, as map_types_idx() keys the cache. The address ends in ":BB:DD.F";
+        // the domain before it has four hex digits, or up to eight for a VMD-style synthetic domain.
+        var n = bdf.Length;
+        var domain = ulong.Parse(bdf.AsSpan(0, n - 8), NumberStyles.HexNumber, CultureInfo.InvariantCulture);
+        var bus = ulong.Parse(bdf.AsSpan(n - 7, 2), NumberStyles.HexNumber, CultureInfo.InvariantCulture);
+        var dev = ulong.Parse(bdf.AsSpan(n - 4, 2), NumberStyles.HexNumber, CultureInfo.InvariantCulture);
+        var fn = ulong.Parse(bdf.AsSpan(n - 1, 1), NumberStyles.HexNumber, CultureInfo.InvariantCulture);
         return (domain << 16) | (bus << 8) | (dev << 3) | fn;
     }
 

@@ -60,7 +60,7 @@ internal readonly struct YNode
     /// <summary>
     /// Walks the document's events (iteratively) before the recursive node loader sees it, so a document
     /// nested thousands deep is refused at the line where it passes <see cref="MaxDepth"/> instead of
-    /// overflowing the stack.
+    /// overflowing the stack, and an alias (which may refer to a node containing it) is refused where it stands.
     /// </summary>
     private static void CheckDepth(string text, string file)
     {
@@ -83,6 +83,10 @@ internal readonly struct YNode
                     case MappingEnd or SequenceEnd:
                         depth--;
                         break;
+                    case AnchorAlias alias:
+                        // An alias can refer to a node that contains it, which the node loader follows
+                        // forever; scenario and machine files have no use for them (machines share with base:).
+                        throw new ScenarioError(file, (int)alias.Start.Line, "", $"YAML aliases are not supported (*{alias.Value}): write the value out, or use base: in a machine file") { Column = (int)alias.Start.Column };
                 }
             }
         }

@@ -60,6 +60,7 @@ public class FuzzFindingTests
     [InlineData("H8-slow-alloc-coherent-3.5GiB-tbt0.yaml", 3, "size: 3769550646 bytes span 920301 pages")]
     [InlineData("F1-ArgumentException--MemoryMap.Add-resource-runs-into-bar.yaml", 5, "size: 0x40000000+0x28001000 runs into 'nvme0 BAR 0' at 0x60100000")]
     [InlineData("F2-resource-runs-past-its-region.yaml", 5, "size: 0x60100000+0x8000 runs past the end of 'nvme0 BAR 0' (0x60100000+0x4000)")]
+    [InlineData("F3-StackOverflow--YamlDotNet.ResolveAliases-self-alias-keys.yaml", 3, "YAML aliases are not supported (*a)")]
     [InlineData("H9-slow-alloc-coherent-3GiB-cacheline128.yaml", 3, "size: 3221225472 bytes span 786432 pages")]
     [InlineData("C10-InvalidOperationException--YNode.Load.yaml", 2, "not valid YAML after this point")]
     [InlineData("C11-ArgumentException--YNode.Load.yaml", 1, "not valid YAML")]
@@ -155,6 +156,15 @@ public class FuzzFindingTests
     }
 
     [Fact]
+    public void A_five_digit_pci_domain_runs_the_p2p_scatterlist_as_four_digits_do()
+    {
+        var (exit, stdout, stderr) = RunFinding("F4-FormatException--P2PDma.MapTypesIndex-five-digit-domain.yaml", "--json");
+        Assert.Equal(0, exit);
+        Assert.Equal("", stderr);
+        Assert.Contains("\"check\": \"cache_op_on_mmio\"", stdout);
+    }
+
+    [Fact]
     public void Every_finding_file_has_a_test()
     {
         var tested = typeof(FuzzFindingTests).GetMethods()
@@ -162,9 +172,10 @@ public class FuzzFindingTests
             .Select(a => (string)a.GetData(null!).First()[0]).ToHashSet();
         tested.UnionWith(["C12-StackOverflow-YamlDotNet-nesting40000.yaml", "C13-StackOverflow--MachineParser.LoadFile-selfref.yaml",
             "C09-ArgumentOutOfRange--BufferAllocator.Stack.yaml", "H2-hang-mem-alloc-coherent-1GiB.yaml", "H3-hang-sync-16TiB-arm64.yaml",
-            "M2-mem-cpu_write-1GiB-3.9GB-RSS.yaml", "V4-model_violation-arm64-highmem_above-65.yaml", "selfref.yaml"]);
+            "M2-mem-cpu_write-1GiB-3.9GB-RSS.yaml", "V4-model_violation-arm64-highmem_above-65.yaml", "selfref.yaml",
+            "F4-FormatException--P2PDma.MapTypesIndex-five-digit-domain.yaml"]);
         var files = Directory.GetFiles(Dir, "*.yaml").Select(f => Path.GetFileName(f)!).ToList();
-        Assert.Equal(53, files.Count);
+        Assert.Equal(55, files.Count);
         Assert.All(files, f => Assert.Contains(f, tested));
     }
 }
