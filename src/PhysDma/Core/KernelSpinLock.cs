@@ -16,7 +16,7 @@ internal sealed class KernelSpinLock
     // whatever the allocator put next to it) never share a line. Explicit offsets, because the runtime reorders
     // the fields of an ordinary class and padding fields would not stay around the word.
     [FieldOffset(CacheLine.Size)]
-    private int _held;
+    private KernelSpinLockWord _word;
 
 #pragma warning disable IDE0044, IDE0051, CS0169 // the cache line after the word
     [FieldOffset((2 * CacheLine.Size) - 4)]
@@ -24,36 +24,14 @@ internal sealed class KernelSpinLock
 #pragma warning restore IDE0044, IDE0051, CS0169
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public Scope Enter()
-    {
-        if (Interlocked.Exchange(ref _held, 1) != 0)
-        {
-            EnterContended();
-        }
-        return new Scope(this);
-    }
-
-    [MethodImpl(MethodImplOptions.NoInlining)]
-    private void EnterContended()
-    {
-        var spin = new SpinWait();
-        while (Volatile.Read(ref _held) != 0 || Interlocked.Exchange(ref _held, 1) != 0)
-        {
-            spin.SpinOnce();
-        }
-    }
-
-    public readonly ref struct Scope(KernelSpinLock owner)
-    {
-        [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public void Dispose() => Volatile.Write(ref owner._held, 0);
-    }
+    public KernelSpinLockWord.Scope Enter() => _word.Enter();
 }
 
 /// <summary>
-/// The same spinlock as <see cref="KernelSpinLock"/>, as a word embedded in the object it guards (the
+/// The spinlock word itself, embedded in the object it guards (the
 /// kernel's <c>spinlock_t</c> inside a per-CPU struct): taking it costs no extra pointer load. Take it with
-/// <c>using (obj.Lock.Enter()) { ... }</c> on a field, never on a copy.
+/// <c>using (obj.Lock.Enter()) { ... }</c> on a field, never on a copy. <see cref="KernelSpinLock"/> is the same
+/// word alone in a padded object.
 /// </summary>
 internal struct KernelSpinLockWord
 {
@@ -63,10 +41,7 @@ internal struct KernelSpinLockWord
     [System.Diagnostics.CodeAnalysis.UnscopedRef]
     public Scope Enter()
     {
-        if (Interlocked.Exchange(ref _held, 1) != 0)
-        {
-            EnterContended(ref _held);
-        }
+        Take();
         return new Scope(ref _held);
     }
 

@@ -26,7 +26,7 @@ internal sealed class P2PDma
     private readonly Dictionary<string, List<(ulong Off, ulong Size)>> _poolFree = new(StringComparer.Ordinal);
     private readonly Dictionary<string, Dictionary<ulong, P2PMapType>> _mapTypes = new(StringComparer.Ordinal);
     private readonly Dictionary<string, long> _poolPagesHeld = new(StringComparer.Ordinal);
-    private readonly List<P2PRemovalEvent> _removals = [];
+    private readonly AppendLog<P2PRemovalEvent> _removals = new();
     private readonly Lock _lock = new();
 
     public P2PDma(Machine machine, PciTopology topology)
@@ -187,24 +187,9 @@ internal sealed class P2PDma
         return done;
     }
 
-    public int RemovalCount
-    {
-        get
-        {
-            lock (_lock)
-            {
-                return _removals.Count;
-            }
-        }
-    }
+    public int RemovalCount => _removals.Count;
 
-    public IReadOnlyList<P2PRemovalEvent> RemovalsSince(int index)
-    {
-        lock (_lock)
-        {
-            return [.. _removals.Skip(index)];
-        }
-    }
+    public IReadOnlyList<P2PRemovalEvent> RemovalsSince(int index) => _removals.Since(index);
 
     /// <summary><c>pci_p2pdma_bus_addr_map</c>: the PCI bus address of a provider's CPU address.</summary>
     public static DmaAddr BusAddrMap(P2PProvider provider, PhysAddr p) => new(p.Value + provider.BusOffset);

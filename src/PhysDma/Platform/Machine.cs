@@ -261,7 +261,7 @@ internal sealed class Machine
         }
     }
 
-    private bool Disabled(MemRegion region) => _anyBarDisabled && region.Owner is { } owner && IsBarDisabled(owner, region.Bar);
+    private bool Disabled(MemRegion region) => region.Owner is { } owner && IsBarDisabled(owner, region.Bar);
 
     public int FaultCount => _faults.Count;
 
