@@ -8,53 +8,65 @@ using PhysDma.Platform;
 namespace PhysDma.Benchmarks;
 
 /// <summary>
-/// <c>--scaling</c>: how throughput grows from one modelled CPU on one thread to two CPUs on two threads, part by
-/// part along the lazy IOMMU map path and for the whole path at several sizes, beside a control loop that shares
-/// nothing (what the host gives two threads at best). Each figure is the best of three rounds. Run it with
-/// <c>DOTNET_TieredCompilation=0</c> so every loop is measured fully optimized.
+/// <c>--scaling [NAME]</c>: how throughput grows from one modelled CPU on one thread to two CPUs on two threads, part
+/// by part along the IOMMU map paths and for the whole lazy path at several sizes, beside a control loop that shares
+/// nothing (what the host gives two threads at best). Each figure is the best of three rounds; NAME keeps only the
+/// rows whose name contains it. Run it with <c>DOTNET_TieredCompilation=0</c> so every loop is measured fully
+/// optimized: in a run this short, tiered compilation can still be running instrumented code, whose counters both
+/// threads write.
 /// <para>
-/// The parts tell where scaling is lost. Each CPU's IOVA cache and flush-queue ring, and page-table writes to
-/// different cache lines, scale; two CPUs writing PTEs in one 64-byte line do not, and neither does the whole
-/// 4 KiB path, because the IOVA allocator (the kernel's algorithm, same pfns) hands two CPUs interleaved pages
-/// whose PTEs share lines. From 32 KiB up a mapping's PTEs fill whole lines of their own.
+/// The parts tell where scaling is lost. Each CPU's IOVA cache and flush-queue ring scale, and so do page-table
+/// writes to different lines. What does not is two CPUs writing PTEs in one 64-byte line, and behind a lazy domain
+/// that happens to about half the maps at 4 KiB: the flush queue and the IOVA caches' depot pass IOVAs from one
+/// CPU to the other (the kernel's algorithm, same pfns), so both CPUs' pages spread over the same PTE lines. From
+/// 32 KiB up a mapping's PTEs are whole lines of their own.
 /// </para>
 /// </summary>
 internal static class ScalingCheck
 {
     private const ulong Pages = (1UL << 12) | (1UL << 21) | (1UL << 30);
 
-    public static int Run()
+    public static int Run(string? only)
     {
         const long ops = 1 << 19;
-        Probe("control (shares nothing)", ops, () => (cpu, n) =>
+        var probes = new List<(string Name, long Ops, Func<Action<int, long>> Make)>
         {
-            var x = (ulong)cpu + 88172645463325252UL;
-            for (long i = 0; i < n * 32; i++)
+            ("control (shares nothing)", ops, () => (cpu, n) =>
             {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-            }
-            GC.KeepAlive(x);
-        });
-        Probe("rcache alloc+free, 1 page", ops, () =>
-        {
-            var d = new IovaDomain(4096, 1, 2, new Clock());
-            return (cpu, n) =>
-            {
-                for (long i = 0; i < n; i++)
+                var x = (ulong)cpu + 88172645463325252UL;
+                for (long i = 0; i < n * 32; i++)
                 {
-                    d.FreeIovaFast(d.AllocIovaFast(1, 0xfffff, true), 1);
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
                 }
-            };
-        });
-        Probe("PTE map+unmap, lines apart", ops, () => PteLoop(stride: 1UL << 30));
-        Probe("PTE map+unmap, one line", ops, () => PteLoop(stride: 4096));
-        foreach (var size in new ulong[] { 4096, 8192, 16384, 32768, 65536 })
-        {
-            Probe($"dma_map_phys+unmap lazy {size / 1024} KiB", ops * 4096 / (long)size, () =>
+                GC.KeepAlive(x);
+            }),
+            ("rcache alloc+free, 1 page", ops, () =>
             {
-                var m = new Machine(BenchMachines.Iommu(IommuMode.Lazy, debug: false, cpus: 2));
+                var d = new IovaDomain(4096, 1, 2, new Clock());
+                return (cpu, n) =>
+                {
+                    for (long i = 0; i < n; i++)
+                    {
+                        d.FreeIovaFast(d.AllocIovaFast(1, 0xfffff, true), 1);
+                    }
+                };
+            }),
+            ("PTE map+unmap, tables apart", ops, () => PteLoop(stride: 1UL << 30)),
+            ("PTE map+unmap, neighbouring pages", ops, () => PteLoop(stride: 4096)),
+            // Pages 64 apart share a host cache line (IoPageTable.Index).
+            ("PTE map+unmap, one line", ops, () => PteLoop(stride: 64 * 4096)),
+        };
+        foreach (var part in new[] { "alloc+free", "alloc+map+unmap+free", "alloc+queue", "alloc+map+unmap+queue" })
+        {
+            probes.Add(($"part: {part}", ops, () => PartLoop(part)));
+        }
+        foreach (var (mode, size) in new[] { (IommuMode.Strict, 4096UL), (IommuMode.Lazy, 4096UL), (IommuMode.Lazy, 8192UL), (IommuMode.Lazy, 16384UL), (IommuMode.Lazy, 32768UL), (IommuMode.Lazy, 65536UL) })
+        {
+            probes.Add(($"dma_map_phys+unmap {mode.ToString().ToLowerInvariant()} {size / 1024} KiB", ops * 4096 / (long)size, () =>
+            {
+                var m = new Machine(BenchMachines.Iommu(mode, debug: false, cpus: 2));
                 var api = new DmaApi(m);
                 var dev = m.Device("nic0");
                 return (cpu, n) =>
@@ -66,9 +78,54 @@ internal static class ScalingCheck
                         api.UnmapPhys(dev, a, size, DmaDirection.ToDevice, DmaAttrs.None);
                     }
                 };
-            });
+            }
+            ));
+        }
+        foreach (var (name, n, make) in probes)
+        {
+            if (only is null || name.Contains(only, StringComparison.Ordinal))
+            {
+                Probe(name, n, make);
+            }
         }
         return 0;
+    }
+
+    /// <summary>
+    /// The lazy path's own steps on a 4 KiB IOVA, without the DMA API around them: an IOVA from the caches, its PTE
+    /// written and cleared, and the IOVA freed at once (strict, less the IOTLB) or queued for the flush (lazy).
+    /// </summary>
+    private static Action<int, long> PartLoop(string part)
+    {
+        var m = new Machine(BenchMachines.Iommu(IommuMode.Lazy, debug: false, cpus: 2));
+        var api = new DmaApi(m);
+        var cookie = api.Iommu!.CookieOf(m.Device("nic0"))!;
+        var iovad = cookie.Iovad;
+        var domain = cookie.Domain;
+        var map = part.Contains("map", StringComparison.Ordinal);
+        var queue = part.EndsWith("queue", StringComparison.Ordinal);
+        return (cpu, n) =>
+        {
+            for (long i = 0; i < n; i++)
+            {
+                var pfn = iovad.AllocIovaFast(1, 0xfffff, true);
+                if (map)
+                {
+                    domain.Map(pfn << 12, new PhysAddr(0x100000000), 4096, 3);
+                    var gather = IotlbGather.Init();
+                    gather.Queued = true;
+                    domain.UnmapFast(pfn << 12, 4096, ref gather);
+                }
+                if (queue)
+                {
+                    cookie.Fq!.Queue(pfn, 1);
+                }
+                else
+                {
+                    iovad.FreeIovaFast(pfn, 1);
+                }
+            }
+        };
     }
 
     private static Action<int, long> PteLoop(ulong stride)
@@ -76,7 +133,8 @@ internal static class ScalingCheck
         var pt = new IoPageTable(12, 48, Pages);
         return (cpu, n) =>
         {
-            var iova = 0x1000_0000UL + ((ulong)cpu * stride);
+            // Index 256 of its leaf table: away from the slots the rotation puts next to the array's header.
+            var iova = 0x1010_0000UL + ((ulong)cpu * stride);
             for (long i = 0; i < n; i++)
             {
                 pt.MapOne(iova, new PhysAddr(0x1000), 12, 3);

@@ -28,7 +28,7 @@ internal sealed class IoPageTable
 
     private sealed class Table(int entries)
     {
-        public readonly ulong[] Pte = new ulong[entries];
+        public readonly ulong[] Pte = new ulong[HeaderSlots + entries];
 
         // Pointers to next-level tables, made on first use: a last-level table never has any, and
         // a machine with a million mappings has thousands of those.
@@ -90,7 +90,27 @@ internal sealed class IoPageTable
 
     private int LevelShift(int level) => GranuleShift + (_bitsPerLevel * (Levels - 1 - level));
 
-    private int Index(ulong iova, int level) => (int)((iova >> LevelShift(level)) & ((1UL << _bitsPerLevel) - 1));
+    // Entries in one 64-byte line of the host, as a shift.
+    private const int LineShift = 3;
+
+    // Slots left empty at the start of a table's array: the line that holds the array's length, which every
+    // bounds check on every CPU reads, never holds an entry another CPU writes.
+    private const int HeaderSlots = 8;
+
+    /// <summary>
+    /// The slot in a table's arrays that holds the entry <paramref name="iova"/> selects at <paramref name="level"/>:
+    /// the hardware index rotated left by <see cref="LineShift"/> bits, after <see cref="HeaderSlots"/>. Neighbouring
+    /// indices land a line apart and indices 64 apart share a line, so two CPUs recycling neighbouring pages (what
+    /// the IOVA allocator hands two CPUs that start together) do not write one line on every map and unmap. The
+    /// tables are host arrays, not modelled memory, so no result sees the order; each table's slots are still a
+    /// one-to-one image of its indices.
+    /// </summary>
+    private int Index(ulong iova, int level)
+    {
+        var b = _bitsPerLevel;
+        var i = (uint)(iova >> LevelShift(level)) & ((1u << b) - 1);
+        return HeaderSlots + (int)(((i << LineShift) | (i >> (b - LineShift))) & ((1u << b) - 1));
+    }
 
     /// <summary>
     /// Installs one leaf of size <c>1 &lt;&lt; shift</c>. False when something is already mapped there
@@ -102,25 +122,34 @@ internal sealed class IoPageTable
         for (var level = 0; ; level++)
         {
             var idx = Index(iova, level);
-            var pte = t.Pte[idx];
             if (LevelShift(level) == shift)
             {
-                // A live leaf, or a table that still maps something, is in the way.
-                if ((pte & Leaf) != 0 || (t.Child(idx) is { } sub && HasAny(sub)))
-                {
-                    return false;
-                }
                 var leaf = phys.Value | (((ulong)prot << ProtShift) & ProtMask) | Leaf | Valid;
-                if (Interlocked.CompareExchange(ref t.Pte[idx], leaf, pte) != pte)
+                if (level == Levels - 1)
                 {
-                    return false;
+                    // A last-level entry is a leaf or empty: one compare-exchange against empty both checks
+                    // and installs, taking the line once instead of reading it and then writing it.
+                    if (Interlocked.CompareExchange(ref t.Pte[idx], leaf, 0) != 0)
+                    {
+                        return false;
+                    }
+                }
+                else
+                {
+                    // A live leaf, or a table that still maps something, is in the way.
+                    var cur = t.Pte[idx];
+                    if ((cur & Leaf) != 0 || (t.Child(idx) is { } sub && HasAny(sub)) ||
+                        Interlocked.CompareExchange(ref t.Pte[idx], leaf, cur) != cur)
+                    {
+                        return false;
+                    }
                 }
                 var cpu = Platform.Machine.CurrentCpu;
                 _leafCount.Add(cpu, 1);
                 _mappedBytes.Add(cpu, 1L << shift);
                 return true;
             }
-            if ((pte & Leaf) != 0)
+            if ((t.Pte[idx] & Leaf) != 0)
             {
                 return false;
             }

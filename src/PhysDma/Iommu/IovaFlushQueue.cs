@@ -48,6 +48,8 @@ internal sealed class IovaFlushQueue
     private readonly int _mask;
     private readonly ulong _timeoutNs;
     private readonly Action _timeout;
+    // Read on every queueing with plain loads (atomic64_read): Interlocked.Read is a locked compare-exchange
+    // on x86-64, which would pull the line from whichever CPU read it last, on every unmap of every CPU.
     private long _startCnt;
     private long _finishCnt;
     private int _timerOn;
@@ -78,10 +80,10 @@ internal sealed class IovaFlushQueue
     }
 
     /// <summary><c>fq_flush_start_cnt</c>.</summary>
-    public long StartCount => Interlocked.Read(ref _startCnt);
+    public long StartCount => Volatile.Read(ref _startCnt);
 
     /// <summary><c>fq_flush_finish_cnt</c>.</summary>
-    public long FinishCount => Interlocked.Read(ref _finishCnt);
+    public long FinishCount => Volatile.Read(ref _finishCnt);
 
     public bool TimerArmed => Volatile.Read(ref _timerOn) != 0;
 
@@ -147,7 +149,7 @@ internal sealed class IovaFlushQueue
     /// <summary><c>fq_ring_free_locked</c>: frees head entries whose flush has completed.</summary>
     private void RingFreeLocked(Ring r)
     {
-        var finished = Interlocked.Read(ref _finishCnt);
+        var finished = Volatile.Read(ref _finishCnt);
         while (r.Head != r.Tail)
         {
             ref var e = ref r.Entries[r.Head];
@@ -189,7 +191,7 @@ internal sealed class IovaFlushQueue
             ref var e = ref r.Entries[r.Tail];
             e.Pfn = pfn;
             e.Pages = pages;
-            e.Counter = Interlocked.Read(ref _startCnt);
+            e.Counter = Volatile.Read(ref _startCnt);
             r.Tail = (r.Tail + 1) & _mask;
         }
         if (Volatile.Read(ref _timerOn) == 0 && Interlocked.Exchange(ref _timerOn, 1) == 0)
