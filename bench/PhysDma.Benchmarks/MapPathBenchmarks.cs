@@ -136,12 +136,20 @@ public class CpuScalingBenchmarks
     public int Threads { get; set; }
 
     /// <summary>
-    /// Bytes per mapping. At 4 KiB the flush queue and the IOVA caches' depot pass pages between the two CPUs (as
-    /// in the kernel, which hands out the same pfns), so their PTEs share cache lines of the page table; from
-    /// 32 KiB each mapping's PTEs are whole lines and what is left to scale is the model's own per-CPU state.
+    /// Bytes per mapping. With one device the flush queue and the IOVA caches' depot pass pages between the two
+    /// CPUs (as in the kernel, which hands out the same pfns), so their PTEs share cache lines of the page table;
+    /// the larger the mapping, the more of each operation is work of its own.
     /// </summary>
     [Params(4096UL, 32768UL)]
     public ulong Size { get; set; }
+
+    /// <summary>
+    /// <c>one-device</c>: every CPU maps for nic0, as dma_map_benchmark's threads do (one domain, one IOVA space,
+    /// one page table). <c>device-per-cpu</c>: CPU n maps for its own NIC, the same code with nothing of the
+    /// model shared: the figure the host gives this path on two threads, beside which the first one reads.
+    /// </summary>
+    [Params("one-device", "device-per-cpu")]
+    public string Devices { get; set; } = "one-device";
 
     /// <summary>
     /// One worker thread per modelled CPU, bound to it for the whole run and woken for each invocation (as
@@ -210,11 +218,12 @@ public class CpuScalingBenchmarks
 
     private void Work(int cpu, int ops)
     {
+        var dev = Devices == "one-device" ? _dev : _m.Device($"nic{cpu}");
         var buf = new PhysAddr(0x100000000 + ((ulong)cpu << 20));
         for (var i = 0; i < ops; i++)
         {
-            var a = _api.MapPhys(_dev, buf, Size, DmaDirection.ToDevice, DmaAttrs.None);
-            _api.UnmapPhys(_dev, a, Size, DmaDirection.ToDevice, DmaAttrs.None);
+            var a = _api.MapPhys(dev, buf, Size, DmaDirection.ToDevice, DmaAttrs.None);
+            _api.UnmapPhys(dev, a, Size, DmaDirection.ToDevice, DmaAttrs.None);
         }
     }
 }
@@ -222,7 +231,7 @@ public class CpuScalingBenchmarks
 /// <summary>Machines the benchmarks share.</summary>
 internal static class BenchMachines
 {
-    /// <summary>x86 with an IOMMU (4 KiB/2 MiB/1 GiB pages, 48-bit), one host bridge and a PCI NIC behind a root port.</summary>
+    /// <summary>x86 with an IOMMU (4 KiB/2 MiB/1 GiB pages, 48-bit), one host bridge and two PCI NICs, each behind a root port of its own (so each has its own DMA domain).</summary>
     public static MachineConfig Iommu(IommuMode mode, bool debug, int cpus) => new()
     {
         Name = "bench-x86-iommu",
@@ -237,7 +246,12 @@ internal static class BenchMachines
         [
             new PciNodeConfig("hb0", PciNodeType.HostBridge, null, 0x8086, 0x2020, true, [new AddrRange(0xc0000000, 0x3ec00000)], false),
             new PciNodeConfig("rp0", PciNodeType.RootPort, "hb0", 0x8086, 0x2021, true, [], false),
+            new PciNodeConfig("rp1", PciNodeType.RootPort, "hb0", 0x8086, 0x2021, true, [], false),
         ],
-        Devices = [new DeviceConfig { Name = "nic0", Parent = "rp0", Bdf = "0000:01:00.0", DmaMaskBits = 64, CoherentDmaMaskBits = 64 }],
+        Devices =
+        [
+            new DeviceConfig { Name = "nic0", Parent = "rp0", Bdf = "0000:01:00.0", DmaMaskBits = 64, CoherentDmaMaskBits = 64 },
+            new DeviceConfig { Name = "nic1", Parent = "rp1", Bdf = "0000:02:00.0", DmaMaskBits = 64, CoherentDmaMaskBits = 64 },
+        ],
     };
 }

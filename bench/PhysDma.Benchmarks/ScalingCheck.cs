@@ -18,8 +18,8 @@ namespace PhysDma.Benchmarks;
 /// The parts tell where scaling is lost. Each CPU's IOVA cache and flush-queue ring scale, and so do page-table
 /// writes to different lines. What does not is two CPUs writing PTEs in one 64-byte line, and behind a lazy domain
 /// that happens to about half the maps at 4 KiB: the flush queue and the IOVA caches' depot pass IOVAs from one
-/// CPU to the other (the kernel's algorithm, same pfns), so both CPUs' pages spread over the same PTE lines. From
-/// 32 KiB up a mapping's PTEs are whole lines of their own.
+/// CPU to the other (the kernel's algorithm, same pfns), so both CPUs' pages spread over the same PTE lines. How
+/// much that costs varies from run to run; larger mappings do more work of their own per operation.
 /// </para>
 /// </summary>
 internal static class ScalingCheck
