@@ -125,7 +125,7 @@ public class CpuScalingBenchmarks
     private const int TotalOps = 1 << 18;
 
     private DmaApi _api = null!;
-    private Device _dev = null!;
+    private Device[] _devs = [];
     private Machine _m = null!;
     private Thread[] _workers = [];
     private SemaphoreSlim[] _go = [];
@@ -161,7 +161,8 @@ public class CpuScalingBenchmarks
     {
         _m = new Machine(BenchMachines.Iommu(IommuMode.Lazy, debug: false, cpus: 2));
         _api = new DmaApi(_m);
-        _dev = _m.Device("nic0");
+        // The device each CPU maps for.
+        _devs = [.. Enumerable.Range(0, Threads).Select(cpu => _m.Device(Devices == "one-device" ? "nic0" : $"nic{cpu}"))];
         _done = new CountdownEvent(Threads);
         _go = new SemaphoreSlim[Threads];
         _workers = new Thread[Threads];
@@ -218,7 +219,7 @@ public class CpuScalingBenchmarks
 
     private void Work(int cpu, int ops)
     {
-        var dev = Devices == "one-device" ? _dev : _m.Device($"nic{cpu}");
+        var dev = _devs[cpu];
         var buf = new PhysAddr(0x100000000 + ((ulong)cpu << 20));
         for (var i = 0; i < ops; i++)
         {
