@@ -27,6 +27,7 @@ public class DirectMapBenchmarks
     [GlobalSetup]
     public void Setup()
     {
+        Console.WriteLine(HostLineProbe.Describe("before this case"));
         var cfg = new MachineConfig
         {
             Name = "bench-direct",
@@ -90,6 +91,7 @@ public class IommuPathBenchmarks
     [GlobalSetup]
     public void Setup()
     {
+        Console.WriteLine(HostLineProbe.Describe("before this case"));
         var m = new Machine(BenchMachines.Iommu(Enum.Parse<IommuMode>(Mode), Debug, cpus: 1));
         _api = new DmaApi(m);
         _dev = m.Device("nic0");
@@ -116,7 +118,9 @@ public class IommuPathBenchmarks
 /// bound to its CPU: the time per operation over all threads, so two CPUs that scale show half of one.
 /// Fifteen warm-up iterations, not ShortRun's three: until tiered compilation has replaced the
 /// instrumented code of the path (whose counters both threads write), two threads measure that, not the
-/// model, and a run may come out twice as slow.
+/// model, and a run may come out twice as slow. Each case prints to its log how long a cache line takes to
+/// go between two threads and back (<see cref="HostLineProbe"/>), before and after it runs: two CPUs on one
+/// device share lines as the kernel's do, so their figure is to be read beside that one.
 /// </summary>
 [MemoryDiagnoser]
 [WarmupCount(15)]
@@ -159,6 +163,7 @@ public class CpuScalingBenchmarks
     [GlobalSetup]
     public void Setup()
     {
+        Console.WriteLine(HostLineProbe.Describe("before this case"));
         _m = new Machine(BenchMachines.Iommu(IommuMode.Lazy, debug: false, cpus: 2));
         _api = new DmaApi(_m);
         // The device each CPU maps for.
@@ -179,6 +184,7 @@ public class CpuScalingBenchmarks
     [GlobalCleanup]
     public void Cleanup()
     {
+        Console.WriteLine(HostLineProbe.Describe("after this case"));
         _stop = true;
         foreach (var go in _go)
         {

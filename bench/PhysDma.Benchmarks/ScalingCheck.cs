@@ -18,8 +18,10 @@ namespace PhysDma.Benchmarks;
 /// The parts tell where scaling is lost. Each CPU's IOVA cache and flush-queue ring scale, and so do page-table
 /// writes to different lines. What does not is two CPUs writing PTEs in one 64-byte line, and behind a lazy domain
 /// that happens to about half the maps at 4 KiB: the flush queue and the IOVA caches' depot pass IOVAs from one
-/// CPU to the other (the kernel's algorithm, same pfns), so both CPUs' pages spread over the same PTE lines. How
-/// much that costs varies from run to run; larger mappings do more work of their own per operation.
+/// CPU to the other (the kernel's algorithm, same pfns), so both CPUs' pages spread over the same PTE lines. What
+/// that costs depends on how far apart the host runs the two threads, so the check prints a line's round trip
+/// between them (<see cref="HostLineProbe"/>) before and after the rows.
+/// </para>
 /// </para>
 /// </summary>
 internal static class ScalingCheck
@@ -81,6 +83,7 @@ internal static class ScalingCheck
             }
             ));
         }
+        Console.WriteLine(HostLineProbe.Describe("before"));
         foreach (var (name, n, make) in probes)
         {
             if (only is null || name.Contains(only, StringComparison.Ordinal))
@@ -88,6 +91,7 @@ internal static class ScalingCheck
                 Probe(name, n, make);
             }
         }
+        Console.WriteLine(HostLineProbe.Describe("after"));
         return 0;
     }
 
