@@ -4,9 +4,9 @@ using PhysDma.Iommu;
 namespace PhysDma.Tests.Iommu;
 
 /// <summary>
-/// The IO page table on its own: every IOVA has its own entry (the tables keep their entries in a rotated slot
-/// order, which must stay a one-to-one map), leaves refuse to overwrite live entries at every level, and unmap
-/// gives back exactly what was mapped.
+/// The IO page table on its own: every IOVA has its own entry (each table's array starts with a line it keeps
+/// empty, so slots are offset from the hardware's indices and must still map one to one), leaves refuse to
+/// overwrite live entries at every level, and unmap gives back exactly what was mapped.
 /// </summary>
 public class IoPageTableTests
 {
