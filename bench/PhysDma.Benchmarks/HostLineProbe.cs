@@ -8,7 +8,7 @@ namespace PhysDma.Benchmarks;
 /// writing one 64-byte line, each waiting to see the other's write. Two CPUs that map for one device share some
 /// lines as the kernel's do (an IOVA the other CPU freed comes back through the IOVA caches' depot with its PTE
 /// line in the other core's cache), so their scaling depends on this figure as much as on the model. On the
-/// Firecracker VMs this was measured on, it is about 90–170 ns when the host runs the two vCPUs near each other
+/// Firecracker VMs this was measured on, it is about 80–170 ns when the host runs the two vCPUs near each other
 /// and about 400 ns when it runs them far apart, and the host moves between the two while a run is going.
 /// </summary>
 internal static class HostLineProbe
@@ -52,5 +52,5 @@ internal static class HostLineProbe
 
     /// <summary>The probe as one line of output, for a log that a reader compares scaling figures against.</summary>
     public static string Describe(string when) => string.Create(CultureInfo.InvariantCulture,
-        $"// host: a cache line's round trip between two threads {when}: {RoundTripNs():F0} ns (near: about 90–170, far: about 400)");
+        $"// host: a cache line's round trip between two threads {when}: {RoundTripNs():F0} ns (near: about 80–170, far: about 400)");
 }

@@ -27,7 +27,6 @@ public class DirectMapBenchmarks
     [GlobalSetup]
     public void Setup()
     {
-        Console.WriteLine(HostLineProbe.Describe("before this case"));
         var cfg = new MachineConfig
         {
             Name = "bench-direct",
@@ -91,7 +90,6 @@ public class IommuPathBenchmarks
     [GlobalSetup]
     public void Setup()
     {
-        Console.WriteLine(HostLineProbe.Describe("before this case"));
         var m = new Machine(BenchMachines.Iommu(Enum.Parse<IommuMode>(Mode), Debug, cpus: 1));
         _api = new DmaApi(m);
         _dev = m.Device("nic0");
