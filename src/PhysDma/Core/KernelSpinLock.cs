@@ -25,6 +25,14 @@ internal sealed class KernelSpinLock
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public KernelSpinLockWord.Scope Enter() => _word.Enter();
+
+    /// <summary>Takes the lock without a scope, for a lock dropped elsewhere (see <see cref="KernelSpinLockWord.Take"/>).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public void Take() => _word.Take();
+
+    /// <summary>Drops a lock taken with <see cref="Take"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public void Release() => _word.Release();
 }
 
 /// <summary>

@@ -61,7 +61,7 @@ internal sealed partial class DmaDebug
             return;
         }
         var b = HashFn(addr);
-        lock (BucketLock(b))
+        using (BucketLock(b).Enter())
         {
             for (var e = _head[b]; e is not null; e = e.Next)
             {
@@ -191,7 +191,7 @@ internal sealed partial class DmaDebug
     private int NrMappedEntries(in DebugRef r)
     {
         var b = HashFn(r.DevAddr);
-        lock (BucketLock(b))
+        using (BucketLock(b).Enter())
         {
             return BucketFindLocked(b, r, containing: false)?.SgMappedEnts ?? 0;
         }
@@ -207,13 +207,15 @@ internal sealed partial class DmaDebug
         var b = HashFn(r.DevAddr);
         DebugEntry? entry;
         var l = BucketLock(b);
-        l.Enter();
+        l.Take();
+        var held = true;
         try
         {
             entry = BucketFindLocked(b, r, containing: false);
             if (entry is null)
             {
-                l.Exit();
+                l.Release();
+                held = false;
                 // The kernel asks dma_mapping_error() here, which also marks a same-address mapping checked.
                 MappingError(r.Dev, r.DevAddr);
                 if (r.DevAddr.IsError)
@@ -263,9 +265,9 @@ internal sealed partial class DmaDebug
         }
         finally
         {
-            if (l.IsHeldByCurrentThread)
+            if (held)
             {
-                l.Exit();
+                l.Release();
             }
         }
         // Outside the bucket lock, as the kernel frees it, so bucket and cacheline locks never nest.
@@ -321,7 +323,7 @@ internal sealed partial class DmaDebug
         }
         finally
         {
-            BucketLock(b).Exit();
+            BucketLock(b).Release();
         }
     }
 

@@ -42,7 +42,10 @@ internal sealed partial class DmaDebug
     private readonly DebugEntry?[] _tail = new DebugEntry?[HashSize];
 
     // The kernel has one spinlock per bucket; a stripe of locks keeps the same ordering rules for less memory.
-    private readonly Lock[] _bucketLocks;
+    // Spinlocks as the kernel's: a bucket is held for a short list walk, and System.Threading.Lock cost about
+    // three times as much to take and drop (it looks up the thread's id and supports recursion, which nothing
+    // here needs: no code takes a bucket lock while holding one).
+    private readonly KernelSpinLock[] _bucketLocks;
 
     private readonly KernelSpinLock _freeLock = new();
     private readonly Stack<DebugEntry> _spare = new();
@@ -60,10 +63,10 @@ internal sealed partial class DmaDebug
         _api = api;
         _m = api.Machine;
         _log = api.Log;
-        _bucketLocks = new Lock[LockStripes];
+        _bucketLocks = new KernelSpinLock[LockStripes];
         for (var i = 0; i < LockStripes; i++)
         {
-            _bucketLocks[i] = new Lock();
+            _bucketLocks[i] = new KernelSpinLock();
         }
         PreallocEntries = preallocEntries > 0 ? (uint)preallocEntries : DefaultPreallocEntries;
         DynamicEntries = (uint)(_m.PageSize / Sizes.AlignUp(EntryBytes, _m.CacheLine));
@@ -102,7 +105,7 @@ internal sealed partial class DmaDebug
     /// </summary>
     public void LimitEntries(uint free)
     {
-        lock (_freeLock)
+        using (_freeLock.Enter())
         {
             NumFreeEntries = Math.Min(free, NumFreeEntries);
             MinFreeEntries = NumFreeEntries;
@@ -210,7 +213,7 @@ internal sealed partial class DmaDebug
 
     private static int HashFn(DmaAddr a) => (int)((a.Value >> HashFnShift) & (HashSize - 1));
 
-    private Lock BucketLock(int bucket) => _bucketLocks[bucket & (LockStripes - 1)];
+    private KernelSpinLock BucketLock(int bucket) => _bucketLocks[bucket & (LockStripes - 1)];
 
     /// <summary><c>driver_filter</c>: no filter, or the device's driver is the one named.</summary>
     private bool DriverFilterMatches(Device dev)
@@ -319,7 +322,7 @@ internal sealed partial class DmaDebug
     private void HashAdd(DebugEntry entry)
     {
         var b = HashFn(entry.DevAddr);
-        lock (BucketLock(b))
+        using (BucketLock(b).Enter())
         {
             entry.Prev = _tail[b];
             entry.Next = null;
@@ -400,7 +403,7 @@ internal sealed partial class DmaDebug
     {
         var r = new DebugRef(dev, addr, size, type, dir, sgCallEnts, default);
         var b = HashFn(addr);
-        lock (BucketLock(b))
+        using (BucketLock(b).Enter())
         {
             return BucketFindLocked(b, r, containing: false)?.Info();
         }
@@ -419,14 +422,14 @@ internal sealed partial class DmaDebug
         {
             var b = HashFn(new DmaAddr(addr));
             var l = BucketLock(b);
-            l.Enter();
+            l.Take();
             var e = BucketFindLocked(b, r, containing: true);
             if (e is not null)
             {
                 lockedBucket = b;
                 return e;
             }
-            l.Exit();
+            l.Release();
             addr -= 1UL << HashFnShift;
         }
         lockedBucket = -1;
@@ -443,7 +446,7 @@ internal sealed partial class DmaDebug
             return null;
         }
         var info = e.Info();
-        BucketLock(b).Exit();
+        BucketLock(b).Release();
         return info;
     }
 
@@ -457,7 +460,7 @@ internal sealed partial class DmaDebug
             {
                 continue;
             }
-            lock (BucketLock(b))
+            using (BucketLock(b).Enter())
             {
                 for (var e = _head[b]; e is not null; e = e.Next)
                 {
@@ -481,7 +484,7 @@ internal sealed partial class DmaDebug
             {
                 continue;
             }
-            lock (BucketLock(b))
+            using (BucketLock(b).Enter())
             {
                 for (var e = _head[b]; e is not null; e = e.Next)
                 {
@@ -512,7 +515,7 @@ internal sealed partial class DmaDebug
             {
                 continue;
             }
-            lock (BucketLock(b))
+            using (BucketLock(b).Enter())
             {
                 for (var e = _head[b]; e is not null; e = e.Next)
                 {
