@@ -52,6 +52,11 @@ public class IoPageTableTests
         Assert.False(pt.MapOne(0x40200000, new PhysAddr(0x200000), 21, 3));
         Assert.Equal(4096UL, pt.UnmapOne(0x40201000));
         Assert.True(pt.MapOne(0x40200000, new PhysAddr(0x200000), 21, 3));
+        Assert.True(pt.MapOne(0x80001000, new PhysAddr(0x9000), 12, 3));
+        // The counts are a walk of the tables: a block is one leaf of 2 MiB, beside one 4 KiB page.
+        Assert.Equal(2, pt.LeafCount);
+        Assert.Equal((1UL << 21) + 4096, pt.MappedBytes);
+        Assert.Equal(4096UL, pt.UnmapOne(0x80001000));
         Assert.False(pt.MapOne(0x40203000, new PhysAddr(0x9000), 12, 3));
         Assert.True(pt.Walk(0x40203456, out var leaf));
         Assert.Equal((0x40200000UL, 21, 0x200000UL), (leaf.IovaBase, leaf.SizeShift, leaf.PhysBase.Value));
