@@ -50,7 +50,13 @@ internal static class HostLineProbe
         return results[samples / 2];
     }
 
-    /// <summary>The probe as one line of output, for a log that a reader compares scaling figures against.</summary>
-    public static string Describe(string when) => string.Create(CultureInfo.InvariantCulture,
-        $"// host: a cache line's round trip between two threads {when}: {RoundTripNs():F0} ns (near: about 80–170, far: about 400)");
+    /// <summary>
+    /// The probe as one line of output, for a log that a reader compares scaling figures against. With one CPU
+    /// there is nothing to measure: the two threads would take turns by time slice, and the probe would run for
+    /// minutes.
+    /// </summary>
+    public static string Describe(string when) => Environment.ProcessorCount < 2
+        ? "// host: one CPU, so no cache line round trip between two threads to measure"
+        : string.Create(CultureInfo.InvariantCulture,
+            $"// host: a cache line's round trip between two threads {when}: {RoundTripNs():F0} ns (near: about 80–170, far: about 400)");
 }
